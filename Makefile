@@ -1,0 +1,109 @@
+# posetok — the two commands a new machine needs are `make demo` and
+# `make test`; both run `make setup` first, which installs what is missing.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY := .venv/bin/python
+QEMU_CPU ?= cortex-a76
+export POSETOK_QEMU_CPU ?= $(QEMU_CPU)
+
+.PHONY: setup test host-test device-test device-install demo kernels-host kernels-aarch64 kernels-ctest kernels-bench wheel clean help
+
+help:
+	@echo "make setup        install everything missing (apt, .venv, aarch64 Python)"
+	@echo "make test         setup, host tests, C tests (host + QEMU), device tests"
+	@echo "make demo         setup, then the end-to-end demo"
+	@echo "make device-test  the device suite inside the emulated aarch64 Python"
+	@echo "make wheel        host and aarch64 wheels into dist/"
+	@echo "make kernels-bench  guest instructions per pixel of every kernel under QEMU"
+
+setup:
+	@bash cross/setup.sh
+
+test: setup
+	@$(MAKE) --no-print-directory kernels-ctest
+	@$(MAKE) --no-print-directory host-test
+	@$(MAKE) --no-print-directory device-test
+
+host-test:
+	@echo "== host test suite"
+	$(PY) -m pytest tests/host -q --durations=10
+
+# The device suite runs against the installed aarch64 wheel, not the source
+# tree, once with ai-edge-litert + onnxruntime and once more (LiteRT tests
+# only) with tflite-runtime 2.14 and numpy<2, as boards in the field carry either.
+DEVICE_SITE := build/device-site
+AARCH64_ROOT = $(shell python3 cross/build_sysroot.py --print-root)
+DEVICE_PYTEST := cross/qemu-python -m pytest tests/device -q -p no:cacheprovider
+
+device-install: wheel
+	rm -rf $(DEVICE_SITE)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(DEVICE_SITE) \
+	  --only-binary=:all: --implementation cp --python-version 3.11 \
+	  --platform manylinux_2_17_aarch64 dist/posetok-*-manylinux_2_17_aarch64.whl
+
+device-test: device-install
+	@echo "== device test suite (emulated aarch64 Python, -cpu $(POSETOK_QEMU_CPU), ai-edge-litert + onnxruntime)"
+	POSETOK_DEVICE_PYTHONPATH=$(CURDIR)/$(DEVICE_SITE) POSETOK_EXPECT_WHEEL=1 POSETOK_EXPECT_LITERT=ai-edge-litert $(DEVICE_PYTEST)
+	@echo "== device test suite, LiteRT part (tflite-runtime 2.14, numpy<2)"
+	POSETOK_DEVICE_PYTHONPATH=$(CURDIR)/$(DEVICE_SITE) POSETOK_EXPECT_WHEEL=1 POSETOK_EXPECT_LITERT=tflite-runtime \
+	  POSETOK_AARCH64_SITE=$(AARCH64_ROOT)/site-tflite $(DEVICE_PYTEST) -m litert
+
+# Wheels: the host one (runtime + converters, x86_64 kernels) and the device
+# one (runtime only, NEON kernels built by the aarch64 gcc toolchain).
+wheel: kernels-host kernels-aarch64
+	$(PY) cross/build_wheel.py --arch x86_64 --lib build/host/libposetok_kernels.so --with-converters
+	$(PY) cross/build_wheel.py --arch aarch64 --lib build/aarch64-gcc/libposetok_kernels.so
+	$(PY) -m auditwheel show dist/posetok-*-manylinux_2_17_aarch64.whl | tee build/auditwheel.txt
+	grep -q 'platform tag: "manylinux_2_17_aarch64"' build/auditwheel.txt
+
+demo: setup
+	@$(MAKE) --no-print-directory device-install
+	@$(PY) cross/chain_report.py
+	@$(PY) -m posetok_converters.demo
+
+# Kernel library: reference C on the host, NEON on aarch64 (gcc and clang).
+KERNEL_TOOLCHAINS := gcc clang
+kernels-host:
+	cmake -S kernels -B build/host -DCMAKE_BUILD_TYPE=Release > /dev/null
+	cmake --build build/host -j2 > /dev/null
+	mkdir -p sdk/posetok/lib/x86_64
+	cp build/host/libposetok_kernels.so sdk/posetok/lib/x86_64/libposetok_kernels.so.tmp
+	mv sdk/posetok/lib/x86_64/libposetok_kernels.so.tmp sdk/posetok/lib/x86_64/libposetok_kernels.so
+
+kernels-aarch64:
+	for tc in $(KERNEL_TOOLCHAINS); do \
+	  cmake -S kernels -B build/aarch64-$$tc -DCMAKE_BUILD_TYPE=Release \
+	    -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cross/toolchain-aarch64-$$tc.cmake > /dev/null; \
+	  cmake --build build/aarch64-$$tc -j2 > /dev/null; \
+	done
+	mkdir -p sdk/posetok/lib/aarch64
+	cp build/aarch64-gcc/libposetok_kernels.so sdk/posetok/lib/aarch64/libposetok_kernels.so.tmp
+	mv sdk/posetok/lib/aarch64/libposetok_kernels.so.tmp sdk/posetok/lib/aarch64/libposetok_kernels.so
+
+# ctest: the hello-NEON chain probe and the kernel C tests, host (incl. an
+# ASan+UBSan build) and both aarch64 toolchains under QEMU. Also leaves the
+# aarch64 library in sdk/posetok/lib/aarch64 for the device suite.
+kernels-ctest: kernels-host kernels-aarch64
+	@echo "== C tests"
+	for tc in gcc clang; do \
+	  cmake -S cross/hello-neon -B build/hello-neon-$$tc \
+	    -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cross/toolchain-aarch64-$$tc.cmake > /dev/null; \
+	  cmake --build build/hello-neon-$$tc > /dev/null; \
+	  (cd build/hello-neon-$$tc && ctest --output-on-failure); \
+	done
+	cmake -S kernels -B build/host-asan -DCMAKE_BUILD_TYPE=Debug -DPOSETOK_SANITIZE=ON > /dev/null
+	cmake --build build/host-asan -j2 > /dev/null
+	for b in host host-asan $(addprefix aarch64-,$(KERNEL_TOOLCHAINS)); do \
+	  echo "-- kernels ctest: $$b"; \
+	  (cd build/$$b && ctest --output-on-failure); \
+	done
+
+# Full kernel benchmark (about 5 minutes): guest instructions per pixel under
+# QEMU, paired timings, OpenCV's aarch64 build as the peer, and a bar chart.
+kernels-bench: kernels-aarch64
+	mkdir -p build/kernels-bench
+	$(PY) -m posetok kernels-bench --json --check-count --plot build/kernels-bench/insn_per_px.png > build/kernels-bench/kernels.json
+	@echo "wrote build/kernels-bench/kernels.json and insn_per_px.png"
+
+clean:
+	rm -rf build dist sdk/posetok/lib

@@ -1,0 +1,75 @@
+"""Checkpoint files: weights + tokenizer config + data seed + training metrics, in one torch file."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .model import PoseTokenizer, TokenizerConfig
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
+CHECKPOINT_NAME = "tokenizer.pt"
+DEFAULT_CHECKPOINT = DEFAULT_MODEL_DIR / CHECKPOINT_NAME
+FORMAT = "posetok-tokenizer-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, model: PoseTokenizer, meta: dict) -> Path:
+    """Write atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "meta": dict(meta),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike | None = None) -> tuple[PoseTokenizer, dict]:
+    """(model in eval mode on CPU, meta dict). Without a path: the shipped default model."""
+    path = Path(DEFAULT_CHECKPOINT if path is None else path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/foreign files
+        raise ValueError(f"{path} is not a readable torch checkpoint: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a posetok tokenizer checkpoint (format marker missing)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has checkpoint format version {payload.get('format_version')!r}, "
+                         f"this code reads version {FORMAT_VERSION}")
+    model = PoseTokenizer(TokenizerConfig.from_dict(payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, dict(payload.get("meta", {}))
+
+
+def load_for_command(prog: str, path: str | os.PathLike | None) -> tuple[PoseTokenizer | None, Path]:
+    """load_checkpoint for a CLI: (model, source), or (None, source) after
+    printing the reason to stderr, so the command can exit with status 2."""
+    import sys
+
+    source = Path(path) if path else DEFAULT_CHECKPOINT
+    try:
+        model, _ = load_checkpoint(source)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None, source
+    return model, source

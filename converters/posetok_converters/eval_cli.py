@@ -1,0 +1,49 @@
+"""``posetok eval``: metrics of a checkpoint on the fixed evaluation set."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+ROWS = (
+    ("mpjpe_px", "MPJPE (px of 64-px frame)", "{:.4f}"),
+    ("codebook_usage", "codebook usage", "{:.3f}"),
+    ("perplexity", "code perplexity", "{:.1f}"),
+    ("num_tokens", "tokens per pose (M)", "{}"),
+    ("num_codes", "codes (V)", "{}"),
+    ("code_dim", "code dim (D)", "{}"),
+    ("bits_per_pose", "bits per pose (M*log2 V)", "{:.0f}"),
+    ("float32_bits_per_pose", "float32 bits per pose", "{}"),
+    ("sim_int8_token_agreement", "simulated A8W8 token agreement", "{:.4f}"),
+    ("eval_poses", "evaluation poses", "{}"),
+    ("eval_seed", "evaluation seed", "{}"),
+)
+
+
+def format_table(metrics: dict, source: str) -> str:
+    lines = [f"checkpoint: {source}"]
+    width = max(len(label) for _, label, _ in ROWS)
+    for key, label, fmt in ROWS:
+        if key in metrics:
+            lines.append(f"  {label:<{width}}  {fmt.format(metrics[key])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str], prog: str) -> int:
+    p = argparse.ArgumentParser(prog=prog, description="Evaluate a tokenizer checkpoint on the fixed evaluation "
+                                                       "set (10,000 seeded poses never used in training).")
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file or folder (default: shipped model)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--no-int8", action="store_true", help="skip the simulated int8 token agreement")
+    args = p.parse_args(argv)
+
+    from .checkpoint import load_for_command
+    from .metrics import evaluate
+
+    model, source = load_for_command(prog, args.checkpoint)
+    if model is None:
+        return 2
+    metrics = evaluate(model, int8=not args.no_int8)
+    metrics["checkpoint"] = str(source)
+    print(json.dumps(metrics) if args.json else format_table(metrics, str(source)))
+    return 0

@@ -1,0 +1,403 @@
+"""Export a tokenizer checkpoint to a verified bundle: ONNX and TFLite graphs
+in fp32 / fp16 / int8w / int8, plus ``manifest.json`` with parity figures.
+
+The bundle is built in a temporary folder beside the destination and renamed
+into place at the end, so an interrupted export never leaves a half bundle.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import onnx
+import torch
+
+import posetok
+from posetok import bundle as bundle_lib
+from posetok.skeleton import KEYPOINT_NAMES, NORMALIZATION, NUM_KEYPOINTS, pixels_to_normalized
+
+from . import quantize
+from .checkpoint import CHECKPOINT_NAME, DEFAULT_CHECKPOINT, load_checkpoint
+from .data import calibration_poses
+from .graphs import DECODER_INPUT, DECODER_OUTPUT, ENCODER_INPUT, ENCODER_OUTPUT, split_graphs
+
+MODEL_NAME = "posetok-stick13"
+FORMATS = bundle_lib.FORMATS
+PRECISIONS = bundle_lib.PRECISIONS
+ONNX_OPSET = 18
+TFLITE_BATCHES = (1, 64)       # litert-torch has no dynamic batch: one file per batch size
+CALIBRATION_SIZE = 512
+
+
+class ExportError(RuntimeError):
+    """An export that cannot proceed (bad option, existing bundle, failed check)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    formats: tuple[str, ...] = FORMATS
+    precisions: tuple[str, ...] = PRECISIONS
+    tflite_batches: tuple[int, ...] = TFLITE_BATCHES
+    onnx_int8: quantize.OnnxStaticInt8 = quantize.OnnxStaticInt8()
+    tflite_int8: quantize.TfliteStaticInt8 = quantize.TfliteStaticInt8()
+    calibration_size: int = CALIBRATION_SIZE
+    parity: bool = True  # measure parity and record it in the manifest
+
+    def __post_init__(self):
+        for name, given, allowed in (("format", self.formats, FORMATS), ("precision", self.precisions, PRECISIONS)):
+            if not given:
+                raise ExportError(f"no {name}s chosen; choose from {', '.join(allowed)}")
+            unknown = [g for g in given if g not in allowed]
+            if unknown:
+                raise ExportError(f"unknown {name}(s) {', '.join(map(repr, unknown))}; choose from {', '.join(allowed)}")
+        if not self.tflite_batches or any(not isinstance(b, int) or b < 1 for b in self.tflite_batches):
+            raise ExportError(f"TFLite batch sizes must be positive ints, got {self.tflite_batches!r}")
+        if self.calibration_size < max(self.tflite_batches):
+            raise ExportError(f"calibration_size {self.calibration_size} is smaller than the largest "
+                              f"TFLite batch {max(self.tflite_batches)}")
+
+
+def resolve_checkpoint(checkpoint: Optional[os.PathLike | str]) -> Path:
+    path = Path(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise ExportError(f"no tokenizer checkpoint at {path}"
+                          + (" (the shipped model is missing; pass --checkpoint FILE)" if checkpoint is None else ""))
+    return path
+
+
+# -- serialization --------------------------------------------------------------
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Temporary file in the same folder, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def compact_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Short tensor and node names, no value_info: the exporter's and the
+    quantizer's long generated names are a large share of a small int8 file.
+    Graph input/output names are kept; float-only nodes keep their scope prefix."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    short: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return short.setdefault(name, f"t{len(short)}")
+
+    for init in graph.initializer:
+        init.name = rename(init.name)
+    for i, node in enumerate(graph.node):
+        scope = quantize.node_scope(node)
+        node.name = f"{scope}/{i}" if scope else f"n{i}"
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+        node.doc_string = ""
+    del graph.value_info[:]
+    return out
+
+
+def compact_tflite(model: bytes) -> bytes:
+    """Short tensor names (graph inputs/outputs and the signature keep theirs)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    for subgraph in obj.subgraphs:
+        keep = {int(i) for i in subgraph.inputs} | {int(i) for i in subgraph.outputs}
+        for i, tensor in enumerate(subgraph.tensors):
+            if i not in keep:
+                tensor.name = f"t{i}"
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+
+
+@contextlib.contextmanager
+def quiet():
+    """The exporters and quantizers print their own progress and log lines,
+    some from C++ straight to file descriptors 1 and 2; ours replaces them.
+    Captured output is shown only if the step fails."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    warnings.simplefilter("ignore")
+                    yield
+            except BaseException:
+                _restore_fds(saved)
+                sink.seek(0)
+                captured = sink.read().decode(errors="replace") + out.getvalue() + err.getvalue()
+                sys.stderr.write(captured[-4000:])
+                raise
+    finally:
+        _restore_fds(saved)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _restore_fds(saved: tuple[int, int]) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(saved[0], 1)
+    os.dup2(saved[1], 2)
+
+
+# -- graph conversion -------------------------------------------------------------
+
+def export_onnx_fp32(graph: torch.nn.Module, example: torch.Tensor, input_name: str,
+                     output_name: str) -> onnx.ModelProto:
+    """torch.export-based ONNX export with a dynamic batch dimension, checked."""
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    with quiet():
+        program = torch.onnx.export(graph, (example,), input_names=[input_name], output_names=[output_name],
+                                    dynamic_shapes={input_name: {0: batch}}, opset_version=ONNX_OPSET,
+                                    dynamo=True, external_data=False, verbose=False)
+    proto = program.model_proto
+    quantize.mark_float_nodes(proto)
+    return proto
+
+
+def onnx_variant(fp32: onnx.ModelProto, precision: str, calibration: np.ndarray,
+                 options: ExportOptions) -> onnx.ModelProto:
+    if precision == "fp32":
+        return fp32
+    if precision == "fp16":
+        return quantize.onnx_fp16_weights(fp32)
+    if precision == "int8w":
+        return quantize.onnx_int8_weights(fp32)
+    with quiet():
+        return quantize.onnx_int8_static(fp32, calibration, options.onnx_int8)
+
+
+def export_tflite_fp32(graph: torch.nn.Module, example: torch.Tensor) -> bytes:
+    with quiet():
+        import litert_torch
+
+        litert_torch.config.show_progress = False
+        return bytes(litert_torch.convert(graph, (example,)).model_content())
+
+
+def tflite_variant(fp32: bytes, precision: str, calibration: np.ndarray, options: ExportOptions) -> bytes:
+    """Every batch variant is calibrated on the whole calibration set; exact
+    min/max over the same samples gives the variants the same activation
+    ranges (see ``quantize.tflite_calibrate``)."""
+    if precision == "fp32":
+        return fp32
+    with quiet():
+        return quantize.tflite_quantize(fp32, precision, calibration, options.tflite_int8)
+
+
+def tflite_tensor_specs(model: bytes) -> tuple[list[dict], list[dict]]:
+    """The real first input/output of a .tflite file (the converter names them, not us)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=model, num_threads=1)
+    spec = lambda d: tensor_spec(d["name"], [int(n) for n in d["shape"]], np.dtype(d["dtype"]).name)
+    return [spec(interp.get_input_details()[0])], [spec(interp.get_output_details()[0])]
+
+
+def check_onnx(model: onnx.ModelProto, what: str) -> None:
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # the checker raises several types
+        raise ExportError(f"{what}: onnx.checker rejected the graph: {exc}") from exc
+
+
+# -- the bundle -------------------------------------------------------------------------
+
+def tensor_spec(name: str, shape: Sequence, dtype: str) -> dict:
+    return {"name": name, "shape": list(shape), "dtype": dtype}
+
+
+def artifact_record(path: Path, role: str, fmt: str, precision: str, batch: Optional[int],
+                    inputs: list[dict], outputs: list[dict], scheme: str) -> dict:
+    return {"file": path.name, "role": role, "format": fmt, "precision": precision, "batch": batch,
+            "sha256": bundle_lib.file_sha256(path), "size_bytes": path.stat().st_size,
+            "inputs": inputs, "outputs": outputs, "quantization": scheme, "parity": {}}
+
+
+def build_manifest(model, checkpoint_sha256: str, reference: dict, artifacts: list[dict], meta: dict) -> dict:
+    cfg = model.config
+    return {
+        "schema_version": bundle_lib.SCHEMA_VERSION,
+        "model": {"name": MODEL_NAME, "version": posetok.__version__, "checkpoint_sha256": checkpoint_sha256,
+                  "config": cfg.to_dict(),
+                  "training": {k: meta[k] for k in ("preset", "schedule", "seed") if k in meta}},
+        "keypoints": list(KEYPOINT_NAMES),
+        "normalization": dict(NORMALIZATION),
+        "tokens": {"num_tokens": cfg.num_tokens, "num_codes": cfg.num_codes, "code_dim": cfg.code_dim},
+        "float_lookup": bundle_lib.FLOAT_LOOKUP,
+        "reference": reference,
+        "artifacts": artifacts,
+        "parity": [],
+    }
+
+
+def _replace_dir(built: Path, out_dir: Path, force: bool) -> None:
+    """Rename ``built`` to ``out_dir``; with ``force`` an existing bundle is moved aside first."""
+    old = None
+    if out_dir.exists():
+        if not force:
+            raise ExportError(f"{out_dir} already exists; pass --force to replace it")
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    os.replace(built, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike | str] = None,
+                  options: ExportOptions = ExportOptions(), force: bool = False,
+                  progress: Callable[[str], None] = print) -> dict:
+    """Export ``checkpoint`` (default: the shipped model) to the bundle folder ``out_dir``.
+
+    Returns the manifest. Raises ExportError if ``out_dir`` exists and not ``force``.
+    """
+    from . import parity as parity_lib
+
+    out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not force:
+        raise ExportError(f"{out_dir} already exists; pass --force to replace it")
+    if out_dir.exists() and not (out_dir / bundle_lib.MANIFEST_NAME).is_file() and any(out_dir.iterdir()):
+        raise ExportError(f"{out_dir} is a non-empty folder that is not a bundle; refusing to replace it")
+    ckpt_path = resolve_checkpoint(checkpoint)
+    model, meta = load_checkpoint(ckpt_path)
+    ckpt_sha = bundle_lib.file_sha256(ckpt_path)
+    started = time.perf_counter()
+    steps = _plan(options)
+    done = 0
+
+    def step(message: str) -> None:
+        nonlocal done
+        done += 1
+        progress(f"[{done:2d}/{steps}] {time.perf_counter() - started:6.1f}s  {message}")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    grad_was_enabled = torch.is_grad_enabled()
+    try:
+        torch.set_grad_enabled(False)
+        encoder, decoder = split_graphs(model)
+        calib_kp = pixels_to_normalized(calibration_poses(options.calibration_size))
+        calib_ids = encoder(torch.from_numpy(calib_kp)).numpy()
+        calibration = {"encoder": calib_kp, "decoder": calib_ids}
+        graphs = {"encoder": (encoder, ENCODER_INPUT, ENCODER_OUTPUT),
+                  "decoder": (decoder, DECODER_INPUT, DECODER_OUTPUT)}
+        m = model.config.num_tokens
+        io_specs = {"encoder": ([tensor_spec(ENCODER_INPUT, ["batch", NUM_KEYPOINTS, 2], "float32")],
+                                [tensor_spec(ENCODER_OUTPUT, ["batch", m], "int32")]),
+                    "decoder": ([tensor_spec(DECODER_INPUT, ["batch", m], "int32")],
+                                [tensor_spec(DECODER_OUTPUT, ["batch", NUM_KEYPOINTS, 2], "float32")])}
+        artifacts: list[dict] = []
+        if "onnx" in options.formats:
+            artifacts += _export_onnx(graphs, calibration, io_specs, options, work, step)
+        if "tflite" in options.formats:
+            artifacts += _export_tflite(graphs, calibration, options, work, step)
+        reference = parity_lib.torch_reference(model)
+        step(f"torch reference on {reference.num_poses} eval poses: mpjpe {reference.mpjpe_px:.4f} px")
+        manifest = build_manifest(model, ckpt_sha, reference.summary(), artifacts, meta)
+        bundle_lib.write_manifest(work, manifest)
+        if options.parity:
+            rows = []
+            for fmt, precision in parity_lib.rows_of(manifest):
+                row = parity_lib.measure_row(work, fmt, precision, reference)
+                rows.append(row)
+                step(f"parity {fmt} {precision}: tokens {row['token_agreement']:.4f}, "
+                     f"mpjpe {row['mpjpe_px']:.4f} px, decoder max err {row['decoder_max_abs_err_px']:.2e} px")
+            parity_lib.attach_parity(manifest, rows)
+            bundle_lib.write_manifest(work, manifest)
+        _replace_dir(work, out_dir, force)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        torch.set_grad_enabled(grad_was_enabled)
+    progress(f"wrote {out_dir} ({len(artifacts)} files) in {time.perf_counter() - started:.0f} s")
+    return manifest
+
+
+def _export_onnx(graphs: dict, calibration: dict, io_specs: dict, options: ExportOptions, work: Path,
+                 step: Callable[[str], None]) -> list[dict]:
+    artifacts = []
+    for role, (graph, in_name, out_name) in graphs.items():
+        example = torch.from_numpy(calibration[role][:4])
+        fp32 = export_onnx_fp32(graph, example, in_name, out_name)
+        step(f"onnx {role}: exported fp32 (opset {ONNX_OPSET}, dynamic batch)")
+        for precision in options.precisions:
+            proto = compact_onnx(onnx_variant(fp32, precision, calibration[role], options))
+            what = f"{role}.{precision}.onnx"
+            check_onnx(proto, what)
+            path = work / what
+            write_bytes_atomic(path, proto.SerializeToString())
+            scheme = (options.onnx_int8.describe() if precision == "int8"
+                      else quantize.SCHEMES[("onnx", precision)])
+            artifacts.append(artifact_record(path, role, "onnx", precision, None, *io_specs[role], scheme))
+            step(f"onnx {role} {precision}: {path.stat().st_size / 1024:.0f} KiB, checker ok")
+    return artifacts
+
+
+def _export_tflite(graphs: dict, calibration: dict, options: ExportOptions, work: Path,
+                   step: Callable[[str], None]) -> list[dict]:
+    artifacts = []
+    for role, (graph, _, _) in graphs.items():
+        for batch in sorted(options.tflite_batches, reverse=True):
+            example = torch.from_numpy(calibration[role][:batch])
+            fp32 = export_tflite_fp32(graph, example)
+            step(f"tflite {role} batch {batch}: converted fp32")
+            for precision in options.precisions:
+                data = compact_tflite(tflite_variant(fp32, precision, calibration[role], options))
+                path = work / f"{role}.{precision}.b{batch}.tflite"
+                write_bytes_atomic(path, data)
+                inputs, outputs = tflite_tensor_specs(data)
+                _check_tflite_io(path.name, inputs[0], outputs[0], role)
+                scheme = (options.tflite_int8.describe() if precision == "int8"
+                          else quantize.SCHEMES[("tflite", precision)])
+                artifacts.append(artifact_record(path, role, "tflite", precision, batch, inputs, outputs,
+                                                 scheme))
+                step(f"tflite {role} {precision} batch {batch}: {path.stat().st_size / 1024:.0f} KiB")
+    return artifacts
+
+
+def _check_tflite_io(file: str, inp: dict, out: dict, role: str) -> None:
+    """Quantizers may turn graph inputs into int8; the runtime contract is float/int32 I/O."""
+    want_in, want_out = ("float32", "int32") if role == "encoder" else ("int32", "float32")
+    if inp["dtype"] != want_in or out["dtype"] != want_out:
+        raise ExportError(f"{file}: input/output dtypes are {inp['dtype']}/{out['dtype']}, "
+                          f"the bundle contract needs {want_in}/{want_out}")
+
+
+def _plan(options: ExportOptions) -> int:
+    """Number of progress steps, so every line can say where the export stands."""
+    n = 1  # reference
+    if "onnx" in options.formats:
+        n += 2 * (1 + len(options.precisions))
+    if "tflite" in options.formats:
+        n += 2 * len(options.tflite_batches) * (1 + len(options.precisions))
+    if options.parity:
+        n += len(options.formats) * len(options.precisions)
+    return n

@@ -1,0 +1,115 @@
+"""Simulated full-integer int8 (A8W8) inference of the encoder, in torch.
+
+Why: the exported int8 encoder must pick the same token ids as the float one.
+This module rounds, inside torch, the tensors a full-integer converter turns
+into int8: every Linear's weight (symmetric, per output channel), and the
+activations entering and leaving every Linear, LayerNorm and GELU and every
+Mixer block output (asymmetric per tensor, range from calibration min/max).
+Rounding is straight-through, so the same simulation trains the encoder to be
+robust (quantization-aware fine-tuning).
+
+Nothing here is part of the model: ``simulated_int8`` patches ``forward`` of
+the modules only inside a ``with`` block, and restores them on exit, so the
+model that is saved and exported is the plain float model.
+"""
+from __future__ import annotations
+
+import contextlib
+import types
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import MixerBlock
+
+QMIN, QMAX = -128, 127
+
+
+def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
+    """Symmetric int8 per output channel (rows of a Linear weight), straight-through."""
+    scale = w.detach().abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0
+    q = torch.clamp(torch.round(w / scale), -127, 127) * scale
+    return w + (q - w).detach()
+
+
+def fake_quant_act(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Asymmetric int8 with range [lo, hi] (zero exactly representable), straight-through."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max(hi - lo, 1e-8) / (QMAX - QMIN)
+    zero_point = round(QMIN - lo / scale)
+    q = (torch.clamp(torch.round(x / scale) + zero_point, QMIN, QMAX) - zero_point) * scale
+    return x + (q - x).detach()
+
+
+class ActivationRanges:
+    """Min/max of every observed tensor: 'calibrate' takes the total min/max of
+    a calibration pass; during training an EMA of per-batch min/max."""
+
+    def __init__(self, momentum: float = 0.9):
+        self.momentum = momentum
+        self.ranges: dict[str, tuple[float, float]] = {}
+        self.mode = "fixed"  # "calibrate" | "ema" | "fixed"
+
+    def observe(self, name: str, x: torch.Tensor) -> tuple[float, float]:
+        lo, hi = float(x.detach().min()), float(x.detach().max())
+        old = self.ranges.get(name)
+        if old is not None:
+            if self.mode == "calibrate":
+                lo, hi = min(lo, old[0]), max(hi, old[1])
+            elif self.mode == "ema":
+                m = self.momentum
+                lo, hi = m * old[0] + (1 - m) * lo, m * old[1] + (1 - m) * hi
+            else:
+                lo, hi = old
+        self.ranges[name] = (lo, hi)
+        return lo, hi
+
+    def quant(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.observe(name, x)
+        if self.mode == "calibrate":  # like a converter's calibration: observe the float model
+            return x
+        return fake_quant_act(x, lo, hi)
+
+
+def _linear_forward(ranges: ActivationRanges, name: str):
+    def forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(ranges.quant(name + ".in", x), fake_quant_weight(self.weight), self.bias)
+        return ranges.quant(name + ".out", y)
+    return forward
+
+
+def _output_forward(ranges: ActivationRanges, name: str, original):
+    def forward(self: nn.Module, *args):
+        return ranges.quant(name + ".out", original(*args))
+    return forward
+
+
+@contextlib.contextmanager
+def simulated_int8(encoder: nn.Module, ranges: ActivationRanges):
+    """Within the block, ``encoder`` runs with int8-rounded weights and activations."""
+    patched = []
+    try:
+        for name, module in encoder.named_modules():
+            if isinstance(module, nn.Linear):
+                module.forward = types.MethodType(_linear_forward(ranges, name), module)
+            elif isinstance(module, (nn.LayerNorm, nn.GELU, MixerBlock)):
+                module.forward = types.MethodType(_output_forward(ranges, name, module.forward), module)
+            else:
+                continue
+            patched.append(module)
+        yield ranges
+    finally:
+        for module in patched:
+            del module.forward  # the instance attribute goes; the class method is back
+
+
+def calibrate(encoder: nn.Module, kp_norm: torch.Tensor, batch_size: int = 512) -> ActivationRanges:
+    """Activation ranges of the float encoder over a calibration set (min/max over all of it)."""
+    ranges = ActivationRanges()
+    ranges.mode = "calibrate"
+    with torch.no_grad(), simulated_int8(encoder, ranges):
+        for start in range(0, len(kp_norm), batch_size):
+            encoder(kp_norm[start:start + batch_size])
+    ranges.mode = "fixed"
+    return ranges

@@ -1,0 +1,91 @@
+"""Evaluation of a tokenizer on the fixed evaluation set."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from posetok.skeleton import HALF_FRAME, NUM_KEYPOINTS, pixels_to_normalized
+
+from . import data
+from .fakequant import calibrate, simulated_int8
+from .model import PoseTokenizer
+
+EVAL_BATCH = 2048
+
+
+def _check_poses(poses_px: np.ndarray) -> np.ndarray:
+    poses = np.asarray(poses_px, dtype=np.float32)
+    if poses.ndim != 3 or poses.shape[1:] != (NUM_KEYPOINTS, 2) or len(poses) == 0:
+        raise ValueError(f"poses_px must have shape [n>0,{NUM_KEYPOINTS},2], got {list(poses.shape)}")
+    if not np.isfinite(poses).all():
+        raise ValueError("poses_px contains NaN or infinite values")
+    return poses
+
+
+@torch.no_grad()
+def tokens_and_reconstruction(model: PoseTokenizer, kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [N,M] and decoded keypoints [N,K,2] (normalized), in batches."""
+    ids, recon = [], []
+    for start in range(0, len(kp), EVAL_BATCH):
+        idx = model.tokenize(kp[start:start + EVAL_BATCH])
+        ids.append(idx)
+        recon.append(model.detokenize(idx))
+    return torch.cat(ids), torch.cat(recon)
+
+
+def mpjpe_px(pred_norm: torch.Tensor, true_norm: torch.Tensor) -> float:
+    """Mean per-joint Euclidean error in pixels of the 64-px frame."""
+    return float(((pred_norm - true_norm) * HALF_FRAME).norm(dim=-1).mean())
+
+
+def code_usage(indices: torch.Tensor, num_codes: int) -> tuple[float, float]:
+    """(fraction of codes used at least once, perplexity = exp(entropy of code frequencies))."""
+    counts = torch.bincount(indices.reshape(-1), minlength=num_codes).double()
+    p = counts / counts.sum()
+    nz = p[p > 0]
+    entropy = float(-(nz * nz.log()).sum())
+    return float((counts > 0).double().mean()), math.exp(entropy)
+
+
+@torch.no_grad()
+def simulated_int8_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor) -> float:
+    """Fraction of token ids unchanged when the encoder runs A8W8 (simulated,
+    calibrated on ``data.calibration_poses()``); the codebook lookup stays float."""
+    calib = torch.from_numpy(pixels_to_normalized(data.calibration_poses()))
+    ranges = calibrate(model.encoder, calib)
+    ids = []
+    with simulated_int8(model.encoder, ranges):
+        for start in range(0, len(kp), EVAL_BATCH):
+            ids.append(model.quantize(model.encode(kp[start:start + EVAL_BATCH]))[0])
+    return float((torch.cat(ids) == float_ids).double().mean())
+
+
+def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: bool = True) -> dict:
+    """Metrics of encode -> quantize -> decode on ``poses_px`` (default: the fixed eval set)."""
+    poses = _check_poses(data.eval_poses() if poses_px is None else poses_px)
+    was_training = model.training
+    model.eval()
+    try:
+        kp = torch.from_numpy(pixels_to_normalized(poses))
+        ids, recon = tokens_and_reconstruction(model, kp)
+        cfg = model.config
+        usage, perplexity = code_usage(ids, cfg.num_codes)
+        result = {
+            "mpjpe_px": mpjpe_px(recon, kp),
+            "codebook_usage": usage,
+            "perplexity": perplexity,
+            "num_codes": cfg.num_codes,
+            "num_tokens": cfg.num_tokens,
+            "code_dim": cfg.code_dim,
+            "bits_per_pose": cfg.bits_per_pose,
+            "float32_bits_per_pose": 32 * 2 * cfg.num_keypoints,
+            "eval_poses": len(poses),
+            "eval_seed": data.EVAL_SEED if poses_px is None else None,
+        }
+        if int8:
+            result["sim_int8_token_agreement"] = simulated_int8_token_agreement(model, kp, ids)
+        return result
+    finally:
+        model.train(was_training)

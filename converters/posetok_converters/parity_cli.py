@@ -1,0 +1,52 @@
+"""``posetok parity DIR``: run a bundle's graphs against the torch model on the eval set."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from posetok.bundle import BundleError
+
+from .export import ExportError, quiet
+from .parity import ParityError, parity_report
+
+
+def format_table(report: dict) -> str:
+    ref = report["reference"]
+    lines = [f"bundle     {report['bundle']}",
+             f"checkpoint {report['checkpoint']}",
+             f"reference  torch mpjpe {ref['mpjpe_px']:.4f} px on {ref['eval_poses']} eval poses", ""]
+    head = f"{'format':<7} {'precision':<9} {'size KiB':>9} {'vs fp32':>8} {'tokens':>8} {'mpjpe px':>9} " \
+           f"{'+ref px':>8} {'dec err px':>11}  targets"
+    lines += [head, "-" * len(head)]
+    for r in report["artifacts"]:
+        vs = f"{r['size_vs_fp32']:.1%}" if r.get("size_vs_fp32") is not None else "-"
+        lines.append(f"{r['format']:<7} {r['precision']:<9} {r['size_bytes'] / 1024:>9.1f} {vs:>8} "
+                     f"{r['token_agreement']:>8.4f} {r['mpjpe_px']:>9.4f} {r['mpjpe_over_reference_px']:>+8.4f} "
+                     f"{r['decoder_max_abs_err_px']:>11.2e}  {'met' if r['meets_targets'] else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str], prog: str) -> int:
+    p = argparse.ArgumentParser(prog=prog, description="Measure a bundle's parity with the torch model on the "
+                                "fixed eval set: token agreement, MPJPE, decoder error, size per format/precision.")
+    p.add_argument("bundle", help="bundle folder (made by 'posetok export')")
+    p.add_argument("--checkpoint", help="the checkpoint the bundle was exported from (default: the shipped "
+                   "model); checked against the manifest's checkpoint_sha256")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--check", action="store_true", help="exit with status 1 if any row misses its targets")
+    args = p.parse_args(argv)
+    try:
+        if args.json:  # runtimes log to file descriptor 1 from C++; stdout must hold only the JSON
+            with quiet():
+                report = parity_report(args.bundle, args.checkpoint)
+        else:
+            report = parity_report(args.bundle, args.checkpoint,
+                                   progress=lambda m: print(m, file=sys.stderr, flush=True))
+    except (ParityError, BundleError, ExportError, FileNotFoundError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    if args.check and not all(r["meets_targets"] for r in report["artifacts"]):
+        return 1
+    return 0

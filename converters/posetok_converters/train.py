@@ -1,0 +1,316 @@
+"""Training schedules for the pose tokenizer.
+
+"staged" (ours), in phases:
+  1. autoencoder: encoder + decoder without the quantizer (z_e goes straight
+     to the decoder), so the latent space is organised before any code exists;
+  2. codebook init: k-means (k = V) over encoder outputs of fresh poses;
+  3. vector quantization: everything trains jointly with the straight-through
+     estimator, EMA codebook updates and dead-code restart (a code whose EMA
+     count drops below a threshold is moved onto a random batch vector);
+  4. int8 robustness: codebook frozen, encoder (and decoder) fine-tuned
+     through simulated A8W8 rounding with a stronger commitment weight, so
+     z_e sits close to its code and argmin margins survive int8 rounding.
+
+"joint" reproduces the seed article's first attempt: random-normal codebook,
+encoder + decoder + EMA codebook trained together from step 0, Adam at
+1e-4, batch 64, smooth-L1 on pixel coordinates, beta 0.25, no restarts.
+
+Training data are fresh poses for every batch (``data.training_poses``),
+never the evaluation or calibration seeds.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from posetok.skeleton import HALF_FRAME, pixels_to_normalized
+
+from . import data
+from .fakequant import ActivationRanges, calibrate, simulated_int8
+from .model import PoseTokenizer, TokenizerConfig
+
+SCHEDULES = ("staged", "joint")
+
+
+@dataclass
+class TrainConfig:
+    schedule: str = "staged"
+    seed: int = 0
+    batch_size: int = 256
+    autoencoder_steps: int = 1000
+    vq_steps: int = 2000
+    robust_steps: int = 500
+    lr: float = 2e-3
+    robust_lr: float = 5e-4
+    min_lr_ratio: float = 0.02       # cosine decay ends at lr * this
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    beta: float = 0.25               # commitment weight (VQ phase)
+    robust_beta: float = 2.0         # float- and int8-path z_e -> float-path code, while fine-tuning for int8
+    robust_margin: float = 1.0       # hinge: (2nd nearest - nearest) squared distance should exceed this
+    robust_margin_weight: float = 0.5
+    restart_below: float = 1.0       # EMA count threshold for dead-code restart (0 = off)
+    codebook_init: str = "kmeans"    # "kmeans" of encoder outputs, or "random" normal (the seed's)
+    kmeans_poses: int = 4096
+    kmeans_iters: int = 25
+    recon_loss: str = "l2_px"        # "l2_px": per-joint distance in px (= MPJPE); "smooth_l1_px": the seed's
+    jitter_px: float = data.DEFAULT_JITTER_PX
+    log_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.recon_loss not in ("l2_px", "smooth_l1_px"):
+            raise ValueError(f"unknown recon_loss {self.recon_loss!r}; choose l2_px or smooth_l1_px")
+        if self.codebook_init not in ("kmeans", "random"):
+            raise ValueError(f"unknown codebook_init {self.codebook_init!r}; choose kmeans or random")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        for name in ("autoencoder_steps", "vq_steps", "robust_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.autoencoder_steps + self.vq_steps + self.robust_steps
+
+
+def joint_schedule(cfg: TrainConfig, steps: int) -> TrainConfig:
+    """The seed article's joint training, same number of optimizer steps as asked."""
+    return replace(cfg, schedule="joint", batch_size=64, autoencoder_steps=0, vq_steps=steps, robust_steps=0,
+                   lr=1e-4, min_lr_ratio=1.0, warmup_steps=0, beta=0.25, restart_below=0.0, codebook_init="random",
+                   recon_loss="smooth_l1_px")
+
+
+@dataclass
+class TrainResult:
+    model: PoseTokenizer
+    history: list[dict] = field(default_factory=list)   # one row per log interval
+    phases: dict = field(default_factory=dict)           # phase -> summary
+    seconds: float = 0.0
+
+
+class PoseStream:
+    """Fresh training batches from numbered chunks of the seeded training stream."""
+
+    def __init__(self, seed: int, batch_size: int, jitter_px: float, batches_per_chunk: int = 64):
+        self.seed, self.batch_size, self.jitter_px = seed, batch_size, jitter_px
+        self.batches_per_chunk = batches_per_chunk
+        self.chunk = -1
+        self.buffer = np.empty((0, 13, 2), np.float32)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch_size > len(self.buffer):
+            self.chunk += 1
+            poses = data.training_poses(self.batch_size * self.batches_per_chunk, self.seed, self.chunk,
+                                        jitter_px=self.jitter_px)
+            self.buffer, self.pos = pixels_to_normalized(poses), 0
+        batch = self.buffer[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return torch.from_numpy(batch)
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Computed in pixels of the 64-px frame, so loss values read as pixels."""
+    diff_px = (pred - target) * HALF_FRAME
+    if kind == "smooth_l1_px":
+        return F.smooth_l1_loss(diff_px, torch.zeros_like(diff_px))
+    # sqrt with a tiny floor: the per-joint distance (MPJPE) with a finite gradient at 0
+    return torch.sqrt((diff_px * diff_px).sum(-1) + 1e-8).mean()
+
+
+def lr_factor(step: int, steps: int, warmup: int, min_ratio: float) -> float:
+    """Linear warmup, then cosine decay from 1 to ``min_ratio``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator) -> torch.Tensor:
+    """Plain Lloyd k-means with k-means++-free random init; empty clusters take a random point."""
+    if len(x) < k:
+        raise ValueError(f"k-means needs at least k={k} vectors, got {len(x)}")
+    centers = x[torch.randperm(len(x), generator=generator)[:k]].clone()
+    for _ in range(iters):
+        d = (x * x).sum(1, keepdim=True) - 2.0 * x @ centers.T + (centers * centers).sum(1)
+        assign = d.argmin(1)
+        counts = torch.bincount(assign, minlength=k).float()
+        sums = torch.zeros_like(centers).index_add_(0, assign, x)
+        empty = counts == 0
+        centers = torch.where(empty[:, None], centers, sums / counts.clamp_min(1.0)[:, None])
+        if empty.any():
+            centers[empty] = x[torch.randint(0, len(x), (int(empty.sum()),), generator=generator)]
+    return centers
+
+
+@torch.no_grad()
+def init_codebook_kmeans(model: PoseTokenizer, stream: "PoseStream", cfg: TrainConfig, gen: torch.Generator) -> None:
+    """Codebook := k-means centroids of the current encoder's outputs on fresh poses."""
+    mc = model.config
+    kp = torch.cat([stream.next() for _ in range(max(1, cfg.kmeans_poses // cfg.batch_size))])
+    z = model.encode(kp).reshape(-1, mc.code_dim)
+    model.quantizer.init_from_data(kmeans(z, mc.num_codes, cfg.kmeans_iters, gen))
+    # EMA counts start at the expected count per code, so no code counts as
+    # dead before it had a chance to be picked.
+    model.quantizer.ema_count.fill_(cfg.batch_size * mc.num_tokens / mc.num_codes)
+    model.quantizer.ema_sum.copy_(model.quantizer.codebook * model.quantizer.ema_count[:, None])
+
+
+ProgressFn = Callable[[int, dict], None]
+
+
+def train(model_cfg: TokenizerConfig, cfg: TrainConfig, progress: ProgressFn | None = None,
+          model: PoseTokenizer | None = None,
+          on_phase_end: Callable[[str, PoseTokenizer], None] | None = None) -> TrainResult:
+    """Train a tokenizer; ``progress(step, stats)`` is called after every step.
+
+    With ``model`` given, training continues from it (its codebook is kept).
+    """
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    fresh = model is None
+    model = PoseTokenizer(model_cfg) if fresh else model
+    stream = PoseStream(cfg.seed, cfg.batch_size, cfg.jitter_px)
+    result = TrainResult(model=model)
+    started = time.perf_counter()
+    step = 0
+
+    def run_phase(name: str, steps: int, lr: float, params, step_fn) -> None:
+        nonlocal step
+        if steps <= 0:
+            return
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, steps, min(cfg.warmup_steps, steps // 4), cfg.min_lr_ratio))
+        window: dict[str, list[float]] = {}
+        phase_start = time.perf_counter()
+        for i in range(steps):
+            kp = stream.next()
+            loss, stats = step_fn(kp)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            for k, v in stats.items():
+                window.setdefault(k, []).append(v)
+            if progress is not None:
+                progress(step, {"phase": name, **stats})
+            if (i + 1) % cfg.log_every == 0 or i + 1 == steps:
+                row = {"step": step, "phase": name, "lr": sched.get_last_lr()[0]}
+                row.update({k: float(np.mean(v)) for k, v in window.items()})
+                result.history.append(row)
+                window = {}
+        result.phases[name] = {"steps": steps, "seconds": round(time.perf_counter() - phase_start, 1),
+                               "last": result.history[-1]}
+        if on_phase_end is not None:
+            model.eval()
+            on_phase_end(name, model)
+            model.train()
+
+    def autoencoder_step(kp):
+        recon = model.decode(model.encode(kp))
+        loss = reconstruction_loss(recon, kp, cfg.recon_loss)
+        return loss, {"recon_px": float(loss.detach())}
+
+    def robust_step_fn(ranges: ActivationRanges):
+        """Codebook fixed. The float path picks the codes and trains the decoder;
+        the simulated-int8 path is pulled onto the float path's codes, and a
+        hinge keeps the float path's nearest code clearly nearer than the next."""
+        def robust_step(kp):
+            recon, z_e, z_q, idx = model(kp)
+            with simulated_int8(model.encoder, ranges):
+                z_e_int8 = model.encode(kp)
+            rec = reconstruction_loss(recon, kp, cfg.recon_loss)
+            commit = F.mse_loss(z_e, z_q.detach())
+            commit_int8 = F.mse_loss(z_e_int8, z_q.detach())
+            nearest2 = model.quantizer.distances(z_e).topk(2, dim=-1, largest=False).values
+            gap = nearest2[..., 1] - nearest2[..., 0]
+            hinge = F.relu(cfg.robust_margin - gap).mean()
+            loss = rec + cfg.robust_beta * 0.5 * (commit + commit_int8) + cfg.robust_margin_weight * hinge
+            with torch.no_grad():
+                agree = float((model.quantizer(z_e_int8)[0] == idx).float().mean())
+            return loss, {"recon_px": float(rec.detach()), "commit": float(commit.detach()),
+                          "commit_int8": float(commit_int8.detach()), "hinge": float(hinge.detach()),
+                          "int8_agreement": agree}
+        return robust_step
+
+    def vq_step_fn(beta: float, update_codebook: bool, ranges: ActivationRanges | None):
+        def vq_step(kp):
+            if ranges is None:
+                recon, z_e, z_q, idx = model(kp)
+            else:
+                with simulated_int8(model.encoder, ranges):
+                    recon, z_e, z_q, idx = model(kp)
+            rec = reconstruction_loss(recon, kp, cfg.recon_loss)
+            commit = F.mse_loss(z_e, z_q.detach())
+            restarted = 0
+            if update_codebook:
+                restarted = model.quantizer.update(z_e.detach(), idx, cfg.restart_below)
+            used = int(torch.unique(idx).numel())
+            return rec + beta * commit, {"recon_px": float(rec.detach()), "commit": float(commit.detach()),
+                                         "batch_codes_used": used, "restarted": restarted}
+        return vq_step
+
+    model.train()
+    if cfg.schedule == "joint":
+        run_phase("joint", cfg.vq_steps, cfg.lr,
+                  list(model.encoder.parameters()) + list(model.decoder.parameters()),
+                  vq_step_fn(cfg.beta, True, None))
+    else:
+        run_phase("autoencoder", cfg.autoencoder_steps, cfg.lr,
+                  list(model.encoder.parameters()) + list(model.decoder.parameters()), autoencoder_step)
+        if fresh and cfg.codebook_init == "kmeans":
+            init_codebook_kmeans(model, stream, cfg, gen)
+        run_phase("vq", cfg.vq_steps, cfg.lr,
+                  list(model.encoder.parameters()) + list(model.decoder.parameters()),
+                  vq_step_fn(cfg.beta, True, None))
+        if cfg.robust_steps > 0:
+            calib = stream.next()
+            ranges = calibrate(model.encoder, calib)
+            ranges.mode = "ema"  # follow the encoder as it adapts
+            run_phase("int8_robust", cfg.robust_steps, cfg.robust_lr,
+                      list(model.encoder.parameters()) + list(model.decoder.parameters()),
+                      robust_step_fn(ranges))
+    model.eval()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# --- presets -----------------------------------------------------------------
+
+PRESETS: dict[str, tuple[TokenizerConfig, TrainConfig]] = {
+    # ~1 minute on one core: what the tests train.
+    "quick": (TokenizerConfig(num_tokens=32, num_codes=256, code_dim=4, hidden=48, channel_hidden=96,
+                              token_hidden=32, num_blocks=2),
+              TrainConfig(batch_size=128, autoencoder_steps=300, vq_steps=500, robust_steps=0, lr=3e-3)),
+    # The shipped model.
+    "full": (TokenizerConfig(num_tokens=32, num_codes=256, code_dim=4, hidden=96, channel_hidden=192,
+                             token_hidden=64, num_blocks=3),
+             TrainConfig(batch_size=256, autoencoder_steps=600, vq_steps=5600, robust_steps=600, robust_beta=2.0)),
+}
+
+
+def preset(name: str, schedule: str = "staged", seed: int = 0) -> tuple[TokenizerConfig, TrainConfig]:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    model_cfg, cfg = PRESETS[name]
+    cfg = replace(cfg, seed=seed)
+    if schedule == "joint":
+        cfg = joint_schedule(cfg, cfg.total_steps)
+    elif schedule != "staged":
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    return replace(model_cfg), cfg
+
+
+def train_config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)

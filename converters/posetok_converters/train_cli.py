@@ -1,0 +1,145 @@
+"""``posetok train``: train a tokenizer and write its checkpoint and metrics.json."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from .train import PRESETS, SCHEDULES, TrainConfig, preset, train, train_config_dict
+
+DEFAULT_OUT = Path("out/tokenizer")
+PRE_INT8_NAME = "tokenizer_before_int8_finetune.pt"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Train a pose tokenizer (VQ-VAE) on synthetic stick figures.")
+    p.add_argument("--preset", choices=sorted(PRESETS), required=True,
+                   help="quick: ~1 minute, for tests; full: the shipped model")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    p.add_argument("--seed", type=int, default=0, help="training seed: weights init and training-data stream")
+    p.add_argument("--schedule", choices=SCHEDULES, default="staged",
+                   help="staged: ours (autoencoder, k-means codebook, VQ with restarts, int8 fine-tune); "
+                        "joint: the seed article's joint training, to measure its collapse")
+    p.add_argument("--steps", type=int, default=None,
+                   help="scale the preset's phases to this many optimizer steps in total (for fast experiments)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="continue from this checkpoint (its model config and codebook are kept; "
+                        "the autoencoder phase and k-means init are skipped)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate of the VQ phase (default: preset's)")
+    p.add_argument("--int8-steps", type=int, default=None,
+                   help="steps of the int8-robustness fine-tune (default: preset's; applied after --steps)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    import torch
+
+    from .checkpoint import CHECKPOINT_NAME, save_checkpoint
+    from .metrics import evaluate
+
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"{prog}: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
+    model_cfg, cfg = preset(args.preset, args.schedule, args.seed)
+    init_model, init_meta = None, None
+    if args.init is not None:
+        from .checkpoint import load_checkpoint
+        try:
+            init_model, init_meta = load_checkpoint(args.init)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"{prog}: --init: {exc}", file=sys.stderr)
+            return 2
+        model_cfg = init_model.config
+        cfg = replace(cfg, autoencoder_steps=0)
+    if args.lr is not None:
+        if not args.lr > 0:
+            print(f"{prog}: --lr must be > 0, got {args.lr}", file=sys.stderr)
+            return 2
+        cfg = replace(cfg, lr=args.lr)
+    if args.steps is not None:
+        if args.steps < 1:
+            print(f"{prog}: --steps must be >= 1, got {args.steps}", file=sys.stderr)
+            return 2
+        cfg = scale_steps(cfg, args.steps)
+    if args.int8_steps is not None:
+        if args.int8_steps < 0:
+            print(f"{prog}: --int8-steps must be >= 0, got {args.int8_steps}", file=sys.stderr)
+            return 2
+        cfg = replace(cfg, robust_steps=args.int8_steps)
+
+    from tqdm import tqdm
+    bar = tqdm(total=cfg.total_steps, file=sys.stderr, disable=args.no_progress, unit="step",
+               desc=f"train {args.preset}/{args.schedule}")
+
+    def progress(step: int, stats: dict) -> None:
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(phase=stats["phase"], recon_px=f"{stats['recon_px']:.3f}", refresh=False)
+
+    out: Path = args.out
+
+    def on_phase_end(phase: str, model) -> None:
+        # kept so int8 robustness can be compared before/after the fine-tune
+        if phase == "vq" and cfg.robust_steps > 0:
+            save_checkpoint(out / PRE_INT8_NAME, model, {"command": "posetok train " + shlex.join(argv),
+                                                         "phase": phase, "seed": args.seed})
+
+    result = train(model_cfg, cfg, progress=progress, model=init_model, on_phase_end=on_phase_end)
+    bar.close()
+    print(f"{prog}: trained {cfg.total_steps} steps in {result.seconds:.0f} s; evaluating", file=sys.stderr)
+    metrics = evaluate(result.model)
+    command = "posetok train " + shlex.join(argv)
+    meta = {
+        "command": command,
+        "preset": args.preset,
+        "schedule": args.schedule,
+        "seed": args.seed,
+        "init": None if init_meta is None else {"path": str(args.init), "command": init_meta.get("command")},
+        "data_seed": {"training_stream": [cfg.seed], "eval_seed": metrics["eval_seed"]},
+        "jitter_px": cfg.jitter_px,
+        "train_config": train_config_dict(cfg),
+        "train_seconds": round(result.seconds, 1),
+        "phases": result.phases,
+        "metrics": metrics,
+        "torch": str(torch.__version__),  # TorchVersion would not pass weights_only loading
+        "machine": platform.machine(),
+    }
+    save_checkpoint(out / CHECKPOINT_NAME, result.model, meta)
+    write_text_atomic(out / "metrics.json", json.dumps({**metrics, "train_seconds": meta["train_seconds"],
+                                                        "phases": result.phases}, indent=2) + "\n")
+    write_text_atomic(out / "history.json", json.dumps(result.history, indent=1) + "\n")
+    print(json.dumps(metrics))
+    print(f"{prog}: wrote {out / CHECKPOINT_NAME} and {out / 'metrics.json'}", file=sys.stderr)
+    return 0
+
+
+def scale_steps(cfg: TrainConfig, total: int) -> TrainConfig:
+    """The preset's phase lengths scaled proportionally to ``total`` steps."""
+    factor = total / cfg.total_steps
+    ae = round(cfg.autoencoder_steps * factor)
+    robust = round(cfg.robust_steps * factor)
+    return replace(cfg, autoencoder_steps=ae, robust_steps=robust, vq_steps=max(1, total - ae - robust))

@@ -1,0 +1,57 @@
+"""The ``posetok`` command. Subcommands live in their own modules and are
+imported only when chosen, so ``posetok --help`` and the device-side commands
+never import torch."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from . import __version__
+
+# name -> (module with a ``main(argv, prog)`` function, one-line help, needs host tooling)
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "train": ("posetok_converters.train_cli", "train a pose tokenizer (VQ-VAE) on synthetic stick figures", True),
+    "eval": ("posetok_converters.eval_cli", "evaluate a checkpoint on the fixed evaluation set", True),
+    "plot": ("posetok_converters.plot_cli", "plot true vs reconstructed poses and code usage", True),
+    "export": ("posetok_converters.export_cli", "export a checkpoint to an ONNX/TFLite bundle", True),
+    "parity": ("posetok_converters.parity_cli", "report bundle parity against the torch model", True),
+    "info": ("posetok.info_cli", "print a bundle's manifest as a table", False),
+    "bench": ("posetok.bench_cli", "benchmark a bundle with onnxruntime or LiteRT", False),
+    "kernels-bench": ("posetok.kernels.bench_cli", "count instructions of the NEON kernels under QEMU", False),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: posetok [--version] [--help] COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_, _) in COMMANDS.items()]
+    lines += ["", "Run 'posetok COMMAND --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"posetok {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"posetok: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module_name, _, host_only = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if host_only and module_name.startswith("posetok_converters"):
+            print(f"posetok {name}: needs the host converters and torch ({exc}); "
+                  "install with: pip install 'posetok[convert]'", file=sys.stderr)
+            return 2
+        raise
+    return int(module.main(rest, prog=f"posetok {name}") or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

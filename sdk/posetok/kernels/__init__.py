@@ -1,0 +1,327 @@
+"""Image pre-processing kernels (C library ``libposetok_kernels.so``) for numpy.
+
+Every function takes numpy arrays, checks shapes, dtypes, strides and sizes
+(raising ``ValueError`` that names the argument before any C code runs) and
+returns a new array. ``impl`` picks the implementation: ``"auto"`` (NEON on
+aarch64, the scalar reference elsewhere), ``"ref"`` or ``"neon"``.
+
+Rows may be strided (e.g. a crop ``frame[10:100, 20:200]``): only the row
+stride may differ from the packed layout; pixels inside a row must be packed.
+
+The library is found via ``$POSETOK_KERNELS_LIB`` or
+``<this package>/../lib/<platform.machine()>/libposetok_kernels.so``; it is
+loaded with ctypes on first use (no compiler needed on the device).
+The exact formulas (fixed-point coefficients, rounding, pixel centres) are in
+``kernels/include/posetok_kernels.h``; :mod:`posetok.kernels.numpy_ref` is a
+slow numpy transcription of them.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "KernelError", "library_path", "load_library", "isa", "have_neon",
+    "nv21_to_rgb888", "nv12_to_rgb888", "downscale_uv2x2", "gaussian3x3",
+    "resize_bilinear", "conv2d", "normalize",
+    "BORDERS", "IMPLS",
+]
+
+IMPLS = ("auto", "ref", "neon")
+BORDERS = {"reflect_101": 0, "replicate": 1, "constant": 2}
+_RANGES = {False: 0, True: 1}
+_INT_MAX = 2**31 - 1
+
+
+class KernelError(RuntimeError):
+    """The C library returned a negative status (should not happen for inputs
+    that passed the Python checks, except ``impl="neon"`` without NEON)."""
+
+    def __init__(self, function: str, status: int, message: str):
+        super().__init__(f"{function}: {message} (status {status})")
+        self.status = status
+
+
+def library_path() -> Path:
+    """Where the library is looked up (the file need not exist)."""
+    env = os.environ.get("POSETOK_KERNELS_LIB")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "lib" / platform.machine() / "libposetok_kernels.so"
+
+
+_lib: Optional[ctypes.CDLL] = None
+_lib_path: Optional[Path] = None
+
+_P, _I = ctypes.c_void_p, ctypes.c_int
+_SIGNATURES = {
+    "posetok_nv21_to_rgb888": [_P, _I, _P, _I, _P, _I, _I, _I, _I],
+    "posetok_nv12_to_rgb888": [_P, _I, _P, _I, _P, _I, _I, _I, _I],
+    "posetok_downscale_uv2x2_u8": [_P, _I, _P, _I, _I, _I],
+    "posetok_gaussian3x3_u8": [_P, _I, _P, _I, _I, _I, _I, _I],
+    "posetok_resize_bilinear_u8": [_P, _I, _I, _I, _P, _I, _I, _I, _I],
+    "posetok_conv2d_f32": [_P, _I, _I, _I, _I, _P, _P, _I, _I, _I, _I, _P, _I],
+    "posetok_normalize_u8_f32_chw": [_P, _I, _I, _I, _I, _P, _P, _P, _I],
+}
+
+
+_functions: dict = {}
+_lib_env: Optional[str] = None
+
+
+def load_library() -> ctypes.CDLL:
+    """Loads (once per path) and returns the kernel library."""
+    global _lib, _lib_path, _lib_env
+    env = os.environ.get("POSETOK_KERNELS_LIB")
+    if _lib is not None and env == _lib_env:  # fast path: every kernel call comes here
+        return _lib
+    path = library_path()
+    if _lib is not None and _lib_path == path:
+        _lib_env = env
+        return _lib
+    if not path.is_file():
+        hint = ("set POSETOK_KERNELS_LIB to an existing file" if env
+                else "build it with 'make kernels-host' (x86_64) or 'make kernels-aarch64', "
+                     "or set POSETOK_KERNELS_LIB")
+        raise FileNotFoundError(f"posetok kernels library not found at {path}; {hint}")
+    lib = ctypes.CDLL(str(path))
+    functions = {}
+    for name, args in _SIGNATURES.items():
+        for suffix in ("", "_ref", "_neon"):
+            fn = getattr(lib, name + suffix)
+            fn.argtypes = args
+            fn.restype = ctypes.c_int
+            functions[name + suffix] = fn
+    lib.posetok_kernels_strerror.argtypes = [ctypes.c_int]
+    lib.posetok_kernels_strerror.restype = ctypes.c_char_p
+    lib.posetok_kernels_isa.restype = ctypes.c_char_p
+    lib.posetok_kernels_have_neon.restype = ctypes.c_int
+    _functions.clear()
+    _functions.update(functions)
+    _lib, _lib_path, _lib_env = lib, path, env
+    return lib
+
+
+def isa() -> str:
+    """"neon" when the dispatched functions use NEON, else "ref"."""
+    return load_library().posetok_kernels_isa().decode()
+
+
+def have_neon() -> bool:
+    return bool(load_library().posetok_kernels_have_neon())
+
+
+# ---- argument checks ---------------------------------------------------------
+
+def _check_impl(impl: str) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    return {"auto": "", "ref": "_ref", "neon": "_neon"}[impl]
+
+
+def _array(name: str, a, dtype, ndims: Tuple[int, ...]) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype).name}, got {a.dtype}")
+    if a.ndim not in ndims:
+        want = " or ".join(f"{n}-D" for n in ndims)
+        raise ValueError(f"{name} must be {want}, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    return a
+
+
+def _row_stride(name: str, a: np.ndarray) -> int:
+    """Row stride in elements of an array whose rows are packed (axis 0 = rows,
+    the remaining axes C-contiguous); raises ValueError otherwise."""
+    item = a.itemsize
+    packed = item
+    for n, st in zip(reversed(a.shape[1:]), reversed(a.strides[1:])):
+        if st != packed and n > 1:
+            raise ValueError(f"{name} must have contiguous rows (packed pixels), got strides {a.strides}")
+        packed *= n
+    stride = a.strides[0] if a.shape[0] > 1 else packed
+    if stride < packed or stride % item:
+        raise ValueError(f"{name} rows must be stored top to bottom without overlap "
+                         f"(row stride {a.strides[0]} bytes, row {packed} bytes)")
+    if stride // item > _INT_MAX or a.shape[0] > _INT_MAX:
+        raise ValueError(f"{name} is too large for the kernels (31-bit sizes), shape {a.shape}")
+    return stride // item
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def _call(name: str, suffix: str, *args) -> None:
+    lib = load_library()
+    status = _functions[name + suffix](*args)
+    if status:
+        raise KernelError(name + suffix, status, lib.posetok_kernels_strerror(status).decode())
+
+
+def _u8_image(name: str, a, channels: Sequence[int]) -> Tuple[np.ndarray, int]:
+    """(H, W) or (H, W, C) u8 image with C in channels; returns (array, C)."""
+    a = _array(name, a, np.uint8, (2, 3))
+    c = 1 if a.ndim == 2 else a.shape[2]
+    if c not in channels:
+        raise ValueError(f"{name} must have {' or '.join(map(str, channels))} channels, got shape {a.shape}")
+    return a, c
+
+
+# ---- kernels -----------------------------------------------------------------
+
+def _yuv(name: str, y, chroma, chroma_name: str, full_range: bool, impl: str) -> np.ndarray:
+    suffix = _check_impl(impl)
+    if not isinstance(full_range, (bool, np.bool_)):
+        raise ValueError(f"full_range must be True or False, got {full_range!r}")
+    y = _array("y", y, np.uint8, (2,))
+    h, w = y.shape
+    chroma = _array(chroma_name, chroma, np.uint8, (2, 3))
+    ch, cw = (h + 1) // 2, (w + 1) // 2
+    want = (ch, cw, 2) if chroma.ndim == 3 else (ch, 2 * cw)
+    if chroma.shape != want:
+        raise ValueError(f"{chroma_name} must have shape {want} for a {h}x{w} luma plane "
+                         f"(ceil(h/2) rows of ceil(w/2) pairs), got {chroma.shape}")
+    ys, cs = _row_stride("y", y), _row_stride(chroma_name, chroma)
+    out = np.empty((h, w, 3), np.uint8)
+    _call(name, suffix, _ptr(y), ys, _ptr(chroma), cs, _ptr(out), 3 * w, w, h,
+          _RANGES[bool(full_range)])
+    return out
+
+
+def nv21_to_rgb888(y: np.ndarray, vu: np.ndarray, *, full_range: bool = False,
+                   impl: str = "auto") -> np.ndarray:
+    """NV21 (Y plane + interleaved V,U plane) to (H, W, 3) RGB, BT.601.
+
+    y: (H, W) u8; vu: (ceil(H/2), ceil(W/2), 2) or (ceil(H/2), 2*ceil(W/2)) u8.
+    full_range: JPEG/full-range YUV instead of video range (Y 16..235)."""
+    return _yuv("posetok_nv21_to_rgb888", y, vu, "vu", full_range, impl)
+
+
+def nv12_to_rgb888(y: np.ndarray, uv: np.ndarray, *, full_range: bool = False,
+                   impl: str = "auto") -> np.ndarray:
+    """NV12 (Y plane + interleaved U,V plane) to (H, W, 3) RGB, BT.601."""
+    return _yuv("posetok_nv12_to_rgb888", y, uv, "uv", full_range, impl)
+
+
+def downscale_uv2x2(uv: np.ndarray, *, impl: str = "auto") -> np.ndarray:
+    """2x2 box average of an interleaved UV plane: (H, W, 2) -> (H/2, W/2, 2),
+    (a + b + c + d + 2) >> 2. H and W must be even."""
+    suffix = _check_impl(impl)
+    uv = _array("uv", uv, np.uint8, (3,))
+    h, w, c = uv.shape
+    if c != 2:
+        raise ValueError(f"uv must have shape (H, W, 2), got {uv.shape}")
+    if h % 2 or w % 2:
+        raise ValueError(f"uv needs an even height and width for a 2x2 downscale, got {h}x{w}")
+    out = np.empty((h // 2, w // 2, 2), np.uint8)
+    _call("posetok_downscale_uv2x2_u8", suffix, _ptr(uv), _row_stride("uv", uv), _ptr(out), w, w, h)
+    return out
+
+
+def gaussian3x3(img: np.ndarray, *, border: str = "reflect_101", border_value: int = 0,
+                impl: str = "auto") -> np.ndarray:
+    """3x3 Gaussian [1 2 1]x[1 2 1]/16, (acc + 8) >> 4, on an (H, W) u8 image.
+    border: "reflect_101" (OpenCV's default), "replicate" or "constant"
+    (with border_value 0..255)."""
+    suffix = _check_impl(impl)
+    img = _array("img", img, np.uint8, (2,))
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {tuple(BORDERS)}, got {border!r}")
+    if not isinstance(border_value, (int, np.integer)) or not 0 <= int(border_value) <= 255:
+        raise ValueError(f"border_value must be an integer in 0..255, got {border_value!r}")
+    h, w = img.shape
+    out = np.empty((h, w), np.uint8)
+    _call("posetok_gaussian3x3_u8", suffix, _ptr(img), _row_stride("img", img), _ptr(out), w, w, h,
+          BORDERS[border], int(border_value))
+    return out
+
+
+def resize_bilinear(img: np.ndarray, size: Tuple[int, int], *, impl: str = "auto") -> np.ndarray:
+    """Bilinear resize of an (H, W), (H, W, 1) or (H, W, 3) u8 image to
+    size = (width, height), half-pixel centres (like cv2.INTER_LINEAR)."""
+    suffix = _check_impl(impl)
+    img, c = _u8_image("img", img, (1, 3))
+    try:
+        dw, dh = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (width, height), got {size!r}") from None
+    if dw <= 0 or dh <= 0 or dw * c > _INT_MAX or dh > _INT_MAX:
+        raise ValueError(f"size must be two positive integers (width, height), got {size!r}")
+    h, w = img.shape[:2]
+    out = np.empty((dh, dw) + img.shape[2:], np.uint8)
+    _call("posetok_resize_bilinear_u8", suffix, _ptr(img), _row_stride("img", img), w, h,
+          _ptr(out), dw * c, dw, dh, c)
+    return out
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None, *,
+           stride: int = 1, padding: int = 0, impl: str = "auto") -> np.ndarray:
+    """2-D convolution in f32 like torch.nn.functional.conv2d (zero padding).
+
+    x: (C_in, H, W) or (N, C_in, H, W); weight: (C_out, C_in, k, k) C-contiguous;
+    bias: (C_out,) or None. Returns (C_out, H', W') or (N, C_out, H', W')."""
+    suffix = _check_impl(impl)
+    x = _array("x", x, np.float32, (3, 4))
+    weight = _array("weight", weight, np.float32, (4,))
+    batched = x.ndim == 4
+    xs = x if batched else x[None]
+    n, cin, h, w = xs.shape
+    cout, wcin, kh, kw = weight.shape
+    if kh != kw:
+        raise ValueError(f"weight must have a square kernel (C_out, C_in, k, k), got {weight.shape}")
+    if wcin != cin:
+        raise ValueError(f"weight expects {wcin} input channels but x has {cin} (x shape {x.shape})")
+    if not weight.flags.c_contiguous:
+        raise ValueError("weight must be C-contiguous")
+    if bias is not None:
+        bias = _array("bias", bias, np.float32, (1,))
+        if bias.shape != (cout,) or not bias.flags.c_contiguous:
+            raise ValueError(f"bias must be a contiguous ({cout},) array, got shape {bias.shape}")
+    for name, v in (("stride", stride), ("padding", padding)):
+        if not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, got {v!r}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if not 0 <= padding < kh:
+        raise ValueError(f"padding must be in 0..{kh - 1} for a {kh}x{kh} kernel, got {padding}")
+    if h + 2 * padding < kh or w + 2 * padding < kh:
+        raise ValueError(f"x ({h}x{w}) plus padding {padding} is smaller than the {kh}x{kh} kernel")
+    # planes must follow each other at H * row stride (the C layout)
+    row = xs.strides[2] // 4
+    if xs.strides[3] != 4 or xs.strides[2] < 4 * w or xs.strides[2] % 4 or \
+            xs.strides[1] != xs.strides[2] * h:
+        raise ValueError(f"x must be C-contiguous apart from an optional row stride, got strides {x.strides}")
+    oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kh) // stride + 1
+    out = np.empty((n, cout, oh, ow), np.float32)
+    bias_ptr = _ptr(bias) if bias is not None else None
+    for i in range(n):
+        _call("posetok_conv2d_f32", suffix, _ptr(xs[i]), row, w, h, cin, _ptr(weight), bias_ptr,
+              cout, kh, int(stride), int(padding), _ptr(out[i]), ow)
+    return out if batched else out[0]
+
+
+def normalize(img: np.ndarray, mean: Sequence[float], scale: Sequence[float], *,
+              impl: str = "auto") -> np.ndarray:
+    """u8 (H, W) or (H, W, C) image (C = 1..4) to f32 (C, H, W):
+    (float(pixel) - mean[c]) * scale[c] (f32 subtract, then f32 multiply)."""
+    suffix = _check_impl(impl)
+    img, c = _u8_image("img", img, (1, 2, 3, 4))
+    m = np.ascontiguousarray(np.asarray(mean, dtype=np.float32).reshape(-1))
+    s = np.ascontiguousarray(np.asarray(scale, dtype=np.float32).reshape(-1))
+    if m.shape != (c,):
+        raise ValueError(f"mean must have {c} values (one per channel), got {m.shape[0]}")
+    if s.shape != (c,):
+        raise ValueError(f"scale must have {c} values (one per channel), got {s.shape[0]}")
+    h, w = img.shape[:2]
+    out = np.empty((c, h, w), np.float32)
+    _call("posetok_normalize_u8_f32_chw", suffix, _ptr(img), _row_stride("img", img), w, h, c,
+          _ptr(m), _ptr(s), _ptr(out), w)
+    return out

@@ -1,0 +1,134 @@
+"""The synthetic stick-figure generator and renderer keep their constraints."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posetok.skeleton import FRAME_SIZE, KEYPOINT_INDEX as J, LIMBS, NUM_KEYPOINTS
+from posetok_converters import data, render as render_module
+
+
+def limb_lengths(poses: np.ndarray) -> np.ndarray:
+    parents, children = np.array(LIMBS).T
+    return np.linalg.norm(poses[:, children] - poses[:, parents], axis=-1)   # [n,12]
+
+
+def signed_angle(v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
+    """Angle turning v1 into v2, in (-pi, pi]."""
+    cross = v1[..., 0] * v2[..., 1] - v1[..., 1] * v2[..., 0]
+    return np.arctan2(cross, (v1 * v2).sum(-1))
+
+
+@pytest.fixture(scope="module")
+def clean_poses():
+    return data.sample_poses(20_000, seed=11, jitter_px=0.0)
+
+
+def test_shape_dtype_and_determinism():
+    a = data.sample_poses(300, seed=5)
+    assert a.shape == (300, NUM_KEYPOINTS, 2) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, data.sample_poses(300, seed=5))
+    b = data.sample_poses(300, seed=6)
+    assert np.abs(a - b).mean() > 1.0  # different seeds give different figures, not a shifted copy
+
+
+def test_every_keypoint_inside_the_frame():
+    poses = np.concatenate([data.eval_poses(), data.sample_poses(20_000, seed=1, jitter_px=0.5)])
+    assert poses.min() >= data.FRAME_MARGIN_PX - 1e-4
+    assert poses.max() <= FRAME_SIZE - data.FRAME_MARGIN_PX + 1e-4
+    # placement uses the frame: figures reach near every border, not just the middle
+    assert poses[..., 0].min() < 2 and poses[..., 0].max() > FRAME_SIZE - 2
+    assert poses[..., 1].min() < 2 and poses[..., 1].max() > FRAME_SIZE - 2
+
+
+def test_limb_lengths_within_body_and_limb_scale(clean_poses):
+    bounds = data.limb_length_bounds_px()
+    lengths = limb_lengths(clean_poses)
+    for k, limb in enumerate(LIMBS):
+        lo, hi = bounds[limb]
+        assert lengths[:, k].min() >= lo - 1e-3, limb
+        assert lengths[:, k].max() <= hi + 1e-3, limb
+        # the variation is real: the range is mostly covered
+        assert lengths[:, k].max() - lengths[:, k].min() > 0.8 * (hi - lo), limb
+
+
+def test_jitter_is_small_and_bounded():
+    clean = data.sample_poses(2000, seed=3, jitter_px=0.0)
+    jittered = data.sample_poses(2000, seed=3)
+    # same seed, same skeleton; jitter draws come after the skeleton, placement
+    # may shift the whole figure, so compare limb vectors, not positions
+    parents, children = np.array(LIMBS).T
+    delta = (jittered[:, children] - jittered[:, parents]) - (clean[:, children] - clean[:, parents])
+    max_change = 2 * data.JITTER_CLIP_SIGMAS * data.DEFAULT_JITTER_PX * np.sqrt(2)
+    assert np.abs(delta).max() <= max_change + 1e-4
+    # per coordinate, the difference of two independent jitters has std sqrt(2)*sigma
+    assert np.std(delta) == pytest.approx(np.sqrt(2) * data.DEFAULT_JITTER_PX, rel=0.1)
+
+
+def test_joint_angles_within_anatomical_limits(clean_poses):
+    p = clean_poses
+    lim = data.ANGLE_LIMITS
+    tol = 1e-3
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        upper = p[:, J[f"{side}_elbow"]] - p[:, J[f"{side}_shoulder"]]
+        fore = p[:, J[f"{side}_hand"]] - p[:, J[f"{side}_elbow"]]
+        flex = sign * signed_angle(upper, fore)
+        assert flex.min() >= lim["elbow_flexion"][0] - tol and flex.max() <= lim["elbow_flexion"][1] + tol
+        thigh = p[:, J[f"{side}_knee"]] - p[:, J["waist"]]
+        shin = p[:, J[f"{side}_foot"]] - p[:, J[f"{side}_knee"]]
+        knee = sign * signed_angle(thigh, shin)
+        assert knee.min() >= lim["knee_flexion"][0] - tol and knee.max() <= lim["knee_flexion"][1] + tol
+        torso = p[:, J["waist"]] - p[:, J["neck"]]
+        hip = sign * signed_angle(torso, thigh)
+        assert hip.min() >= lim["hip_abduction"][0] - tol and hip.max() <= lim["hip_abduction"][1] + tol
+    # the whole figure's orientation: torso lean plus rotation augmentation around "down"
+    torso = p[:, J["waist"]] - p[:, J["neck"]]
+    tilt = np.arctan2(torso[:, 1], torso[:, 0]) - np.pi / 2
+    max_tilt = lim["torso_lean"][1] + lim["global_rotation"][1]
+    assert np.abs(tilt).max() <= max_tilt + tol
+    assert np.abs(tilt).max() > 0.9 * max_tilt
+
+
+def test_eval_calibration_and_training_sets_are_disjoint():
+    ev = data.eval_poses()
+    assert ev.shape == (data.EVAL_SIZE, NUM_KEYPOINTS, 2) and data.EVAL_SIZE >= 10_000
+    np.testing.assert_array_equal(ev, data.sample_poses(data.EVAL_SIZE, data.EVAL_SEED))
+    calib = data.calibration_poses()
+    assert calib.shape == (512, NUM_KEYPOINTS, 2)
+    train = data.training_poses(4096, seed=0, chunk=0)
+    eval_rows = {row.tobytes() for row in ev}
+    assert not any(row.tobytes() in eval_rows for row in calib)
+    assert not any(row.tobytes() in eval_rows for row in train)
+    # the training stream is seeded by a sequence: even a seed equal to EVAL_SEED gives other poses
+    assert not np.array_equal(data.training_poses(10, data.EVAL_SEED, 0), ev[:10])
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="non-negative integer"):
+        data.sample_poses(-1, seed=0)
+    with pytest.raises(ValueError, match="jitter_px"):
+        data.sample_poses(3, seed=0, jitter_px=-0.1)
+    with pytest.raises(ValueError, match=r"shape \[n,13,2\]"):
+        data.render(np.zeros((2, 12, 2)))
+
+
+def test_render_draws_limbs_and_joints_only():
+    poses = data.sample_poses(8, seed=2)
+    images = data.render(poses)
+    assert images.shape == (8, FRAME_SIZE, FRAME_SIZE) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images, data.render(poses))
+    for img, pose in zip(images, poses):
+        for a, b in LIMBS:  # the middle of every limb is drawn at full intensity
+            x, y = ((pose[a] + pose[b]) / 2).astype(int)
+            assert img[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].max() == 255
+        # a drawn pixel is within half the longest limb (plus the thickest
+        # radius and the 1 px edge ramp) of some joint; farther ones are empty
+        reach = max(hi for _, hi in data.limb_length_bounds_px().values()) / 2 + render_module.HEAD_RADIUS_PX + 1
+        ys, xs = np.mgrid[0:FRAME_SIZE, 0:FRAME_SIZE] + 0.5
+        pix = np.stack([xs, ys], -1).reshape(-1, 1, 2)
+        far = np.linalg.norm(pix - pose[None], axis=-1).min(1) > reach
+        assert img.reshape(-1)[far].max() == 0
+        assert 0.02 < (img > 0).mean() < 0.5
+    big = data.render(poses[:1], size=128)
+    assert big.shape == (1, 128, 128)
+    assert (big > 0).mean() == pytest.approx((images[0] > 0).mean(), rel=0.25)

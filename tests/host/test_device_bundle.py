@@ -1,0 +1,59 @@
+"""Exports the shipped default model (fp32 and int8, ONNX and TFLite) into
+build/host-results/bundle and saves what this host's runtimes make of a
+fixed set of evaluation poses. tests/device/test_tokenizer_device.py runs
+the same files on aarch64 and must reproduce these numbers."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from posetok import PoseTokenizer
+
+COMBOS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8")]
+DEVICE_POSES = 512  # emulation is slow; 512 poses x M tokens is plenty to see a flipped token
+
+
+@pytest.fixture(scope="module")
+def device_bundle(host_results_dir):
+    bundle = host_results_dir / "bundle"
+    out = subprocess.run([sys.executable, "-m", "posetok", "export", "--out", str(bundle),
+                          "--precisions", "fp32,int8", "--force"], capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return bundle
+
+
+@pytest.mark.parametrize("backend, precision", COMBOS)
+def test_host_outputs_saved_for_the_device(device_bundle, backend, precision):
+    import torch
+    from posetok_converters.checkpoint import load_checkpoint
+    from posetok_converters.data import eval_poses
+    from posetok.skeleton import pixels_to_normalized
+
+    poses = eval_poses()[:DEVICE_POSES]
+    with PoseTokenizer.from_bundle(device_bundle, backend=backend, precision=precision) as tok:
+        ids = tok.encode(poses)
+        keypoints = tok.decode(ids)
+    model, _ = load_checkpoint()
+    with torch.no_grad():
+        torch_ids = model.tokenize(torch.from_numpy(pixels_to_normalized(poses))).numpy()
+    agreement = float((ids == torch_ids).mean())
+    # fp32: the parity target. int8: a regression floor under the shipped
+    # model's measured 0.92 (the issue's 0.97 is not met yet, see README).
+    assert agreement >= (0.999 if precision == "fp32" else 0.90), agreement
+    np.savez(device_bundle.parent / f"tokens_{backend}_{precision}.npz", poses=poses, ids=ids, keypoints=keypoints)
+
+
+def test_readme_api_example_runs(device_bundle, monkeypatch, capsys):
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    after = readme.split("<!-- api-example", 1)[1]
+    code = after.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"build/bundle"' in code
+    exec(compile(code.replace('"build/bundle"', repr(str(device_bundle))), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "PoseTokenizer(" in printed and "max error" in printed
+    error_px = float(printed.split("max error")[1].split()[0])
+    assert error_px < 2.0, printed  # a clean standing pose reconstructs to within a couple of pixels

@@ -1,0 +1,119 @@
+"""The tokenizer's interface, quantizer, checkpoint files and int8 simulation (no training)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from posetok_converters.checkpoint import load_checkpoint, save_checkpoint
+from posetok_converters.fakequant import calibrate, fake_quant_act, fake_quant_weight, simulated_int8
+from posetok_converters.model import PoseTokenizer, TokenizerConfig
+
+SMALL = TokenizerConfig(num_tokens=6, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
+                        token_hidden=8, num_blocks=2)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return PoseTokenizer(SMALL).eval()
+
+
+def kp(n=5, seed=1):
+    return torch.rand(n, 13, 2, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_shapes_and_dtypes(model):
+    x = kp()
+    z_e = model.encode(x)
+    assert z_e.shape == (5, 6, 3) and z_e.dtype == torch.float32
+    idx, z_q = model.quantize(z_e)
+    assert idx.shape == (5, 6) and idx.dtype == torch.int64
+    assert z_q.shape == (5, 6, 3)
+    assert model.codebook.shape == (16, 3)
+    assert model.decode(z_q).shape == (5, 13, 2)
+    torch.testing.assert_close(model.tokenize(x), idx, rtol=0, atol=0)
+    torch.testing.assert_close(model.detokenize(idx), model.decode(z_q))
+
+
+def test_quantize_picks_the_nearest_code(model):
+    z = torch.randn(400, 6, 3) * 1.5
+    idx, z_q = model.quantize(z)
+    brute = torch.cdist(z.reshape(-1, 3), model.codebook).argmin(-1).reshape(400, 6)
+    assert (idx == brute).float().mean() > 0.999  # ties aside, exactly the brute-force nearest code
+    torch.testing.assert_close(z_q, model.codebook[idx])
+
+
+def test_ema_update_moves_codes_to_their_vectors_and_restarts_dead_ones(model):
+    q = model.quantizer
+    z = q.codebook[:4].repeat(50, 1) + 0.01
+    idx = q(z)[0]
+    before = q.codebook.clone()
+    restarted = q.update(z, idx, restart_below=0.5)
+    # codes 4..15 got nothing; their count decays below 0.5 from 0 => all restarted onto batch vectors
+    assert restarted == 12
+    for row in q.codebook[4:]:
+        assert torch.isclose(row[None], z).all(-1).any()
+    # used codes moved towards their (shifted) vectors by the EMA
+    assert (q.codebook[:4] - before[:4]).abs().max() > 0
+
+
+def test_config_round_trip_and_errors():
+    assert TokenizerConfig.from_dict(SMALL.to_dict()) == SMALL
+    assert SMALL.bits_per_pose == 6 * 4
+    with pytest.raises(ValueError, match="unknown TokenizerConfig field"):
+        TokenizerConfig.from_dict({**SMALL.to_dict(), "colour": 3})
+    with pytest.raises(ValueError, match="num_codes must be a positive integer"):
+        TokenizerConfig(num_codes=0)
+
+
+def test_checkpoint_round_trip_is_exact(model, tmp_path):
+    path = tmp_path / "sub" / "tok.pt"
+    save_checkpoint(path, model, {"data_seed": 7})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tok.pt"]  # no temp file left behind
+    loaded, meta = load_checkpoint(path)
+    assert meta == {"data_seed": 7} and not loaded.training
+    x = kp()
+    torch.testing.assert_close(loaded.detokenize(loaded.tokenize(x)), model.detokenize(model.tokenize(x)),
+                               rtol=0, atol=0)
+
+
+def test_checkpoint_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no tokenizer checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+        load_checkpoint(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": 1}, other)
+    with pytest.raises(ValueError, match="not a posetok tokenizer checkpoint"):
+        load_checkpoint(other)
+
+
+def test_fake_quant_rounding_error_is_half_a_step():
+    w = torch.randn(8, 20)
+    step = w.abs().amax(1, keepdim=True) / 127
+    err = (fake_quant_weight(w) - w).abs()
+    assert (err <= step / 2 + 1e-7).all() and err.max() > step.min() / 10
+    x = torch.linspace(-3, 5, 1001)
+    y = fake_quant_act(x, -3.0, 5.0)
+    assert (y - x).abs().max() <= 8 / 255 / 2 + 1e-6
+    assert len(torch.unique(y)) <= 256
+    # straight-through: the gradient passes unchanged
+    x.requires_grad_(True)
+    fake_quant_act(x, -3.0, 5.0).sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones_like(x))
+
+
+def test_simulated_int8_only_inside_the_block(model):
+    x = kp(64)
+    ref = model.encode(x)
+    ranges = calibrate(model.encoder, x)
+    assert ranges.ranges and all(lo <= hi for lo, hi in ranges.ranges.values())
+    with simulated_int8(model.encoder, ranges):
+        sim = model.encode(x)
+    after = model.encode(x)
+    diff = (sim - ref).abs().max()
+    assert 0 < diff < 0.1 * ref.abs().max()  # int8 changes the numbers a little
+    torch.testing.assert_close(after, ref, rtol=0, atol=0)  # and the float model is back afterwards
+    assert not any("forward" in vars(m) for m in model.modules())

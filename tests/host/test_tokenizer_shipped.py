@@ -1,0 +1,55 @@
+"""The committed default tokenizer meets its targets on the fixed evaluation set."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from posetok_converters.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_MODEL_DIR, load_checkpoint
+from posetok_converters.metrics import evaluate
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    model, meta = load_checkpoint()
+    return model, meta, evaluate(model)
+
+
+def test_shipped_model_fits_the_bit_budget(shipped):
+    model, _, m = shipped
+    cfg = model.config
+    assert m["bits_per_pose"] == cfg.num_tokens * math.log2(cfg.num_codes) <= 256
+    assert m["eval_poses"] >= 10_000
+
+
+def test_shipped_model_uses_its_codebook(shipped):
+    model, _, m = shipped
+    assert m["codebook_usage"] >= 0.9
+    assert m["perplexity"] >= model.config.num_codes / 2
+
+
+# Regression floors for the model as shipped (measured 0.534 px and 0.872).
+# The issue's targets, 0.5 px and 0.97 int8 token agreement, are NOT met yet
+# (README "Known limits"); a better model must only ever move these up.
+SHIPPED_MPJPE_CEILING_PX = 0.55
+SHIPPED_SIM_INT8_FLOOR = 0.85
+
+
+def test_shipped_model_reconstruction(shipped):
+    assert shipped[2]["mpjpe_px"] <= SHIPPED_MPJPE_CEILING_PX
+
+
+def test_shipped_model_int8_token_agreement(shipped):
+    # simulated full-integer A8W8 encoder, float codebook lookup
+    assert shipped[2]["sim_int8_token_agreement"] >= SHIPPED_SIM_INT8_FLOOR
+
+
+def test_committed_metrics_and_command_match_the_checkpoint(shipped):
+    _, meta, m = shipped
+    stored = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())
+    for key in ("mpjpe_px", "codebook_usage", "perplexity", "sim_int8_token_agreement"):
+        assert stored[key] == pytest.approx(m[key], rel=1e-3, abs=1e-4), key
+    command = (DEFAULT_MODEL_DIR / "COMMAND.txt").read_text()
+    assert meta["command"] in command and "--preset full" in meta["command"]
+    assert DEFAULT_CHECKPOINT.stat().st_size < 5 * 2**20

@@ -1,0 +1,90 @@
+"""Training: a quick staged run learns without collapsing; the seed's joint
+schedule is measured against it; the train/eval/plot commands work end to end."""
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from posetok_converters import eval_cli, plot_cli, train_cli
+from posetok_converters.train import preset, train
+
+# the quick preset trimmed for the test suite: same model, same schedule, fewer steps
+TEST_STEPS = 600
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # the machines this runs on are small and shared: more intra-op threads
+    # than free cores makes torch's thread pool spin and slows training ~10x
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    rc = train_cli.main(["--preset", "quick", "--steps", str(TEST_STEPS), "--out", str(out), "--no-progress",
+                         "--threads", "1"], prog="posetok train")
+    assert rc == 0
+    return out
+
+
+def test_quick_training_learns_and_uses_the_codebook(quick_run):
+    metrics = json.loads((quick_run / "metrics.json").read_text())
+    history = json.loads((quick_run / "history.json").read_text())
+    first, last = history[0]["recon_px"], history[-1]["recon_px"]
+    assert last < first / 2, (first, last)
+    assert metrics["mpjpe_px"] < 3.5
+    # not collapsed: nearly every code in use and usage spread widely
+    assert metrics["codebook_usage"] >= 0.9
+    assert metrics["perplexity"] >= metrics["num_codes"] / 4
+    assert metrics["eval_poses"] >= 10_000
+
+
+def test_joint_schedule_collapse_is_measured(quick_run):
+    """The seed's joint schedule (random codebook, no restarts, all trained at
+    once) against ours on the same model and number of steps."""
+    staged = json.loads((quick_run / "metrics.json").read_text())
+    model_cfg, cfg = preset("quick", "joint")
+    from dataclasses import replace
+
+    from posetok_converters.metrics import evaluate
+    joint = evaluate(train(model_cfg, replace(cfg, vq_steps=TEST_STEPS)).model, int8=False)
+    print(f"\njoint: usage {joint['codebook_usage']:.3f} perplexity {joint['perplexity']:.1f} "
+          f"MPJPE {joint['mpjpe_px']:.2f} px | staged: usage {staged['codebook_usage']:.3f} "
+          f"perplexity {staged['perplexity']:.1f} MPJPE {staged['mpjpe_px']:.2f} px")
+    assert joint["perplexity"] < staged["perplexity"] / 4
+    assert joint["codebook_usage"] < 0.5
+    assert joint["mpjpe_px"] > 1.5 * staged["mpjpe_px"]
+
+
+def test_eval_command_prints_one_json_object(quick_run, capsys):
+    assert eval_cli.main(["--checkpoint", str(quick_run), "--json", "--no-int8"], prog="posetok eval") == 0
+    result = json.loads(capsys.readouterr().out)
+    stored = json.loads((quick_run / "metrics.json").read_text())
+    for key in ("mpjpe_px", "codebook_usage", "perplexity", "num_codes", "num_tokens", "eval_poses"):
+        assert result[key] == pytest.approx(stored[key], rel=1e-5), key
+    assert eval_cli.main(["--checkpoint", str(quick_run), "--no-int8"], prog="posetok eval") == 0
+    table = capsys.readouterr().out
+    assert "MPJPE (px of 64-px frame)" in table and f"{stored['mpjpe_px']:.4f}" in table
+
+
+def test_eval_names_a_missing_checkpoint(tmp_path, capsys):
+    assert eval_cli.main(["--checkpoint", str(tmp_path / "nope.pt"), "--json"], prog="posetok eval") == 2
+    assert "no tokenizer checkpoint at" in capsys.readouterr().err
+
+
+def test_plot_writes_a_png(quick_run, tmp_path):
+    out = tmp_path / "plot.png"
+    assert plot_cli.main(["--checkpoint", str(quick_run), "--out", str(out)], prog="posetok plot") == 0
+    head = out.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", head[16:24])
+    assert width > 600 and height > 400
+    assert plot_cli.main(["--checkpoint", str(quick_run), "--out", str(tmp_path / "plot.jpg")],
+                         prog="posetok plot") == 2
