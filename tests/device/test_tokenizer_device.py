@@ -13,18 +13,44 @@ COMBOS = [pytest.param("onnxruntime", "fp32"), pytest.param("onnxruntime", "int8
           pytest.param("litert", "fp32", marks=litert), pytest.param("litert", "int8", marks=litert)]
 
 
+def mpjpe_px(keypoints: np.ndarray, poses: np.ndarray) -> float:
+    return float(np.linalg.norm(keypoints - poses, axis=-1).mean())
+
+
+def tflite_runtime_int8(backend: str, precision: str) -> bool:
+    """tflite-runtime 2.14's int8 kernels (XNNPACK's and the built-in ones
+    alike) round differently on x86_64 and aarch64, and differently from
+    ai-edge-litert: measured on the shipped int8 file, 6.3% of token ids
+    differ from the host's while ai-edge-litert 1.4 on aarch64 vs 2.x on the
+    host differ in 0.08%. Those boards get a looser bound plus a quality
+    check against the true poses."""
+    if (backend, precision) != ("litert", "int8"):
+        return False
+    from posetok.backends import litert_interpreter_class
+    return litert_interpreter_class()[1] == "tflite-runtime"
+
+
 @pytest.mark.parametrize("backend, precision", COMBOS)
 def test_same_tokens_and_keypoints_as_the_host(host_result, backend, precision):
     saved = np.load(host_result(f"tokens_{backend}_{precision}.npz"))
     with PoseTokenizer.from_bundle(host_result("bundle"), backend=backend, precision=precision) as tok:
         ids = tok.encode(saved["poses"])
         decoded_from_host_ids = tok.decode(saved["ids"])
+        roundtrip = tok.decode(ids)
     agreement = float((ids == saved["ids"]).mean())
     print(f"{backend}/{precision}: token agreement with the host {agreement:.5f} over {ids.size} tokens")
-    assert agreement >= 0.999, f"{backend}/{precision}: only {agreement:.5f} of token ids match the host"
     diff = np.abs(decoded_from_host_ids - saved["keypoints"])
     err, mean_err = float(diff.max()), float(diff.mean())
     print(f"{backend}/{precision}: decoder |aarch64 - x86_64| max {err:.2e} px, mean {mean_err:.2e} px")
+    device_mpjpe, host_mpjpe = mpjpe_px(roundtrip, saved["poses"]), mpjpe_px(saved["keypoints"], saved["poses"])
+    print(f"{backend}/{precision}: roundtrip MPJPE aarch64 {device_mpjpe:.4f} px, host {host_mpjpe:.4f} px")
+    if tflite_runtime_int8(backend, precision):
+        assert agreement >= 0.90, f"tflite-runtime int8: only {agreement:.5f} of token ids match the host"
+        assert err <= 1.5 and mean_err <= 0.25, f"tflite-runtime int8 decoder vs host: max {err}, mean {mean_err} px"
+        assert device_mpjpe <= host_mpjpe + 0.05, f"tflite-runtime int8 roundtrip {device_mpjpe} px vs host {host_mpjpe} px"
+        return
+    assert agreement >= 0.999, f"{backend}/{precision}: only {agreement:.5f} of token ids match the host"
+    assert device_mpjpe <= host_mpjpe + 0.01, f"{backend}/{precision}: roundtrip {device_mpjpe} px vs host {host_mpjpe} px"
     if precision == "fp32":
         assert err <= 1e-4, f"fp32 decoder differs from the host by {err} px"
     else:
