@@ -21,6 +21,7 @@ import numpy as np
 
 from . import backends, kernels
 from .bench_cli import bench
+from .skeleton import mpjpe_px
 from .tokenizer import PoseTokenizer, TokenizerOptions
 
 # ImageNet-style per-channel statistics, the usual input of a pose detector.
@@ -84,13 +85,13 @@ def run(bundle: str, frame_path: str, repeats: int = 5) -> tuple[dict, dict]:
                 decoded = tok.decode(ids)
                 row = {"backend": backend, "runtime": backends.runtime_version(backend), "precision": precision,
                        "files": tok.files, "token_ids": ids.tolist(),
-                       "frame_pose_error_px": round(float(np.linalg.norm(decoded - truth, axis=-1).mean()), 3)}
+                       "frame_pose_error_px": round(mpjpe_px(decoded, truth), 3)}
                 key = f"host_ids_{backend}_{precision}"
                 if key in frame.files:
                     poses = frame["eval_poses"]
                     device_ids = tok.encode(poses)
                     row["token_agreement_vs_host"] = float((device_ids == frame[key]).mean())
-                    row["mpjpe_px"] = round(float(np.linalg.norm(tok.decode(device_ids) - poses, axis=-1).mean()), 4)
+                    row["mpjpe_px"] = round(mpjpe_px(tok.decode(device_ids), poses), 4)
                     row["poses"] = int(poses.shape[0])
                 arrays[f"decoded_{backend}_{precision}"] = decoded
             timing = bench(bundle, options, batch=1, iterations=50, warmup=5)

@@ -56,3 +56,9 @@ def pixels_to_normalized(px: np.ndarray) -> np.ndarray:
 def normalized_to_pixels(u: np.ndarray) -> np.ndarray:
     """Model coordinates in [-1, 1] -> pixel coordinates in the 64-px frame."""
     return ((np.asarray(u, dtype=np.float32) + 1.0) * HALF_FRAME).astype(np.float32)
+
+
+def mpjpe_px(predicted_px: np.ndarray, true_px: np.ndarray) -> float:
+    """Mean per-joint position error: the mean Euclidean distance between
+    matching keypoints, in pixels of the 64-px frame."""
+    return float(np.linalg.norm(np.asarray(predicted_px) - np.asarray(true_px), axis=-1).mean())

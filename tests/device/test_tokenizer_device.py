@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 
 from posetok import PoseTokenizer
+from posetok.skeleton import mpjpe_px
 
 litert = pytest.mark.litert
 COMBOS = [pytest.param("onnxruntime", "fp32"), pytest.param("onnxruntime", "int8"),
           pytest.param("litert", "fp32", marks=litert), pytest.param("litert", "int8", marks=litert)]
-
-
-def mpjpe_px(keypoints: np.ndarray, poses: np.ndarray) -> float:
-    return float(np.linalg.norm(keypoints - poses, axis=-1).mean())
 
 
 def tflite_runtime_int8(backend: str, precision: str) -> bool:
