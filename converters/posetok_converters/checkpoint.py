@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from posetok.atomic import atomic_output
 
 from .model import PoseTokenizer, TokenizerConfig
 
@@ -27,15 +28,8 @@ def save_checkpoint(path: str | os.PathLike, model: PoseTokenizer, meta: dict) -
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "meta": dict(meta),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

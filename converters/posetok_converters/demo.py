@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posetok.atomic import atomic_output
 from posetok import PoseTokenizer
 from posetok.bundle import Bundle
 from posetok.skeleton import LIMBS
@@ -98,10 +99,11 @@ def write_png(path: Path, rgb: np.ndarray, model_input: np.ndarray, truth: np.nd
     ax_input.axis("off")
     fig.suptitle(f"{len(ids)} tokens: " + " ".join(map(str, ids)), fontsize=9)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def table(rows: list[tuple], header: tuple) -> str:

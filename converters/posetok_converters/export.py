@@ -23,6 +23,7 @@ import onnx
 import torch
 
 import posetok
+from posetok.atomic import write_bytes_atomic
 from posetok import bundle as bundle_lib
 from posetok.skeleton import KEYPOINT_NAMES, NORMALIZATION, NUM_KEYPOINTS, pixels_to_normalized
 
@@ -78,17 +79,6 @@ def resolve_checkpoint(checkpoint: Optional[os.PathLike | str]) -> Path:
 
 
 # -- serialization --------------------------------------------------------------
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Temporary file in the same folder, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def compact_onnx(model: onnx.ModelProto) -> onnx.ModelProto:

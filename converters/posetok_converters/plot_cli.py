@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from posetok.atomic import atomic_output
 
 NUM_FIGURES = 12  # 2 rows of 6 poses
 
@@ -70,15 +70,9 @@ def main(argv: list[str], prog: str) -> int:
                  f"{model.config.num_tokens} tokens x {model.config.num_codes} codes", fontsize=11)
     fig.tight_layout()
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{args.out.name}.", suffix=".png", dir=args.out.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, args.out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_output(args.out) as tmp:
+            fig.savefig(tmp, dpi=90)
     finally:
         plt.close(fig)
     print(f"{prog}: wrote {args.out}", file=sys.stderr)

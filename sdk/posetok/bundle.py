@@ -11,9 +11,9 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from .atomic import write_json_atomic
+from typing import Optional
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -38,21 +38,6 @@ def file_sha256(path: os.PathLike | str, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_json_atomic(path: os.PathLike | str, obj: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_manifest(bundle_dir: os.PathLike | str, manifest: dict) -> Path:

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from .atomic import atomic_output
 from . import backends, kernels
 from .bench_cli import bench
 from .skeleton import mpjpe_px
@@ -109,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     report, arrays = run(args.bundle, args.frame, args.repeats)
     if args.out:
-        tmp = args.out + ".tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, args.out)
+        with atomic_output(args.out) as tmp:
+            np.savez(tmp, **arrays)
     print(json.dumps(report))
     return 0
 

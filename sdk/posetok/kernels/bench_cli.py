@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..atomic import atomic_output
+
 # name -> (OpenCV operation doing the same, or None)
 KERNELS: Dict[str, Optional[str]] = {
     "nv21_to_rgb888": "cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_NV21)",
@@ -221,9 +223,8 @@ def plot(rows: List[dict], cpu: str, path: Path) -> None:
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120)
 
 
 def evaluate_targets(rows: List[dict]) -> dict:

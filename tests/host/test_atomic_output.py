@@ -1,0 +1,40 @@
+"""posetok.atomic: artifacts appear whole under their name or not at all."""
+from __future__ import annotations
+
+import json
+import stat
+
+import numpy as np
+import pytest
+
+from posetok.atomic import atomic_output, write_bytes_atomic, write_json_atomic
+
+
+def test_success_replaces_the_target_with_shareable_mode(tmp_path):
+    target = tmp_path / "sub" / "model.bin"
+    write_bytes_atomic(target, b"old")
+    write_bytes_atomic(target, b"new bytes")
+    assert target.read_bytes() == b"new bytes"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.bin"]
+
+
+def test_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "manifest.json"
+    write_json_atomic(target, {"version": 1})
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_output(target) as tmp:
+            tmp.write_text('{"version": 2, "trunc')
+            raise RuntimeError("disk full")
+    assert json.loads(target.read_text()) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_temp_name_keeps_the_extension_for_format_sniffing_writers(tmp_path):
+    target = tmp_path / "arrays.npz"
+    with atomic_output(target) as tmp:
+        assert tmp.suffix == ".npz" and tmp.parent == tmp_path and tmp.name.startswith(".arrays.npz.")
+        np.savez(tmp, x=np.arange(3))  # savez appends .npz unless the name already ends with it
+    with np.load(target) as f:
+        assert f["x"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["arrays.npz"]
