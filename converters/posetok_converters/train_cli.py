@@ -3,31 +3,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shlex
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
+
+from posetok.atomic import write_text_atomic
 
 from .train import PRESETS, SCHEDULES, TrainConfig, preset, train, train_config_dict
 
 DEFAULT_OUT = Path("out/tokenizer")
 PRE_INT8_NAME = "tokenizer_before_int8_finetune.pt"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -47,6 +34,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="peak learning rate of the VQ phase (default: preset's)")
     p.add_argument("--int8-steps", type=int, default=None,
                    help="steps of the int8-robustness fine-tune (default: preset's; applied after --steps)")
+    p.add_argument("--code-dim", type=int, default=None,
+                   help="code dimension D of a fresh model (default: preset's); V and M stay, so bits per pose stay")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -66,6 +55,15 @@ def main(argv: list[str], prog: str) -> int:
         torch.set_num_threads(args.threads)
     model_cfg, cfg = preset(args.preset, args.schedule, args.seed)
     init_model, init_meta = None, None
+    if args.code_dim is not None:
+        if args.init is not None:
+            print(f"{prog}: --code-dim applies to a fresh model, not with --init", file=sys.stderr)
+            return 2
+        try:
+            model_cfg = replace(model_cfg, code_dim=args.code_dim)
+        except ValueError as exc:
+            print(f"{prog}: --code-dim: {exc}", file=sys.stderr)
+            return 2
     if args.init is not None:
         from .checkpoint import load_checkpoint
         try:
