@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from posetok.atomic import atomic_output
 from posetok import PoseTokenizer
+from posetok.atomic import atomic_output
 from posetok.bundle import Bundle
 from posetok.skeleton import LIMBS
 

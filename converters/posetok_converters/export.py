@@ -23,8 +23,8 @@ import onnx
 import torch
 
 import posetok
-from posetok.atomic import write_bytes_atomic
 from posetok import bundle as bundle_lib
+from posetok.atomic import write_bytes_atomic
 from posetok.skeleton import KEYPOINT_NAMES, NORMALIZATION, NUM_KEYPOINTS, pixels_to_normalized
 
 from . import quantize
@@ -79,7 +79,6 @@ def resolve_checkpoint(checkpoint: Optional[os.PathLike | str]) -> Path:
 
 
 # -- serialization --------------------------------------------------------------
-
 
 def compact_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     """Short tensor and node names, no value_info: the exporter's and the

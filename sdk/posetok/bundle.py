@@ -12,8 +12,9 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from .atomic import write_json_atomic
 from typing import Optional
+
+from .atomic import write_json_atomic
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"

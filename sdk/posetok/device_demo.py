@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from .atomic import atomic_output
 from . import backends, kernels
+from .atomic import atomic_output
 from .bench_cli import bench
 from .skeleton import mpjpe_px
 from .tokenizer import PoseTokenizer, TokenizerOptions
