@@ -12,6 +12,7 @@ ROWS = (
     ("num_tokens", "tokens per pose (M)", "{}"),
     ("num_codes", "codes (V)", "{}"),
     ("code_dim", "code dim (D)", "{}"),
+    ("codebooks", "codebooks", "{}"),
     ("bits_per_pose", "bits per pose (M*log2 V)", "{:.0f}"),
     ("float32_bits_per_pose", "float32 bits per pose", "{}"),
     ("sim_int8_token_agreement", "simulated A8W8 token agreement", "{:.4f}"),

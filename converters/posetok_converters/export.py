@@ -178,9 +178,9 @@ def onnx_variant(fp32: onnx.ModelProto, precision: str, calibration: np.ndarray,
     if precision == "fp16":
         return quantize.onnx_fp16_weights(fp32)
     if precision == "int8w":
-        return quantize.onnx_int8_weights(fp32)
+        return quantize.onnx_codebook_fp16(quantize.onnx_int8_weights(fp32))
     with quiet():
-        return quantize.onnx_int8_static(fp32, calibration, options.onnx_int8)
+        return quantize.onnx_codebook_fp16(quantize.onnx_int8_static(fp32, calibration, options.onnx_int8))
 
 
 def export_tflite_fp32(graph: torch.nn.Module, example: torch.Tensor) -> bytes:
@@ -239,7 +239,8 @@ def build_manifest(model, checkpoint_sha256: str, reference: dict, artifacts: li
                   "training": {k: meta[k] for k in ("preset", "schedule", "seed") if k in meta}},
         "keypoints": list(KEYPOINT_NAMES),
         "normalization": dict(NORMALIZATION),
-        "tokens": {"num_tokens": cfg.num_tokens, "num_codes": cfg.num_codes, "code_dim": cfg.code_dim},
+        "tokens": {"num_tokens": cfg.num_tokens, "num_codes": cfg.num_codes, "code_dim": cfg.code_dim,
+                   "codebooks": "per_token" if cfg.codebook_per_token else "shared"},
         "float_lookup": bundle_lib.FLOAT_LOOKUP,
         "reference": reference,
         "artifacts": artifacts,

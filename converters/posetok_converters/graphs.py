@@ -26,33 +26,58 @@ DECODER_OUTPUT = "keypoints"
 
 
 def codebook_of(model: nn.Module) -> torch.Tensor:
-    """The model's codebook [V, D] as a detached float32 copy."""
+    """The model's codebooks as a detached float32 copy, [G, V, D] (G = 1 when shared)."""
     codebook = torch.as_tensor(model.codebook).detach().to(torch.float32).clone()
-    if codebook.ndim != 2:
-        raise ValueError(f"model.codebook must be [V, D], got shape {tuple(codebook.shape)}")
+    if codebook.ndim == 2:
+        codebook = codebook[None]
+    if codebook.ndim != 3:
+        raise ValueError(f"model.codebook must be [V, D] or [M, V, D], got shape {tuple(codebook.shape)}")
     return codebook
 
 
 class NearestCode(nn.Module):
-    """argmin_v ||z - c_v||^2 without the ||z||^2 term, which is constant per row."""
+    """argmin_v ||z_m - c_{m,v}||^2 without the ||z_m||^2 term, which is constant per row.
+
+    A shared codebook is one MatMul [B,M,D] x [D,V]; per-token codebooks are a
+    batched MatMul [B,M,1,D] x [M,D,V], one codebook per token position.
+    """
 
     def __init__(self, codebook: torch.Tensor):
         super().__init__()
-        self.register_buffer("codebook_t", codebook.T.contiguous())
-        self.register_buffer("codebook_sq", (codebook * codebook).sum(dim=1))
+        self.shared = codebook.shape[0] == 1
+        codebook_t = codebook.transpose(1, 2).contiguous()                # [G, D, V]
+        self.register_buffer("codebook_t", codebook_t[0] if self.shared else codebook_t)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        # ||c||^2 is computed in the graph from the one stored codebook (the
+        # runtimes fold it into a constant at load), so a graph that stores the
+        # codebook in float16 gets squared norms consistent with it.
+        codebook_sq = (self.codebook_t * self.codebook_t).sum(dim=-2)
         # The literal must be a float (2.0): an int literal breaks PT2E calibration.
-        scores = self.codebook_sq - 2.0 * torch.matmul(z, self.codebook_t)
+        if self.shared:
+            cross = torch.matmul(z, self.codebook_t)
+        else:
+            # Not z.transpose(0, 1) @ codebook_t: litert-torch 0.10 converts that
+            # to a batch-64 graph with wrong results (batch 1 is right).
+            cross = torch.matmul(z.unsqueeze(-2), self.codebook_t).squeeze(-2)
+        scores = codebook_sq - 2.0 * cross
         return torch.argmin(scores, dim=-1).to(torch.int32)
 
 
 class CodeGather(nn.Module):
+    """Token ids [B,M] -> code vectors [B,M,D]; per-token codebooks are one flat
+    [M*V, D] table indexed by id + V * position."""
+
     def __init__(self, codebook: torch.Tensor):
         super().__init__()
-        self.register_buffer("codebook", codebook.clone())
+        groups, num_codes, dim = codebook.shape
+        self.register_buffer("codebook", codebook.reshape(groups * num_codes, dim).clone())
+        self.register_buffer("offsets", None if groups == 1
+                             else torch.arange(groups, dtype=torch.int32) * num_codes)
 
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        if self.offsets is not None:
+            token_ids = token_ids + self.offsets
         return nn.functional.embedding(token_ids.to(torch.int64), self.codebook)
 
 

@@ -40,13 +40,17 @@ def mpjpe_px(pred_norm: torch.Tensor, true_norm: torch.Tensor) -> float:
     return float(((pred_norm - true_norm) * HALF_FRAME).norm(dim=-1).mean())
 
 
-def code_usage(indices: torch.Tensor, num_codes: int) -> tuple[float, float]:
-    """(fraction of codes used at least once, perplexity = exp(entropy of code frequencies))."""
-    counts = torch.bincount(indices.reshape(-1), minlength=num_codes).double()
-    p = counts / counts.sum()
-    nz = p[p > 0]
-    entropy = float(-(nz * nz.log()).sum())
-    return float((counts > 0).double().mean()), math.exp(entropy)
+def code_usage(indices: torch.Tensor, num_codes: int, per_token: bool = False) -> tuple[float, float]:
+    """(fraction of codes used at least once, perplexity = exp(entropy of code frequencies)).
+
+    Per-token codebooks: usage counts every (position, code) pair, and the
+    perplexity is exp of the mean entropy of the positions' own codebooks.
+    """
+    groups = indices.reshape(-1, indices.shape[-1]).T if per_token else indices.reshape(1, -1)
+    counts = torch.stack([torch.bincount(g, minlength=num_codes) for g in groups]).double()
+    p = counts / counts.sum(-1, keepdim=True)
+    entropy = -(p * p.clamp_min(1e-300).log()).sum(-1).mean()
+    return float((counts > 0).double().mean()), math.exp(float(entropy))
 
 
 @torch.no_grad()
@@ -71,7 +75,7 @@ def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: boo
         kp = torch.from_numpy(pixels_to_normalized(poses))
         ids, recon = tokens_and_reconstruction(model, kp)
         cfg = model.config
-        usage, perplexity = code_usage(ids, cfg.num_codes)
+        usage, perplexity = code_usage(ids, cfg.num_codes, cfg.codebook_per_token)
         result = {
             "mpjpe_px": mpjpe_px(recon, kp),
             "codebook_usage": usage,
@@ -79,6 +83,7 @@ def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: boo
             "num_codes": cfg.num_codes,
             "num_tokens": cfg.num_tokens,
             "code_dim": cfg.code_dim,
+            "codebooks": "per_token" if cfg.codebook_per_token else "shared",
             "bits_per_pose": cfg.bits_per_pose,
             "float32_bits_per_pose": 32 * 2 * cfg.num_keypoints,
             "eval_poses": len(poses),

@@ -29,6 +29,12 @@ class TokenizerConfig:
     channel_hidden: int = 256           # inner width of the channel-mixing MLP
     token_hidden: int = 64              # inner width of the token-mixing MLP
     num_blocks: int = 4                 # Mixer blocks in the encoder and in the decoder
+    # One V x D codebook per token position instead of one shared by all M.
+    # A shared codebook spreads its V codes over every position's latent
+    # distribution, so each position uses only a part of it (the shipped
+    # shared model: 6.9 of 8 bits per token); per-position codebooks let
+    # every token carry its full log2(V) bits at the same ids and bit count.
+    codebook_per_token: bool = False
     ema_decay: float = 0.99
     ema_eps: float = 1e-5
 
@@ -39,6 +45,10 @@ class TokenizerConfig:
                 raise ValueError(f"TokenizerConfig.{f.name} must be a positive integer, got {value!r}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"TokenizerConfig.ema_decay must be in (0, 1), got {self.ema_decay!r}")
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.num_tokens if self.codebook_per_token else 1
 
     @property
     def bits_per_pose(self) -> float:
@@ -114,60 +124,95 @@ class Decoder(nn.Module):
 
 
 class VectorQuantizer(nn.Module):
-    """V x D codebook, nearest code by squared L2, EMA updates, dead-code restart."""
+    """G codebooks of V x D (G = 1 shared, or G = M, one per token position):
+    nearest code by squared L2, EMA updates, dead-code restart.
 
-    def __init__(self, num_codes: int, code_dim: int, decay: float, eps: float):
+    The codebook buffer is [V, D] when shared and [M, V, D] per token. Token
+    ids are in [0, V) either way; for training bookkeeping a per-token code
+    (m, v) is the flat entry m * V + v of the G*V codes.
+    """
+
+    def __init__(self, num_codes: int, code_dim: int, decay: float, eps: float, num_codebooks: int = 1):
         super().__init__()
         self.decay, self.eps = decay, eps
+        self.num_codes, self.num_codebooks = num_codes, num_codebooks
+        shape = (num_codes, code_dim) if num_codebooks == 1 else (num_codebooks, num_codes, code_dim)
         # Random-normal start, as in the seed article; training replaces it
         # with data (see init_from_data) unless the "joint" schedule is chosen.
-        self.register_buffer("codebook", torch.randn(num_codes, code_dim))
-        self.register_buffer("ema_count", torch.zeros(num_codes))
+        self.register_buffer("codebook", torch.randn(shape))
+        self.register_buffer("ema_count", torch.zeros(shape[:-1]))
         self.register_buffer("ema_sum", self.codebook.clone())
 
+    def grouped(self) -> torch.Tensor:
+        """The codebook as [G, V, D] (a view)."""
+        return self.codebook.reshape(self.num_codebooks, self.num_codes, -1)
+
     def distances(self, z: torch.Tensor) -> torch.Tensor:
-        """Squared L2 distance of every vector in z [..., D] to every code: [..., V]."""
-        c = self.codebook
-        return (z * z).sum(-1, keepdim=True) - 2.0 * z @ c.transpose(0, 1) + (c * c).sum(-1)
+        """Squared L2 distance of every token vector in z [..., M, D] to every code of its codebook: [..., M, V]."""
+        c = self.grouped()                                              # [G, V, D]
+        cross = torch.matmul(z.unsqueeze(-2), c.transpose(1, 2)).squeeze(-2)  # [..., M, V]; G broadcasts over M
+        return (z * z).sum(-1, keepdim=True) - 2.0 * cross + (c * c).sum(-1)
+
+    def flat_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Token ids [..., M] -> entries of the flat [G*V, D] table."""
+        if self.num_codebooks == 1:
+            return indices
+        offsets = torch.arange(self.num_codebooks, device=indices.device) * self.num_codes
+        return indices + offsets
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Token ids [..., M] -> code vectors [..., M, D]."""
+        return F.embedding(self.flat_indices(indices), self.grouped().reshape(-1, self.codebook.shape[-1]))
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         indices = torch.argmin(self.distances(z), dim=-1)
-        return indices, F.embedding(indices, self.codebook)
+        return indices, self.lookup(indices)
 
     @torch.no_grad()
     def init_from_data(self, vectors: torch.Tensor) -> None:
-        """Codebook := the given [V,D] vectors (e.g. k-means centroids of encoder outputs)."""
-        self.codebook.copy_(vectors)
-        self.ema_sum.copy_(vectors)
+        """Codebook := the given vectors, shaped like the codebook (e.g. k-means centroids of encoder outputs)."""
+        self.codebook.copy_(vectors.reshape(self.codebook.shape))
+        self.ema_sum.copy_(self.codebook)
         self.ema_count.fill_(1.0)
 
     @torch.no_grad()
     def update(self, z: torch.Tensor, indices: torch.Tensor, restart_below: float = 0.0) -> int:
-        """One EMA step from a batch; returns how many dead codes were restarted.
+        """One EMA step from a batch z [..., M, D] with its ids [..., M]; returns
+        how many dead codes were restarted.
 
         A code whose EMA count falls below ``restart_below`` is moved onto a
-        random vector of this batch (restart_below=0 disables restarts).
+        random vector of this batch, taken from its own token position when
+        codebooks are per token (restart_below=0 disables restarts).
         """
-        z = z.reshape(-1, z.shape[-1]).float()
-        indices = indices.reshape(-1)
-        num_codes = self.codebook.shape[0]
-        counts = torch.bincount(indices, minlength=num_codes).float()
-        sums = torch.zeros_like(self.ema_sum).index_add_(0, indices, z)
-        self.ema_count.mul_(self.decay).add_(counts, alpha=1.0 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(sums, alpha=1.0 - self.decay)
-        total = self.ema_count.sum()
-        smoothed = (self.ema_count + self.eps) / (total + num_codes * self.eps) * total  # Laplace smoothing
-        self.codebook.copy_(self.ema_sum / smoothed[:, None])
+        dim = z.shape[-1]
+        num_tokens = z.shape[-2]
+        z = z.reshape(-1, num_tokens, dim).float()                      # [N, M, D]
+        flat = self.flat_indices(indices.reshape(-1, num_tokens)).reshape(-1)
+        table = self.num_codebooks * self.num_codes
+        ema_count, ema_sum = self.ema_count.view(table), self.ema_sum.view(table, dim)
+        counts = torch.bincount(flat, minlength=table).float()
+        sums = torch.zeros_like(ema_sum).index_add_(0, flat, z.reshape(-1, dim))
+        ema_count.mul_(self.decay).add_(counts, alpha=1.0 - self.decay)
+        ema_sum.mul_(self.decay).add_(sums, alpha=1.0 - self.decay)
+        # Laplace smoothing within each codebook
+        count = self.ema_count.view(self.num_codebooks, self.num_codes)
+        total = count.sum(-1, keepdim=True)
+        smoothed = (count + self.eps) / (total + self.num_codes * self.eps) * total
+        self.codebook.copy_((self.ema_sum.view(self.num_codebooks, self.num_codes, dim)
+                             / smoothed[..., None]).reshape(self.codebook.shape))
         if restart_below <= 0.0:
             return 0
-        dead = self.ema_count < restart_below
-        num_dead = int(dead.sum())
-        if num_dead:
-            picks = z[torch.randint(0, z.shape[0], (num_dead,), device=z.device)]
-            self.codebook[dead] = picks
-            self.ema_sum[dead] = picks
-            self.ema_count[dead] = 1.0
-        return num_dead
+        dead = torch.nonzero(ema_count < restart_below).squeeze(1)
+        if len(dead):
+            rows = torch.randint(0, z.shape[0], (len(dead),), device=z.device)
+            slots = (dead // self.num_codes if self.num_codebooks > 1
+                     else torch.randint(0, num_tokens, (len(dead),), device=z.device))
+            picks = z[rows, slots]
+            codebook = self.codebook.view(table, dim)
+            codebook[dead] = picks
+            ema_sum[dead] = picks
+            ema_count[dead] = 1.0
+        return len(dead)
 
 
 class PoseTokenizer(nn.Module):
@@ -175,7 +220,8 @@ class PoseTokenizer(nn.Module):
         super().__init__()
         self.config = cfg
         self.encoder = Encoder(cfg)
-        self.quantizer = VectorQuantizer(cfg.num_codes, cfg.code_dim, cfg.ema_decay, cfg.ema_eps)
+        self.quantizer = VectorQuantizer(cfg.num_codes, cfg.code_dim, cfg.ema_decay, cfg.ema_eps,
+                                         cfg.num_codebooks)
         self.decoder = Decoder(cfg)
 
     @property
@@ -198,7 +244,7 @@ class PoseTokenizer(nn.Module):
         return self.quantize(self.encode(kp_norm))[0]
 
     def detokenize(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.decode(F.embedding(indices, self.codebook))
+        return self.decode(self.quantizer.lookup(indices))
 
     def forward(self, kp_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: (reconstruction, z_e, z_q, indices); gradients reach the

@@ -40,7 +40,10 @@ def main(argv: list[str], prog: str) -> int:
     ids, recon = tokens_and_reconstruction(model, kp)
     recon_px = normalized_to_pixels(recon.numpy())
     err = np.linalg.norm(recon_px - poses, axis=-1).mean(axis=1)     # per-pose MPJPE
-    counts = np.bincount(ids.numpy().ravel(), minlength=model.config.num_codes)
+    cfg = model.config
+    # per-token codebooks: one bar per (position, code) pair
+    counts = np.bincount(model.quantizer.flat_indices(ids).numpy().ravel(),
+                         minlength=cfg.num_codebooks * cfg.num_codes)
 
     fig = plt.figure(figsize=(13, 8.5))
     grid = fig.add_gridspec(3, 6, height_ratios=[1, 1, 0.8])
@@ -67,7 +70,8 @@ def main(argv: list[str], prog: str) -> int:
     ax.set_xlabel("code (sorted by count)")
     ax.set_ylabel("token count")
     fig.suptitle(f"blue: ground truth, red dashed: decode(tokenize(pose))  -  MPJPE {err.mean():.3f} px, "
-                 f"{model.config.num_tokens} tokens x {model.config.num_codes} codes", fontsize=11)
+                 f"{cfg.num_tokens} tokens x {cfg.num_codes} codes"
+                 + (" (one codebook per token)" if cfg.codebook_per_token else ""), fontsize=11)
     fig.tight_layout()
 
     try:

@@ -8,6 +8,8 @@ ONNX (from the fp32 ModelProto, whose float-only nodes carry the scope name
 as a ``<scope>/`` prefix, see ``mark_float_nodes``):
   fp16   float16 initializers, cast to float32 on load (activations stay fp32:
          onnxruntime's CPU provider has few fp16 kernels).
+  In fp16, int8w and int8 the codebook is stored as float16 too (cast to
+  float32 at load, ``onnx_codebook_fp16``); the lookup computes in float32.
   int8w  per-output-channel symmetric int8 MatMul weights, Cast+Mul back to
          float32 (folded at session start); activations float32.
   int8   static QDQ from onnxruntime.quantization: S8S8, per-channel weights,
@@ -37,13 +39,16 @@ from .graphs import FLOAT_SCOPES
 # -- descriptions recorded in the manifest (one per format/precision) --------
 SCHEMES = {
     ("onnx", "fp32"): "float32 weights and activations",
-    ("onnx", "fp16"): "float16 weights cast to float32 at load; float32 activations",
+    ("onnx", "fp16"): "float16 weights (codebook included) cast to float32 at load; float32 activations",
     ("onnx", "int8w"): "int8 weights (symmetric, per output channel) restored to float32 by Cast+Mul at load; "
-                       "float32 activations; keypoint-mixing matrices (~4% of the weights) kept float32",
+                       "float32 activations; keypoint-mixing matrices (~4% of the weights) kept float32; "
+                       "codebook stored as float16, cast to float32 at load",
     ("tflite", "fp32"): "float32 weights and activations",
-    ("tflite", "fp16"): "float16 weights (ai-edge-quantizer float casting); float32 compute",
+    ("tflite", "fp16"): "float16 weights (ai-edge-quantizer float casting); float32 compute; "
+                        "last layer of each graph kept float32",
     ("tflite", "int8w"): "int8 weights (per channel) explicitly dequantized; float32 compute "
-                         "(ai-edge-quantizer weight-only); keypoint-mixing matrices (~4% of the weights) kept float32",
+                         "(ai-edge-quantizer weight-only); keypoint-mixing matrices (~4% of the weights) "
+                         "and the last layer of each graph kept float32",
 }
 
 
@@ -104,18 +109,29 @@ def _float_only_inputs(model: onnx.ModelProto) -> set[str]:
     return names
 
 
-def onnx_fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
-    """float32 initializers -> float16 + a Cast back to float32, except the codebook."""
+def _fp16_storage(model: onnx.ModelProto, codebook_only: bool) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    keep = _float_only_inputs(out)
-    casts = []
-    for init in out.graph.initializer:
-        if init.data_type != TensorProto.FLOAT or init.name in keep or _numel(init) < 2:
-            continue
-        casts.append(_store_as_fp16(init))
+    codebook = _float_only_inputs(out)
+    casts = [_store_as_fp16(init) for init in out.graph.initializer
+             if init.data_type == TensorProto.FLOAT and _numel(init) > 1
+             and (init.name in codebook or not codebook_only)]
     _prepend_nodes(out, casts)
     return out
+
+
+def onnx_fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """float32 initializers (codebook included) -> float16 + a Cast back to float32."""
+    return _fp16_storage(model, codebook_only=False)
+
+
+def onnx_codebook_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The codebook stored as float16 and cast back to float32 at load; the
+    distances, argmin and gather still run in float32. Per-token codebooks
+    (M*V*D floats, in the encoder and again in the decoder) would otherwise be
+    a large fixed share of a reduced-precision file. Measured on the shipped
+    model: rounding the codebook to float16 changes 0.05% of token ids."""
+    return _fp16_storage(model, codebook_only=True)
 
 
 def keypoint_mixing_matmuls(model: onnx.ModelProto) -> list[str]:
@@ -216,7 +232,7 @@ class OnnxStaticInt8:
                  "per-channel int8 weights" if self.per_channel else "per-tensor int8 weights",
                  ("symmetric" if self.activation_symmetric else "asymmetric") + " per-tensor int8 activations",
                  "quantized ops: " + ", ".join(self.op_types or ("all supported",)) + "; other ops float32",
-                 "biases and LayerNorm parameters stored as float16"]
+                 "biases, LayerNorm parameters and the codebook stored as float16"]
         if self.float_first_last:
             parts.append("first and last MatMul (input embedding, output projection) kept float32")
         if self.extra_float_nodes:
@@ -427,19 +443,28 @@ def _tflite_input_batch(model: bytes) -> int:
 
 
 def _tflite_float_ops(model: bytes, precision: str, int8: TfliteStaticInt8) -> tuple[str, ...]:
-    """Output tensor names of the FULLY_CONNECTED ops a precision keeps float (codebook step aside):
-    int8: the first and last; int8w: those with a keypoint dimension (see ``keypoint_mixing_matmuls``)."""
-    if precision not in ("int8", "int8w") or (precision == "int8" and not int8.float_first_last):
-        return ()
+    """Output tensor names of the FULLY_CONNECTED ops a precision keeps float (codebook step aside).
+
+    The last one (the projection onto the code vectors, right before the
+    lookup) stays float in every reduced precision: in some batch variants the
+    converter folds the lookup's reshape into it and names its output after
+    the lookup's scope, which the float-scope rule then keeps float; keeping
+    it float everywhere gives every batch variant the same layers (384
+    weights). int8 keeps the first one float too; int8w the keypoint-mixing
+    ones (see ``keypoint_mixing_matmuls``)."""
     interp = _tflite_interpreter(model)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    # An op belongs to the codebook step when its weight does (the output name may not tell).
     fcs = [op for op in interp._get_ops_details()  # no public API lists the ops
            if op["op_name"] == "FULLY_CONNECTED"
-           and not re.search(_FLOAT_SCOPE_REGEX, tensors[op["outputs"][0]]["name"])]
-    if precision == "int8":
-        chosen = [fcs[0], fcs[-1]] if fcs else []
-    else:
-        chosen = [op for op in fcs if NUM_KEYPOINTS in list(tensors[op["inputs"][1]]["shape"])]
+           and not re.search(_FLOAT_SCOPE_REGEX, tensors[op["inputs"][1]]["name"])]
+    if not fcs:
+        return ()
+    chosen = [fcs[-1]]
+    if precision == "int8" and int8.float_first_last:
+        chosen.append(fcs[0])
+    elif precision == "int8w":
+        chosen += [op for op in fcs if NUM_KEYPOINTS in list(tensors[op["inputs"][1]]["shape"])]
     return tuple(dict.fromkeys(tensors[op["outputs"][0]]["name"] for op in chosen))
 
 

@@ -36,6 +36,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="steps of the int8-robustness fine-tune (default: preset's; applied after --steps)")
     p.add_argument("--code-dim", type=int, default=None,
                    help="code dimension D of a fresh model (default: preset's); V and M stay, so bits per pose stay")
+    p.add_argument("--codebook", choices=("per-token", "shared"), default=None,
+                   help="codebooks of a fresh model (default: preset's): one per token position, "
+                        "or one shared by all tokens (the seed article's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -64,6 +67,11 @@ def main(argv: list[str], prog: str) -> int:
         except ValueError as exc:
             print(f"{prog}: --code-dim: {exc}", file=sys.stderr)
             return 2
+    if args.codebook is not None:
+        if args.init is not None:
+            print(f"{prog}: --codebook applies to a fresh model, not with --init", file=sys.stderr)
+            return 2
+        model_cfg = replace(model_cfg, codebook_per_token=args.codebook == "per-token")
     if args.init is not None:
         from .checkpoint import load_checkpoint
         try:

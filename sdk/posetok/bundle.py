@@ -22,7 +22,9 @@ FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8w", "int8")
 ROLES = ("encoder", "decoder")
 FLOAT_LOOKUP = ("The codebook, the squared-L2 distances, the argmin and the codebook gather "
-                "run in float32 in every precision; quantization applies to the Mixer layers only.")
+                "run in float32 in every precision; quantization applies to the Mixer layers only. "
+                "The ONNX fp16, int8w and int8 files store the codebook as float16 and cast it "
+                "to float32 at load.")
 
 
 class BundleError(ValueError):

@@ -22,6 +22,13 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _codebooks(tokens: dict) -> str:
+    size = f"{tokens['num_codes']} x {tokens['code_dim']}"
+    if tokens.get("codebooks") == "per_token":
+        return f"one codebook of {size} per token position"
+    return f"codebook {size}"
+
+
 def describe(bundle: Bundle, verified: bool) -> str:
     m = bundle.manifest
     model, tokens, ref = m["model"], m["tokens"], m.get("reference") or {}
@@ -29,7 +36,7 @@ def describe(bundle: Bundle, verified: bool) -> str:
         f"bundle      {bundle.root}",
         f"model       {model.get('name')} {model.get('version')}  checkpoint sha256 "
         f"{str(model.get('checkpoint_sha256'))[:16]}...",
-        f"tokens      {tokens['num_tokens']} per pose, codebook {tokens['num_codes']} x {tokens['code_dim']}",
+        f"tokens      {tokens['num_tokens']} per pose, " + _codebooks(tokens),
         f"keypoints   {len(m['keypoints'])}: {', '.join(m['keypoints'])}",
         f"coordinates {m['normalization'].get('formula')} (frame {m['normalization'].get('frame_px')} px)",
         f"reference   torch mpjpe {_fmt(ref.get('mpjpe_px'), '.4f')} px on {ref.get('eval_poses', '-')} eval poses",

@@ -57,6 +57,40 @@ def test_ema_update_moves_codes_to_their_vectors_and_restarts_dead_ones(model):
     assert (q.codebook[:4] - before[:4]).abs().max() > 0
 
 
+PER_TOKEN = TokenizerConfig(**{**SMALL.to_dict(), "codebook_per_token": True})
+
+
+def test_per_token_codebooks_pick_the_nearest_code_of_their_own_position():
+    torch.manual_seed(0)
+    model = PoseTokenizer(PER_TOKEN).eval()
+    assert model.codebook.shape == (6, 16, 3)
+    z = torch.randn(400, 6, 3) * 1.5
+    idx, z_q = model.quantize(z)
+    for m in range(6):
+        brute = torch.cdist(z[:, m], model.codebook[m]).argmin(-1)
+        assert (idx[:, m] == brute).float().mean() > 0.999, m
+        torch.testing.assert_close(z_q[:, m], model.codebook[m][idx[:, m]])
+    # the same id means a different vector at each position
+    same = torch.zeros(1, 6, dtype=torch.long)
+    vectors = model.quantizer.lookup(same)[0]
+    torch.testing.assert_close(vectors, model.codebook[:, 0])
+    torch.testing.assert_close(model.detokenize(idx), model.decode(z_q))
+
+
+def test_per_token_restart_draws_from_its_own_position():
+    torch.manual_seed(0)
+    q = PoseTokenizer(PER_TOKEN).quantizer
+    # position m's vectors all sit near (m, m, m); only code 0 of each position is used
+    z = torch.arange(6.0)[None, :, None].expand(50, 6, 3) + 0.01 * torch.randn(50, 6, 3)
+    idx = torch.zeros(50, 6, dtype=torch.long)
+    restarted = q.update(z, idx, restart_below=0.5)
+    assert restarted == 6 * 15
+    for m in range(6):
+        # every restarted code of position m is one of position m's vectors
+        assert (q.codebook[m, 1:] - m).abs().max() < 0.1, m
+    assert q.ema_count.shape == (6, 16)
+
+
 def test_config_round_trip_and_errors():
     assert TokenizerConfig.from_dict(SMALL.to_dict()) == SMALL
     assert SMALL.bits_per_pose == 6 * 4
