@@ -198,7 +198,8 @@ def tflite_variant(fp32: bytes, precision: str, calibration: np.ndarray, options
     if precision == "fp32":
         return fp32
     with quiet():
-        return quantize.tflite_quantize(fp32, precision, calibration, options.tflite_int8)
+        return quantize.tflite_codebook_fp16(quantize.tflite_quantize(fp32, precision, calibration,
+                                                                      options.tflite_int8))
 
 
 def tflite_tensor_specs(model: bytes) -> tuple[list[dict], list[dict]]:

@@ -176,6 +176,14 @@ class VectorQuantizer(nn.Module):
         self.ema_count.fill_(1.0)
 
     @torch.no_grad()
+    def round_to_float16(self) -> None:
+        """Make every code exactly representable in float16 (a relative change
+        below 2^-11). Exported files may then store the codebook as float16
+        without changing a single distance: the lookup still computes in
+        float32, on the same values as this model."""
+        self.codebook.copy_(self.codebook.half().float())
+
+    @torch.no_grad()
     def update(self, z: torch.Tensor, indices: torch.Tensor, restart_below: float = 0.0) -> int:
         """One EMA step from a batch z [..., M, D] with its ids [..., M]; returns
         how many dead codes were restarted.

@@ -2,14 +2,14 @@
 
 Every scheme leaves the codebook step (``graphs.FLOAT_SCOPES``) in float32:
 the squared-L2 scores, the argmin and the codebook gather. Quantization
-touches the Mixer layers only.
+touches the Mixer layers only. The reduced precisions store the codebook
+itself as float16, turned back into float32 at load (``onnx_codebook_fp16``,
+``tflite_codebook_fp16``); training leaves the codes float16-representable.
 
 ONNX (from the fp32 ModelProto, whose float-only nodes carry the scope name
 as a ``<scope>/`` prefix, see ``mark_float_nodes``):
   fp16   float16 initializers, cast to float32 on load (activations stay fp32:
          onnxruntime's CPU provider has few fp16 kernels).
-  In fp16, int8w and int8 the codebook is stored as float16 too (cast to
-  float32 at load, ``onnx_codebook_fp16``); the lookup computes in float32.
   int8w  per-output-channel symmetric int8 MatMul weights, Cast+Mul back to
          float32 (folded at session start); activations float32.
   int8   static QDQ from onnxruntime.quantization: S8S8, per-channel weights,
@@ -129,8 +129,10 @@ def onnx_codebook_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """The codebook stored as float16 and cast back to float32 at load; the
     distances, argmin and gather still run in float32. Per-token codebooks
     (M*V*D floats, in the encoder and again in the decoder) would otherwise be
-    a large fixed share of a reduced-precision file. Measured on the shipped
-    model: rounding the codebook to float16 changes 0.05% of token ids."""
+    a large fixed share of a reduced-precision file. Training leaves the codes
+    float16-representable (``VectorQuantizer.round_to_float16``), so this is
+    lossless for them; an older checkpoint's codes move by < 2^-11 relative
+    (measured on the previous shared-codebook model: 0.05% of token ids)."""
     return _fp16_storage(model, codebook_only=True)
 
 
@@ -431,6 +433,68 @@ def tflite_quantize(float_model: bytes, precision: str, calibration: Optional[np
             raise ValueError(f"{precision} TFLite quantization needs calibration data")
         ranges = tflite_calibrate(float_model, calibration, int8)
     return bytes(q.quantize(ranges, enable_progress_bar=False, enable_progress_report=False).quantized_model)
+
+
+# The lookup ops whose constant operand is the codebook (per-token codebooks:
+# the distances are a BATCH_MATMUL, whose batched graphs broadcast the
+# codebook first, and the decoder's gather an EMBEDDING_LOOKUP).
+_TFLITE_CODEBOOK_OPS = ("BATCH_MATMUL", "BROADCAST_TO", "EMBEDDING_LOOKUP", "GATHER")
+_TFLITE_FLOAT32, _TFLITE_FLOAT16, _TFLITE_DEQUANTIZE = 0, 1, 6
+
+
+def tflite_codebook_fp16(model: bytes) -> bytes:
+    """The codebook stored as float16 and turned back into float32 by a
+    DEQUANTIZE op at the start of the graph (the TFLite form of float16
+    weights); the lookup itself computes in float32. ai-edge-quantizer has no
+    float casting for BATCH_MATMUL, so this edits the flatbuffer directly."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    graph = obj.subgraphs[0]
+    codebooks = []
+    for op in graph.operators:
+        if flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex) not in _TFLITE_CODEBOOK_OPS:
+            continue
+        for index in op.inputs:
+            tensor = graph.tensors[index]
+            data = obj.buffers[tensor.buffer].data
+            if tensor.type == _TFLITE_FLOAT32 and data is not None and len(tensor.shape) >= 2 \
+                    and index not in codebooks:
+                codebooks.append(int(index))
+    if not codebooks:
+        return model
+    opcode = next((i for i, c in enumerate(obj.operatorCodes)
+                   if flatbuffer_utils.get_builtin_code_from_operator_code(c) == _TFLITE_DEQUANTIZE), None)
+    if opcode is None:
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = _TFLITE_DEQUANTIZE
+        code.version = 3  # float16 input
+        obj.operatorCodes.append(code)
+        opcode = len(obj.operatorCodes) - 1
+    dequantize = []
+    for index in codebooks:
+        tensor = graph.tensors[index]
+        values = np.frombuffer(bytes(bytearray(obj.buffers[tensor.buffer].data)), dtype=np.float32)
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(values.astype(np.float16).tobytes(), dtype=np.uint8)
+        obj.buffers.append(buffer)
+        half = schema.TensorT()
+        half.name = (tensor.name or b"codebook") + b"_fp16"
+        half.shape = list(tensor.shape)
+        half.type = _TFLITE_FLOAT16
+        half.buffer = len(obj.buffers) - 1
+        graph.tensors.append(half)
+        if sum(t.buffer == tensor.buffer for t in graph.tensors) == 1:
+            obj.buffers[tensor.buffer].data = None  # nothing else reads it: drop the float32 bytes
+        tensor.buffer = 0  # buffer 0 is the empty one: the tensor is now computed
+        op = schema.OperatorT()
+        op.opcodeIndex = opcode
+        op.inputs = [len(graph.tensors) - 1]
+        op.outputs = [index]
+        dequantize.append(op)
+    graph.operators = dequantize + list(graph.operators)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
 
 
 def _tflite_interpreter(model: bytes):

@@ -153,6 +153,35 @@ def test_tflite_lookup_stays_float_in_every_precision(exported):
             assert "QUANTIZE" in names, a["file"]
 
 
+def test_reduced_precisions_store_the_exact_codebook_as_float16(exported, quick_checkpoint):
+    """fp16/int8w/int8 files hold the codebook as float16 (Cast / DEQUANTIZE to
+    float32 at load); training left the codes float16-representable, so the
+    stored values are exactly the checkpoint's."""
+    from ai_edge_litert.interpreter import Interpreter
+    from posetok_converters.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(quick_checkpoint)
+    codebook = model.codebook.numpy()                        # [M, V, D]
+    assert np.array_equal(codebook, codebook.astype(np.float16).astype(np.float32))
+    want = {"encoder": np.sort(codebook.ravel()), "decoder": np.sort(codebook.ravel())}
+    out, manifest, _ = exported
+    for a in manifest["artifacts"]:
+        if a["format"] == "onnx":
+            halves = [onnx.numpy_helper.to_array(i) for i in onnx.load(out / a["file"]).graph.initializer
+                      if i.data_type == onnx.TensorProto.FLOAT16 and i.dims and np.prod(i.dims) == codebook.size]
+        else:
+            interp = Interpreter(model_path=str(out / a["file"]))
+            tensors = {t["index"]: t for t in interp.get_tensor_details()}
+            sources = [tensors[op["inputs"][0]] for op in interp._get_ops_details()
+                       if op["op_name"] == "DEQUANTIZE" and tensors[op["inputs"][0]]["dtype"] == np.float16]
+            halves = [interp.get_tensor(t["index"]) for t in sources if np.prod(t["shape"]) == codebook.size]
+        if a["precision"] == "fp32":
+            assert not halves, a["file"]
+            continue
+        assert len(halves) == 1, (a["file"], len(halves))
+        assert np.array_equal(np.sort(halves[0].astype(np.float32).ravel()), want[a["role"]]), a["file"]
+
+
 def test_tflite_batch_variants_give_the_same_tokens(exported):
     """Batch 1 and batch 64 files of one precision must be interchangeable: the
     runtime mixes them when it splits a batch (int8 ranges used to differ)."""

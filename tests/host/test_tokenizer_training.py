@@ -46,6 +46,17 @@ def test_quick_training_learns_and_uses_the_codebook(quick_run):
     assert metrics["eval_poses"] >= 10_000
 
 
+def test_training_leaves_float16_exact_per_token_codebooks(quick_run):
+    from posetok_converters.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(quick_run)
+    cfg = model.config
+    assert cfg.codebook_per_token and model.codebook.shape == (cfg.num_tokens, cfg.num_codes, cfg.code_dim)
+    assert model.codebook.equal(model.codebook.half().float())
+    # the codes were trained apart per position, not copies of one codebook
+    assert (model.codebook[0] - model.codebook[1]).abs().max() > 0.1
+
+
 def test_joint_schedule_collapse_is_measured(quick_run):
     """The seed's joint schedule (random codebook, no restarts, all trained at
     once) against ours on the same model and number of steps."""
