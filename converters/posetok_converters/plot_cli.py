@@ -67,7 +67,7 @@ def main(argv: list[str], prog: str) -> int:
     ax.bar(np.arange(len(order)), order, width=1.0, color="tab:gray")
     used = int((counts > 0).sum())
     ax.set_title(f"code usage on {len(poses)} eval poses, sorted: {used}/{len(counts)} codes used", fontsize=10)
-    ax.set_xlabel("code (sorted by count)")
+    ax.set_xlabel(("(token position, code) pair" if cfg.codebook_per_token else "code") + ", sorted by count")
     ax.set_ylabel("token count")
     fig.suptitle(f"blue: ground truth, red dashed: decode(tokenize(pose))  -  MPJPE {err.mean():.3f} px, "
                  f"{cfg.num_tokens} tokens x {cfg.num_codes} codes"
