@@ -9,13 +9,15 @@
      estimator, EMA codebook updates and dead-code restart (a code whose EMA
      count drops below a fraction of the expected count is moved onto a
      random batch vector of its own token position);
-  4. int8 robustness (optional, off in the presets): codebook frozen, encoder (and decoder) fine-tuned
-     through simulated A8W8 rounding with a stronger commitment weight, so
-     z_e sits close to its code and argmin margins survive int8 rounding.
+  4. int8 robustness (optional, off in the presets): codebook frozen,
+     encoder (and decoder) fine-tuned through simulated A8W8 rounding with a
+     stronger commitment weight, so z_e sits close to its code and argmin
+     margins survive int8 rounding.
 
-"joint" reproduces the seed article's first attempt: one random-normal codebook shared by all tokens,
-encoder + decoder + EMA codebook trained together from step 0, Adam at
-1e-4, batch 64, smooth-L1 on pixel coordinates, beta 0.25, no restarts.
+"joint" reproduces the seed article's first attempt: one random-normal
+codebook shared by all tokens, encoder + decoder + EMA codebook trained
+together from step 0, Adam at 1e-4, batch 64, smooth-L1 on pixel
+coordinates, beta 0.25, no restarts.
 
 At the end the codebook is rounded to float16-representable values, so the
 exported files can store it as float16 without changing a distance.
