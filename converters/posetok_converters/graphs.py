@@ -27,12 +27,7 @@ DECODER_OUTPUT = "keypoints"
 
 def codebook_of(model: nn.Module) -> torch.Tensor:
     """The model's codebooks as a detached float32 copy, [G, V, D] (G = 1 when shared)."""
-    codebook = torch.as_tensor(model.codebook).detach().to(torch.float32).clone()
-    if codebook.ndim == 2:
-        codebook = codebook[None]
-    if codebook.ndim != 3:
-        raise ValueError(f"model.codebook must be [V, D] or [M, V, D], got shape {tuple(codebook.shape)}")
-    return codebook
+    return model.quantizer.grouped().detach().to(torch.float32).clone()
 
 
 class NearestCode(nn.Module):
