@@ -15,6 +15,8 @@ ROWS = (
     ("codebooks", "codebooks", "{}"),
     ("bits_per_pose", "bits per pose (M*log2 V)", "{:.0f}"),
     ("float32_bits_per_pose", "float32 bits per pose", "{}"),
+    ("noisy_token_agreement", "tokens kept under input noise",
+     lambda d: ", ".join(f"{v:.4f} @ {k}" for k, v in d.items())),
     ("sim_int8_token_agreement", "simulated A8W8 token agreement", "{:.4f}"),
     ("eval_poses", "evaluation poses", "{}"),
     ("eval_seed", "evaluation seed", "{}"),
@@ -26,7 +28,8 @@ def format_table(metrics: dict, source: str) -> str:
     width = max(len(label) for _, label, _ in ROWS)
     for key, label, fmt in ROWS:
         if key in metrics:
-            lines.append(f"  {label:<{width}}  {fmt.format(metrics[key])}")
+            text = fmt(metrics[key]) if callable(fmt) else fmt.format(metrics[key])
+            lines.append(f"  {label:<{width}}  {text}")
     return "\n".join(lines)
 
 

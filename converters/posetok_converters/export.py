@@ -176,11 +176,13 @@ def onnx_variant(fp32: onnx.ModelProto, precision: str, calibration: np.ndarray,
     if precision == "fp32":
         return fp32
     if precision == "fp16":
-        return quantize.onnx_fp16_weights(fp32)
-    if precision == "int8w":
-        return quantize.onnx_codebook_fp16(quantize.onnx_int8_weights(fp32))
-    with quiet():
-        return quantize.onnx_codebook_fp16(quantize.onnx_int8_static(fp32, calibration, options.onnx_int8))
+        body = quantize.onnx_fp16_weights(fp32)
+    elif precision == "int8w":
+        body = quantize.onnx_int8_weights(fp32)
+    else:
+        with quiet():
+            body = quantize.onnx_int8_static(fp32, calibration, options.onnx_int8)
+    return quantize.onnx_codebook_int8(body)
 
 
 def export_tflite_fp32(graph: torch.nn.Module, example: torch.Tensor) -> bytes:
@@ -198,7 +200,7 @@ def tflite_variant(fp32: bytes, precision: str, calibration: np.ndarray, options
     if precision == "fp32":
         return fp32
     with quiet():
-        return quantize.tflite_codebook_fp16(quantize.tflite_quantize(fp32, precision, calibration,
+        return quantize.tflite_codebook_int8(quantize.tflite_quantize(fp32, precision, calibration,
                                                                       options.tflite_int8))
 
 

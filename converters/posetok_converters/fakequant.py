@@ -1,12 +1,16 @@
 """Simulated full-integer int8 (A8W8) inference of the encoder, in torch.
 
 Why: the exported int8 encoder must pick the same token ids as the float one.
-This module rounds, inside torch, the tensors a full-integer converter turns
-into int8: every Linear's weight (symmetric, per output channel), and the
-activations entering and leaving every Linear, LayerNorm and GELU and every
-Mixer block output (asymmetric per tensor, range from calibration min/max).
-Rounding is straight-through, so the same simulation trains the encoder to be
-robust (quantization-aware fine-tuning).
+This module rounds, inside torch, what the exported int8 graphs (see
+quantize.py) hold in int8: the matrix multiplies of the Mixer layers, i.e.
+every Linear but the encoder's first (2 coordinates -> features) and last
+(features -> code vector), which stay float32. Of each such Linear the weight
+is symmetric int8 (per output channel) and the
+activations entering and leaving it are asymmetric per-tensor int8, with the
+range from calibration min/max. LayerNorm, GELU and the residual adds run in
+float32 between them, as in the exported graphs. Rounding is straight-through,
+so the same simulation trains the encoder to be robust (quantization-aware
+fine-tuning).
 
 Nothing here is part of the model: ``simulated_int8`` patches ``forward`` of
 the modules only inside a ``with`` block, and restores them on exit, so the
@@ -20,8 +24,6 @@ import types
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from .model import MixerBlock
 
 QMIN, QMAX = -128, 127
 
@@ -79,10 +81,10 @@ def _linear_forward(ranges: ActivationRanges, name: str):
     return forward
 
 
-def _output_forward(ranges: ActivationRanges, name: str, original):
-    def forward(self: nn.Module, *args):
-        return ranges.quant(name + ".out", original(*args))
-    return forward
+def int8_linears(encoder: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """The Linears the exported int8 encoder runs in int8: all but the first and the last."""
+    linears = [(name, m) for name, m in encoder.named_modules() if isinstance(m, nn.Linear)]
+    return linears[1:-1]
 
 
 @contextlib.contextmanager
@@ -90,13 +92,8 @@ def simulated_int8(encoder: nn.Module, ranges: ActivationRanges):
     """Within the block, ``encoder`` runs with int8-rounded weights and activations."""
     patched = []
     try:
-        for name, module in encoder.named_modules():
-            if isinstance(module, nn.Linear):
-                module.forward = types.MethodType(_linear_forward(ranges, name), module)
-            elif isinstance(module, (nn.LayerNorm, nn.GELU, MixerBlock)):
-                module.forward = types.MethodType(_output_forward(ranges, name, module.forward), module)
-            else:
-                continue
+        for name, module in int8_linears(encoder):
+            module.forward = types.MethodType(_linear_forward(ranges, name), module)
             patched.append(module)
         yield ranges
     finally:

@@ -66,6 +66,23 @@ def simulated_int8_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float
     return float((torch.cat(ids) == float_ids).double().mean())
 
 
+# Input noise for ``noisy_token_agreement``: how far a pose may move before
+# its tokens do. Int8 rounding inside the encoder acts like input noise, so
+# this curve says what token agreement any int8 encoder can hope for.
+NOISE_PX = (0.01, 0.02, 0.05, 0.1)
+NOISE_SEED = 20_251_003
+
+
+@torch.no_grad()
+def noisy_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor,
+                          sigma_px: float) -> float:
+    """Fraction of token ids unchanged when every coordinate gets Gaussian noise of ``sigma_px`` pixels."""
+    gen = torch.Generator().manual_seed(NOISE_SEED)
+    noisy = kp + torch.randn(kp.shape, generator=gen) * (sigma_px / HALF_FRAME)
+    ids = torch.cat([model.tokenize(noisy[start:start + EVAL_BATCH]) for start in range(0, len(kp), EVAL_BATCH)])
+    return float((ids == float_ids).double().mean())
+
+
 def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: bool = True) -> dict:
     """Metrics of encode -> quantize -> decode on ``poses_px`` (default: the fixed eval set)."""
     poses = _check_poses(data.eval_poses() if poses_px is None else poses_px)
@@ -89,6 +106,8 @@ def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: boo
             "eval_poses": len(poses),
             "eval_seed": data.EVAL_SEED if poses_px is None else None,
         }
+        result["noisy_token_agreement"] = {f"{px:g}px": noisy_token_agreement(model, kp, ids, px)
+                                           for px in NOISE_PX}
         if int8:
             result["sim_int8_token_agreement"] = simulated_int8_token_agreement(model, kp, ids)
         return result

@@ -8,6 +8,8 @@ One row per (format, precision):
   token_agreement         fraction of token ids equal to torch's
   mpjpe_px                encode + decode with these files vs the true poses
   decoder_max_abs_err_px  decoder alone, fed torch's tokens, vs torch's decoder
+  decoder_mpjpe_px        decoder alone, fed torch's tokens, vs the true poses: with
+                          mpjpe_px it tells the encoder's token flips from the decoder's error
 """
 from __future__ import annotations
 
@@ -103,6 +105,8 @@ def measure_row(bundle_dir: Path | str, fmt: str, precision: str, reference: Ref
         "mpjpe_px": mpjpe,
         "mpjpe_over_reference_px": mpjpe - reference.mpjpe_px,
         "decoder_max_abs_err_px": float(np.abs(decoded_torch_ids - reference.recon_norm).max() * HALF_FRAME),
+        "decoder_mpjpe_px": metrics.mpjpe_px(torch.from_numpy(decoded_torch_ids),
+                                             torch.from_numpy(reference.poses_norm)),
         "quantization": files[0].get("quantization", ""),
     }
 

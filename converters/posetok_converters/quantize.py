@@ -3,8 +3,9 @@
 Every scheme leaves the codebook step (``graphs.FLOAT_SCOPES``) in float32:
 the squared-L2 scores, the argmin and the codebook gather. Quantization
 touches the Mixer layers only. The reduced precisions store the codebook
-itself as float16, turned back into float32 at load (``onnx_codebook_fp16``,
-``tflite_codebook_fp16``); training leaves the codes float16-representable.
+itself as int8 codes times one scale, turned back into the same float32 values
+at load (``onnx_codebook_int8``, ``tflite_codebook_int8``); training leaves the
+codes on that grid.
 
 ONNX (from the fp32 ModelProto, whose float-only nodes carry the scope name
 as a ``<scope>/`` prefix, see ``mark_float_nodes``):
@@ -18,7 +19,9 @@ as a ``<scope>/`` prefix, see ``mark_float_nodes``):
 TFLite (from the fp32 flatbuffer, through ai-edge-quantizer recipes):
   fp16   float16 weights (float casting), float32 compute.
   int8w  per-channel int8 weights, explicitly dequantized, float32 compute.
-  int8   static int8 weights and activations (A8W8), calibrated.
+  int8   static int8 weights and activations (A8W8), calibrated; weight
+         scales per tensor except in the keypoint-mixing layers
+         (``TfliteStaticInt8.per_channel_weights``).
 """
 from __future__ import annotations
 
@@ -35,14 +38,14 @@ from onnx import TensorProto, helper, numpy_helper
 from posetok.skeleton import NUM_KEYPOINTS
 
 from .graphs import FLOAT_SCOPES
+from .model import codebook_int8_grid
 
 # -- descriptions recorded in the manifest (one per format/precision) --------
 SCHEMES = {
     ("onnx", "fp32"): "float32 weights and activations",
-    ("onnx", "fp16"): "float16 weights (codebook included) cast to float32 at load; float32 activations",
+    ("onnx", "fp16"): "float16 weights cast to float32 at load; float32 activations",
     ("onnx", "int8w"): "int8 weights (symmetric, per output channel) restored to float32 by Cast+Mul at load; "
-                       "float32 activations; keypoint-mixing matrices (~4% of the weights) kept float32; "
-                       "codebook stored as float16, cast to float32 at load",
+                       "float32 activations; keypoint-mixing matrices (~4% of the weights) kept float32",
     ("tflite", "fp32"): "float32 weights and activations",
     ("tflite", "fp16"): "float16 weights (ai-edge-quantizer float casting); float32 compute; "
                         "last layer of each graph kept float32",
@@ -109,31 +112,67 @@ def _float_only_inputs(model: onnx.ModelProto) -> set[str]:
     return names
 
 
-def _fp16_storage(model: onnx.ModelProto, codebook_only: bool) -> onnx.ModelProto:
+def onnx_fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """float32 initializers -> float16 + a Cast back to float32 (the codebook
+    aside: ``onnx_codebook_int8`` stores it)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     codebook = _float_only_inputs(out)
     casts = [_store_as_fp16(init) for init in out.graph.initializer
-             if init.data_type == TensorProto.FLOAT and _numel(init) > 1
-             and (init.name in codebook or not codebook_only)]
+             if init.data_type == TensorProto.FLOAT and _numel(init) > 1 and init.name not in codebook]
     _prepend_nodes(out, casts)
     return out
 
 
-def onnx_fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
-    """float32 initializers (codebook included) -> float16 + a Cast back to float32."""
-    return _fp16_storage(model, codebook_only=False)
+def onnx_codebook_int8(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The codebook stored as int8 codes and one scale, restored to float32 by
+    Cast + Mul at load; the distances, argmin and gather still run in float32,
+    on exactly the checkpoint's values (training snaps the codes onto such a
+    grid, ``VectorQuantizer.snap_to_int8_grid``). Per-token codebooks (M*V*D
+    floats, in the encoder and again in the decoder) would otherwise be a
+    large fixed share of a reduced-precision file. A codebook off the grid (an
+    older checkpoint) stays float32."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    codebook = _float_only_inputs(out)
+    replaced, restore = {}, []
+    for init in out.graph.initializer:
+        if init.name not in codebook or init.data_type != TensorProto.FLOAT or _numel(init) <= 1:
+            continue
+        grid = codebook_int8_grid(numpy_helper.to_array(init))
+        if grid is None:
+            continue
+        q, scale = grid
+        replaced[init.name], nodes = _int8_restore(init.name, q, np.float32(scale), "codebook_int8")
+        restore += nodes
+    _replace_initializers(out, replaced)
+    _prepend_nodes(out, restore)
+    return out
 
 
-def onnx_codebook_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The codebook stored as float16 and cast back to float32 at load; the
-    distances, argmin and gather still run in float32. Per-token codebooks
-    (M*V*D floats, in the encoder and again in the decoder) would otherwise be
-    a large fixed share of a reduced-precision file. Training leaves the codes
-    float16-representable (``VectorQuantizer.round_to_float16``), so this is
-    lossless for them; an older checkpoint's codes move by < 2^-11 relative
-    (measured on the previous shared-codebook model: 0.05% of token ids)."""
-    return _fp16_storage(model, codebook_only=True)
+def _int8_restore(name: str, q: np.ndarray, scale: np.ndarray, scope: str) -> tuple[list, list]:
+    """Initializers (int8 values, float32 scale) and the Cast + Mul nodes that
+    compute the float32 tensor ``name`` = values * scale at load.
+
+    Not DequantizeLinear: onnxruntime fuses DequantizeLinear -> MatMul into
+    MatMulNBits, which quantizes the activations to int8 at run time (measured:
+    97.0% vs 98.0% tokens kept on the quick model). Cast + Mul of constants is
+    folded once at session start."""
+    inits = [numpy_helper.from_array(q.astype(np.int8), name + "__int8"),
+             numpy_helper.from_array(np.asarray(scale, dtype=np.float32), name + "__scale")]
+    nodes = [helper.make_node("Cast", [inits[0].name], [name + "__float"], to=TensorProto.FLOAT,
+                              name=f"{scope}_cast/{name}"),
+             helper.make_node("Mul", [name + "__float", inits[1].name], [name], name=f"{scope}_scale/{name}")]
+    return inits, nodes
+
+
+def _replace_initializers(model: onnx.ModelProto, replaced: dict[str, list]) -> None:
+    """Drop the initializers named in ``replaced`` and add their replacements."""
+    kept = [init for init in model.graph.initializer if init.name not in replaced]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    for new_inits in replaced.values():
+        model.graph.initializer.extend(new_inits)
 
 
 def keypoint_mixing_matmuls(model: onnx.ModelProto) -> list[str]:
@@ -148,14 +187,9 @@ def keypoint_mixing_matmuls(model: onnx.ModelProto) -> list[str]:
 
 
 def onnx_int8_weights(model: onnx.ModelProto, float_keypoint_mixing: bool = True) -> onnx.ModelProto:
-    """MatMul weights [K, N] -> int8 per output channel (axis 1), restored by Cast + Mul.
-
-    Not DequantizeLinear: onnxruntime fuses DequantizeLinear -> MatMul into
-    MatMulNBits, which quantizes the activations to int8 at run time (measured:
-    97.0% vs 98.0% tokens kept on the quick model). Cast + Mul of constants is
-    folded once at session start, so the MatMuls run in float32 on weights
-    that are exactly the int8 values times their scales.
-    """
+    """MatMul weights [K, N] -> int8 per output channel (axis 1), restored by
+    Cast + Mul (``_int8_restore``): the MatMuls run in float32 on weights that
+    are exactly the int8 values times their scales."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     inits = _initializers(out)
@@ -172,19 +206,10 @@ def onnx_int8_weights(model: onnx.ModelProto, float_keypoint_mixing: bool = True
         if w.ndim != 2:
             continue
         scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0
-        q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
-        new_inits = [numpy_helper.from_array(q, name + "__int8"),
-                     numpy_helper.from_array(scale.astype(np.float32)[None, :], name + "__scale")]
-        restore += [helper.make_node("Cast", [new_inits[0].name], [name + "__float"], to=TensorProto.FLOAT,
-                                     name=f"int8w_cast/{name}"),
-                    helper.make_node("Mul", [name + "__float", new_inits[1].name], [name],
-                                     name=f"int8w_scale/{name}")]
-        replaced[name] = new_inits
-    kept = [init for init in out.graph.initializer if init.name not in replaced]
-    del out.graph.initializer[:]
-    out.graph.initializer.extend(kept)
-    for new_inits in replaced.values():
-        out.graph.initializer.extend(new_inits)
+        q = np.clip(np.rint(w / scale), -127, 127)
+        replaced[name], nodes = _int8_restore(name, q, scale.astype(np.float32)[None, :], "int8w")
+        restore += nodes
+    _replace_initializers(out, replaced)
     _prepend_nodes(out, restore)
     return out
 
@@ -234,7 +259,7 @@ class OnnxStaticInt8:
                  "per-channel int8 weights" if self.per_channel else "per-tensor int8 weights",
                  ("symmetric" if self.activation_symmetric else "asymmetric") + " per-tensor int8 activations",
                  "quantized ops: " + ", ".join(self.op_types or ("all supported",)) + "; other ops float32",
-                 "biases, LayerNorm parameters and the codebook stored as float16"]
+                 "biases and LayerNorm parameters stored as float16"]
         if self.float_first_last:
             parts.append("first and last MatMul (input embedding, output projection) kept float32")
         if self.extra_float_nodes:
@@ -355,10 +380,25 @@ class TfliteStaticInt8:
     ops: str = "FULLY_CONNECTED"
     activation_symmetric: bool = False
     float_first_last: bool = True  # as OnnxStaticInt8.float_first_last
+    # Weight scales: "all" per output channel, "none" one per tensor, or
+    # "keypoint_mixing": per channel only in the FULLY_CONNECTEDs that mix
+    # keypoints or tokens (13 or 32 wide, ~4% of the weights, where one scale
+    # per tensor costs the most tokens). TFLite stores a scale and an int64
+    # zero point for every output channel of every weight and bias, 24 bytes a
+    # channel: per channel everywhere measured 27 KB of each int8 file.
+    per_channel_weights: str = "keypoint_mixing"
+
+    def __post_init__(self):
+        if self.per_channel_weights not in ("all", "keypoint_mixing", "none"):
+            raise ValueError(f"per_channel_weights must be all, keypoint_mixing or none, "
+                             f"got {self.per_channel_weights!r}")
 
     def describe(self) -> str:
         acts = "symmetric" if self.activation_symmetric else "asymmetric"
-        text = (f"static A8W8 (ai-edge-quantizer, exact min/max calibration): int8 per-channel weights and {acts} "
+        weights = {"all": "per-channel", "none": "per-tensor",
+                   "keypoint_mixing": "per-tensor (per-channel in the keypoint/token-mixing layers)"}[
+            self.per_channel_weights]
+        text = (f"static A8W8 (ai-edge-quantizer, exact min/max calibration): {weights} int8 weights and {acts} "
                 f"per-tensor int8 activations on {self.ops}; other ops float32")
         if self.float_first_last:
             text += "; first and last FULLY_CONNECTED (input embedding, output projection) kept float32"
@@ -366,30 +406,37 @@ class TfliteStaticInt8:
 
 
 def tflite_recipe(precision: str, int8: TfliteStaticInt8 = TfliteStaticInt8(),
-                  float_ops: tuple[str, ...] = ()) -> list[dict]:
-    """ai-edge-quantizer recipe for one precision; the float scopes come last so they win.
+                  float_ops: tuple[str, ...] = (), channelwise_ops: tuple[str, ...] = ()) -> list[dict]:
+    """ai-edge-quantizer recipe for one precision; later rules win, so the float scopes come last.
 
-    ``float_ops``: output tensor names of further ops to keep float.
+    ``float_ops``: output tensor names of further ops to keep float;
+    ``channelwise_ops``: of int8 ops with per-channel weight scales.
     """
+    def by_name(names, algorithm, op_config):
+        return [{"regex": "^" + re.escape(name) + ";$", "operation": "*", "algorithm_key": algorithm,
+                 "op_config": op_config} for name in names]
+
     if precision == "fp16":
-        rule = {"regex": ".*", "operation": "FULLY_CONNECTED", "algorithm_key": "float_casting",
-                "op_config": {"weight_tensor_config": _weight_config(16, dtype="FLOAT"),
-                              "compute_precision": "FLOAT", "explicit_dequantize": True}}
+        rules = [{"regex": ".*", "operation": "FULLY_CONNECTED", "algorithm_key": "float_casting",
+                  "op_config": {"weight_tensor_config": _weight_config(16, dtype="FLOAT"),
+                                "compute_precision": "FLOAT", "explicit_dequantize": True}}]
     elif precision == "int8w":
-        rule = {"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
-                "op_config": {"weight_tensor_config": _weight_config(8),
-                              "compute_precision": "FLOAT", "explicit_dequantize": True}}
+        rules = [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
+                  "op_config": {"weight_tensor_config": _weight_config(8),
+                                "compute_precision": "FLOAT", "explicit_dequantize": True}}]
     elif precision == "int8":
-        rule = {"regex": ".*", "operation": int8.ops, "algorithm_key": "min_max_uniform_quantize",
-                "op_config": {"activation_tensor_config": _weight_config(8, symmetric=int8.activation_symmetric,
-                                                                         granularity="TENSORWISE"),
-                              "weight_tensor_config": _weight_config(8),
-                              "compute_precision": "INTEGER", "explicit_dequantize": False}}
+        def int8_config(granularity: str) -> dict:
+            return {"activation_tensor_config": _weight_config(8, symmetric=int8.activation_symmetric,
+                                                               granularity="TENSORWISE"),
+                    "weight_tensor_config": _weight_config(8, granularity=granularity),
+                    "compute_precision": "INTEGER", "explicit_dequantize": False}
+        default = "CHANNELWISE" if int8.per_channel_weights == "all" else "TENSORWISE"
+        rules = [{"regex": ".*", "operation": int8.ops, "algorithm_key": "min_max_uniform_quantize",
+                  "op_config": int8_config(default)}]
+        rules += by_name(channelwise_ops, "min_max_uniform_quantize", int8_config("CHANNELWISE"))
     else:
         raise ValueError(f"no TFLite quantization recipe for precision {precision!r}")
-    keep = [{"regex": "^" + re.escape(name) + ";$", "operation": "*", "algorithm_key": "no_quantize",
-             "op_config": {}} for name in float_ops]
-    return [rule, _no_quantize_float_scopes()] + keep
+    return rules + [_no_quantize_float_scopes()] + by_name(float_ops, "no_quantize", {})
 
 
 def _running_min_max(qsv: dict, new: dict) -> dict:
@@ -408,7 +455,7 @@ def tflite_calibrate(float_model: bytes, calibration: np.ndarray, int8: TfliteSt
     """
     from ai_edge_quantizer import calibrator, quantizer as aeq
 
-    q = aeq.Quantizer(bytearray(float_model), tflite_recipe("int8", int8, _tflite_float_ops(float_model, "int8", int8)))
+    q = aeq.Quantizer(bytearray(float_model), _tflite_model_recipe(float_model, "int8", int8))
     batch = _tflite_input_batch(float_model)
     usable = len(calibration) - len(calibration) % batch
     if usable == 0:
@@ -420,13 +467,17 @@ def tflite_calibrate(float_model: bytes, calibration: np.ndarray, int8: TfliteSt
     return cal.get_model_qsvs()
 
 
+def _tflite_model_recipe(float_model: bytes, precision: str, int8: TfliteStaticInt8) -> list[dict]:
+    channelwise = _tflite_channelwise_ops(float_model, int8) if precision == "int8" else ()
+    return tflite_recipe(precision, int8, _tflite_float_ops(float_model, precision, int8), channelwise)
+
+
 def tflite_quantize(float_model: bytes, precision: str, calibration: Optional[np.ndarray] = None,
                     int8: TfliteStaticInt8 = TfliteStaticInt8()) -> bytes:
     """Quantize a float32 .tflite flatbuffer; ``int8`` needs ``calibration`` data."""
     from ai_edge_quantizer import quantizer as aeq
 
-    q = aeq.Quantizer(bytearray(float_model), tflite_recipe(precision, int8,
-                                                             _tflite_float_ops(float_model, precision, int8)))
+    q = aeq.Quantizer(bytearray(float_model), _tflite_model_recipe(float_model, precision, int8))
     ranges = None
     if q.need_calibration:
         if calibration is None:
@@ -439,62 +490,135 @@ def tflite_quantize(float_model: bytes, precision: str, calibration: Optional[np
 # the distances are a BATCH_MATMUL, whose batched graphs broadcast the
 # codebook first, and the decoder's gather an EMBEDDING_LOOKUP).
 _TFLITE_CODEBOOK_OPS = ("BATCH_MATMUL", "BROADCAST_TO", "EMBEDDING_LOOKUP", "GATHER")
-_TFLITE_FLOAT32, _TFLITE_FLOAT16, _TFLITE_DEQUANTIZE = 0, 1, 6
+_TFLITE_FLOAT32, _TFLITE_INT32, _TFLITE_INT8 = 0, 2, 9
 
 
-def tflite_codebook_fp16(model: bytes) -> bytes:
-    """The codebook stored as float16 and turned back into float32 by a
-    DEQUANTIZE op at the start of the graph (the TFLite form of float16
-    weights); the lookup itself computes in float32. ai-edge-quantizer has no
-    float casting for BATCH_MATMUL, so this edits the flatbuffer directly."""
-    from ai_edge_litert import schema_py_generated as schema
+class _FlatbufferEditor:
+    """Appends tensors, constants and ops to subgraph 0 of a TFLite object model."""
+
+    def __init__(self, obj):
+        from ai_edge_litert import schema_py_generated as schema
+        self.schema, self.obj, self.graph = schema, obj, obj.subgraphs[0]
+
+    def constant(self, name: bytes, values: np.ndarray, tensor_type: int, quantization=None) -> int:
+        buffer = self.schema.BufferT()
+        buffer.data = np.frombuffer(np.ascontiguousarray(values).tobytes(), dtype=np.uint8)
+        self.obj.buffers.append(buffer)
+        return self.tensor(name, list(values.shape), tensor_type, len(self.obj.buffers) - 1, quantization)
+
+    def tensor(self, name: bytes, shape: list, tensor_type: int, buffer: int = 0, quantization=None) -> int:
+        tensor = self.schema.TensorT()
+        tensor.name, tensor.shape, tensor.type, tensor.buffer = name, shape, tensor_type, buffer
+        tensor.quantization = quantization
+        self.graph.tensors.append(tensor)
+        return len(self.graph.tensors) - 1
+
+    def op(self, builtin: int, inputs: list, outputs: list, options_type: int = 0, options=None,
+           version: int = 1):
+        """An operator (to be placed by the caller); its opcode is reused or added with ``version``."""
+        from ai_edge_litert.tools import flatbuffer_utils
+        index = next((i for i, c in enumerate(self.obj.operatorCodes)
+                      if flatbuffer_utils.get_builtin_code_from_operator_code(c) == builtin), None)
+        if index is None:
+            code = self.schema.OperatorCodeT()
+            code.builtinCode = code.deprecatedBuiltinCode = builtin
+            code.version = version
+            self.obj.operatorCodes.append(code)
+            index = len(self.obj.operatorCodes) - 1
+        op = self.schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = index, inputs, outputs
+        op.builtinOptionsType, op.builtinOptions = options_type, options
+        return op
+
+    def values(self, index: int) -> np.ndarray:
+        tensor = self.graph.tensors[index]
+        data = bytes(bytearray(self.obj.buffers[tensor.buffer].data))
+        return np.frombuffer(data, dtype=np.float32).reshape(tensor.shape)
+
+    def make_computed(self, index: int) -> None:
+        """Tensor ``index`` loses its constant data and becomes an op output."""
+        tensor = self.graph.tensors[index]
+        if sum(t.buffer == tensor.buffer for t in self.graph.tensors) == 1:
+            self.obj.buffers[tensor.buffer].data = None  # nothing else reads it: drop the bytes
+        tensor.buffer = 0  # buffer 0 is the empty one
+
+
+def tflite_codebook_int8(model: bytes) -> bytes:
+    """The codebook stored as int8 codes with one scale and turned back into
+    float32 by a DEQUANTIZE op at the start of the graph; the lookup computes in
+    float32 on exactly the checkpoint's values (see ``onnx_codebook_int8``).
+
+    The converter folds the encoder's squared code norms into a float32
+    constant as large as half the float32 codebook; it is replaced by
+    MUL + SUM + RESHAPE of the dequantized codebook (run once per invocation,
+    M*V*D multiply-adds), found by its values. ai-edge-quantizer cannot
+    quantize a BATCH_MATMUL constant, so this edits the flatbuffer directly.
+    A codebook off the int8 grid (an older checkpoint) stays float32."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
-    graph = obj.subgraphs[0]
+    edit = _FlatbufferEditor(obj)
+    schema, graph = edit.schema, edit.graph
     codebooks = []
     for op in graph.operators:
         if flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex) not in _TFLITE_CODEBOOK_OPS:
             continue
         for index in op.inputs:
             tensor = graph.tensors[index]
-            data = obj.buffers[tensor.buffer].data
-            if tensor.type == _TFLITE_FLOAT32 and data is not None and len(tensor.shape) >= 2 \
-                    and index not in codebooks:
+            if tensor.type == _TFLITE_FLOAT32 and obj.buffers[tensor.buffer].data is not None \
+                    and len(tensor.shape) >= 2 and index not in codebooks:
                 codebooks.append(int(index))
-    if not codebooks:
-        return model
-    opcode = next((i for i, c in enumerate(obj.operatorCodes)
-                   if flatbuffer_utils.get_builtin_code_from_operator_code(c) == _TFLITE_DEQUANTIZE), None)
-    if opcode is None:
-        code = schema.OperatorCodeT()
-        code.builtinCode = code.deprecatedBuiltinCode = _TFLITE_DEQUANTIZE
-        code.version = 3  # float16 input
-        obj.operatorCodes.append(code)
-        opcode = len(obj.operatorCodes) - 1
-    dequantize = []
+    constants = [i for i, t in enumerate(graph.tensors)
+                 if t.type == _TFLITE_FLOAT32 and obj.buffers[t.buffer].data is not None and i not in codebooks]
+    first_ops = []
     for index in codebooks:
-        tensor = graph.tensors[index]
-        values = np.frombuffer(bytes(bytearray(obj.buffers[tensor.buffer].data)), dtype=np.float32)
-        buffer = schema.BufferT()
-        buffer.data = np.frombuffer(values.astype(np.float16).tobytes(), dtype=np.uint8)
-        obj.buffers.append(buffer)
-        half = schema.TensorT()
-        half.name = (tensor.name or b"codebook") + b"_fp16"
-        half.shape = list(tensor.shape)
-        half.type = _TFLITE_FLOAT16
-        half.buffer = len(obj.buffers) - 1
-        graph.tensors.append(half)
-        if sum(t.buffer == tensor.buffer for t in graph.tensors) == 1:
-            obj.buffers[tensor.buffer].data = None  # nothing else reads it: drop the float32 bytes
-        tensor.buffer = 0  # buffer 0 is the empty one: the tensor is now computed
-        op = schema.OperatorT()
-        op.opcodeIndex = opcode
-        op.inputs = [len(graph.tensors) - 1]
-        op.outputs = [index]
-        dequantize.append(op)
-    graph.operators = dequantize + list(graph.operators)
+        values = edit.values(index)
+        grid = codebook_int8_grid(values)
+        if grid is None:
+            continue
+        q, scale = grid
+        name = graph.tensors[index].name or b"codebook"
+        params = schema.QuantizationParametersT()
+        params.scale, params.zeroPoint, params.quantizedDimension = [scale], [0], 0
+        stored = edit.constant(name + b"_int8", q, _TFLITE_INT8, params)
+        norms = _folded_squared_norms(edit, values, constants)
+        edit.make_computed(index)
+        first_ops.append(edit.op(schema.BuiltinOperator.DEQUANTIZE, [stored], [index], version=2))  # int8 input
+        if norms is not None:
+            norms_index, axis = norms
+            shape = list(graph.tensors[norms_index].shape)
+            summed_shape = [n for a, n in enumerate(values.shape) if a != axis]
+            squares = edit.tensor(name + b"_squared", list(values.shape), _TFLITE_FLOAT32)
+            summed = edit.tensor(name + b"_norms", summed_shape, _TFLITE_FLOAT32)
+            axis_const = edit.constant(name + b"_norm_axis", np.array([axis], np.int32), _TFLITE_INT32)
+            shape_const = edit.constant(name + b"_norm_shape", np.array(shape, np.int32), _TFLITE_INT32)
+            mul, reducer, reshape = schema.MulOptionsT(), schema.ReducerOptionsT(), schema.ReshapeOptionsT()
+            reducer.keepDims, reshape.newShape = False, shape
+            edit.make_computed(norms_index)
+            constants.remove(norms_index)
+            first_ops += [edit.op(schema.BuiltinOperator.MUL, [index, index], [squares],
+                                  schema.BuiltinOptions.MulOptions, mul),
+                          edit.op(schema.BuiltinOperator.SUM, [squares, axis_const], [summed],
+                                  schema.BuiltinOptions.ReducerOptions, reducer),
+                          edit.op(schema.BuiltinOperator.RESHAPE, [summed, shape_const], [norms_index],
+                                  schema.BuiltinOptions.ReshapeOptions, reshape)]
+    if not first_ops:
+        return model
+    graph.operators = first_ops + list(graph.operators)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+
+
+def _folded_squared_norms(edit: _FlatbufferEditor, codebook: np.ndarray,
+                          constants: list[int]) -> Optional[tuple[int, int]]:
+    """(tensor index, summed axis) of the float32 constant holding the codes'
+    squared norms, or None (the decoder has none)."""
+    for axis in range(codebook.ndim):
+        norms = (codebook.astype(np.float64) ** 2).sum(axis=axis).ravel()
+        for index in constants:
+            values = edit.values(index).ravel()
+            if values.size == norms.size and np.allclose(values, norms, rtol=1e-5, atol=0.0):
+                return index, axis
+    return None
 
 
 def _tflite_interpreter(model: bytes):
@@ -504,6 +628,18 @@ def _tflite_interpreter(model: bytes):
 
 def _tflite_input_batch(model: bytes) -> int:
     return int(_tflite_interpreter(model).get_input_details()[0]["shape"][0])
+
+
+def _tflite_fully_connected(model: bytes) -> list[tuple[str, list[int]]]:
+    """(output tensor name, weight shape) of the FULLY_CONNECTED ops outside the
+    codebook step, in graph order. An op belongs to the codebook step when its
+    weight does (the output name may not tell)."""
+    interp = _tflite_interpreter(model)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    return [(tensors[op["outputs"][0]]["name"], list(tensors[op["inputs"][1]]["shape"]))
+            for op in interp._get_ops_details()  # no public API lists the ops
+            if op["op_name"] == "FULLY_CONNECTED"
+            and not re.search(_FLOAT_SCOPE_REGEX, tensors[op["inputs"][1]]["name"])]
 
 
 def _tflite_float_ops(model: bytes, precision: str, int8: TfliteStaticInt8) -> tuple[str, ...]:
@@ -516,20 +652,22 @@ def _tflite_float_ops(model: bytes, precision: str, int8: TfliteStaticInt8) -> t
     it float everywhere gives every batch variant the same layers (384
     weights). int8 keeps the first one float too; int8w the keypoint-mixing
     ones (see ``keypoint_mixing_matmuls``)."""
-    interp = _tflite_interpreter(model)
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    # An op belongs to the codebook step when its weight does (the output name may not tell).
-    fcs = [op for op in interp._get_ops_details()  # no public API lists the ops
-           if op["op_name"] == "FULLY_CONNECTED"
-           and not re.search(_FLOAT_SCOPE_REGEX, tensors[op["inputs"][1]]["name"])]
+    fcs = _tflite_fully_connected(model)
     if not fcs:
         return ()
     chosen = [fcs[-1]]
     if precision == "int8" and int8.float_first_last:
         chosen.append(fcs[0])
     elif precision == "int8w":
-        chosen += [op for op in fcs if NUM_KEYPOINTS in list(tensors[op["inputs"][1]]["shape"])]
-    return tuple(dict.fromkeys(tensors[op["outputs"][0]]["name"] for op in chosen))
+        chosen += [fc for fc in fcs if NUM_KEYPOINTS in fc[1]]
+    return tuple(dict.fromkeys(name for name, _ in chosen))
+
+
+def _tflite_channelwise_ops(model: bytes, int8: TfliteStaticInt8) -> tuple[str, ...]:
+    """Output tensor names of the int8 FULLY_CONNECTED ops that get per-channel weight scales."""
+    if int8.per_channel_weights != "keypoint_mixing":
+        return ()
+    return tuple(name for name, shape in _tflite_fully_connected(model) if NUM_KEYPOINTS in shape)
 
 
 def _tflite_signature_input(model: bytes) -> str:

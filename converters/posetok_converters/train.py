@@ -19,8 +19,8 @@ codebook shared by all tokens, encoder + decoder + EMA codebook trained
 together from step 0, Adam at 1e-4, batch 64, smooth-L1 on pixel
 coordinates, beta 0.25, no restarts.
 
-At the end the codebook is rounded to float16-representable values, so the
-exported files can store it as float16 without changing a distance.
+At the end the codebook is snapped onto an int8 grid (int8 codes times one
+scale), so the exported files can store it in int8 without changing a distance.
 
 Training data are fresh poses for every batch (``data.training_poses``),
 never the evaluation or calibration seeds.
@@ -296,7 +296,7 @@ def train(model_cfg: TokenizerConfig, cfg: TrainConfig, progress: ProgressFn | N
             run_phase("int8_robust", cfg.robust_steps, cfg.robust_lr,
                       list(model.encoder.parameters()) + list(model.decoder.parameters()),
                       robust_step_fn(ranges))
-    model.quantizer.round_to_float16()
+    model.quantizer.snap_to_int8_grid()
     model.eval()
     result.seconds = time.perf_counter() - started
     return result

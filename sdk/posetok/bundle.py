@@ -23,8 +23,8 @@ PRECISIONS = ("fp32", "fp16", "int8w", "int8")
 ROLES = ("encoder", "decoder")
 FLOAT_LOOKUP = ("The codebook, the squared-L2 distances, the argmin and the codebook gather "
                 "run in float32 in every precision; quantization applies to the Mixer layers only. "
-                "The fp16, int8w and int8 files store the codebook as float16 (training leaves "
-                "the codes float16-representable) and turn it into float32 at load.")
+                "The fp16, int8w and int8 files store the codebook as int8 codes times one scale "
+                "(training leaves the codes on that grid) and turn it into the same float32 values at load.")
 
 
 class BundleError(ValueError):

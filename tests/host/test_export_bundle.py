@@ -153,33 +153,50 @@ def test_tflite_lookup_stays_float_in_every_precision(exported):
             assert "QUANTIZE" in names, a["file"]
 
 
-def test_reduced_precisions_store_the_exact_codebook_as_float16(exported, quick_checkpoint):
-    """fp16/int8w/int8 files hold the codebook as float16 (Cast / DEQUANTIZE to
-    float32 at load); training left the codes float16-representable, so the
-    stored values are exactly the checkpoint's."""
-    from ai_edge_litert.interpreter import Interpreter
+def test_reduced_precisions_store_the_exact_codebook_as_int8(exported, quick_checkpoint):
+    """fp16/int8w/int8 files hold the codebook as int8 codes and one scale
+    (Cast+Mul / DEQUANTIZE to float32 at load); training left the codes on that
+    grid, so the restored values are exactly the checkpoint's. fp32 files hold
+    the float32 codebook, and no file keeps the TFLite encoder's folded
+    float32 squared norms (M*V floats) beside an int8 codebook."""
+    from ai_edge_litert.tools import flatbuffer_utils
     from posetok_converters.checkpoint import load_checkpoint
+    from posetok_converters.model import codebook_int8_grid
 
     model, _ = load_checkpoint(quick_checkpoint)
     codebook = model.codebook.numpy()                        # [M, V, D]
-    assert np.array_equal(codebook, codebook.astype(np.float16).astype(np.float32))
-    want = {"encoder": np.sort(codebook.ravel()), "decoder": np.sort(codebook.ravel())}
+    assert codebook_int8_grid(codebook) is not None
+    want = np.sort(codebook.ravel())
     out, manifest, _ = exported
     for a in manifest["artifacts"]:
+        restored = []
         if a["format"] == "onnx":
-            halves = [onnx.numpy_helper.to_array(i) for i in onnx.load(out / a["file"]).graph.initializer
-                      if i.data_type == onnx.TensorProto.FLOAT16 and i.dims and np.prod(i.dims) == codebook.size]
+            graph = onnx.load(out / a["file"]).graph
+            inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+            cast_of = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Cast"}
+            for node in graph.node:  # Mul(Cast(int8 codes), scale)
+                codes_name = cast_of.get(node.input[0]) if node.op_type == "Mul" else None
+                codes = inits.get(codes_name)
+                if codes is not None and codes.dtype == np.int8 and codes.size == codebook.size:
+                    restored.append(codes.astype(np.float32) * inits[node.input[1]])
+            floats = [v for v in inits.values() if v.dtype == np.float32 and v.size == codebook.size]
         else:
-            interp = Interpreter(model_path=str(out / a["file"]))
-            tensors = {t["index"]: t for t in interp.get_tensor_details()}
-            sources = [tensors[op["inputs"][0]] for op in interp._get_ops_details()
-                       if op["op_name"] == "DEQUANTIZE" and tensors[op["inputs"][0]]["dtype"] == np.float16]
-            halves = [interp.get_tensor(t["index"]) for t in sources if np.prod(t["shape"]) == codebook.size]
+            obj = flatbuffer_utils.read_model_from_bytearray(bytearray((out / a["file"]).read_bytes()))
+            graph = obj.subgraphs[0]
+            constants = {i: t for i, t in enumerate(graph.tensors) if obj.buffers[t.buffer].data is not None}
+            for op in graph.operators:
+                source = graph.tensors[op.inputs[0]]
+                if flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex) == "DEQUANTIZE" \
+                        and op.inputs[0] in constants and np.prod(source.shape) == codebook.size:
+                    values = np.frombuffer(bytes(bytearray(obj.buffers[source.buffer].data)), np.int8)
+                    restored.append(values.astype(np.float32) * np.float32(source.quantization.scale[0]))
+            floats = [t for t in constants.values() if t.type == 0  # FLOAT32
+                      and np.prod(t.shape) in (codebook.size, codebook.size // codebook.shape[-1])]
         if a["precision"] == "fp32":
-            assert not halves, a["file"]
+            assert not restored and floats, a["file"]
             continue
-        assert len(halves) == 1, (a["file"], len(halves))
-        assert np.array_equal(np.sort(halves[0].astype(np.float32).ravel()), want[a["role"]]), a["file"]
+        assert len(restored) == 1 and not floats, (a["file"], len(restored), len(floats))
+        assert np.array_equal(np.sort(restored[0].ravel()), want), a["file"]
 
 
 def test_tflite_batch_variants_give_the_same_tokens(exported):
@@ -220,6 +237,8 @@ def test_fp32_parity_meets_targets(exported):
         assert row["token_agreement"] >= 0.999, row
         assert row["decoder_max_abs_err_px"] <= 1e-3, row
         assert abs(row["mpjpe_px"] - reference["mpjpe_px"]) < 0.01, row
+        # torch's tokens through the fp32 decoder: torch's own reconstruction
+        assert row["decoder_mpjpe_px"] == pytest.approx(reference["mpjpe_px"], abs=1e-4), row
         assert row["meets_targets"]
 
 
@@ -231,16 +250,17 @@ def test_reduced_precision_rows_are_reported_with_floors(exported):
         if row["precision"] == "fp16":
             assert row["token_agreement"] >= 0.995, row
             assert row["mpjpe_px"] <= reference + 0.05, row
-            assert row["size_bytes"] < 0.7 * fp32["size_bytes"], row
+            assert row["size_bytes"] < 0.4 * fp32["size_bytes"], row
         if row["precision"] == "int8w":
             assert row["token_agreement"] >= INT8W_TOKEN_AGREEMENT_FLOOR, row
             assert row["mpjpe_px"] <= reference + 0.05, row
             # keypoint-mixing matrices stay float: a larger share in this small model
-            assert row["size_bytes"] < 0.6 * fp32["size_bytes"], row
+            assert row["size_bytes"] < 0.35 * fp32["size_bytes"], row
         if row["precision"] == "int8":
             assert row["token_agreement"] >= INT8_TOKEN_AGREEMENT_FLOOR, row
             assert row["mpjpe_px"] <= reference + 0.1, row
-            assert row["size_bytes"] < 0.6 * fp32["size_bytes"], row
+            # measured 29.5% / 31.2%: the int8 codebooks (32 KB a file) weigh more in this small model
+            assert row["size_bytes"] < 0.33 * fp32["size_bytes"], row
         # per-artifact copies agree with the row
         for a in manifest["artifacts"]:
             if (a["format"], a["precision"]) == (row["format"], row["precision"]):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import struct
 
+import numpy as np
 import pytest
+import torch
 
 from posetok_converters import eval_cli, plot_cli, train_cli
 from posetok_converters.train import preset, train
@@ -44,15 +46,22 @@ def test_quick_training_learns_and_uses_the_codebook(quick_run):
     assert metrics["codebook_usage"] >= 0.9
     assert metrics["perplexity"] >= metrics["num_codes"] / 4
     assert metrics["eval_poses"] >= 10_000
+    # tokens move with the pose: more input noise, fewer ids kept; none kept all
+    kept = list(metrics["noisy_token_agreement"].values())
+    assert list(metrics["noisy_token_agreement"]) == ["0.01px", "0.02px", "0.05px", "0.1px"]
+    assert all(a > b for a, b in zip(kept, kept[1:])) and 0.5 < kept[-1] and kept[0] < 1.0, kept
 
 
-def test_training_leaves_float16_exact_per_token_codebooks(quick_run):
+def test_training_leaves_int8_grid_per_token_codebooks(quick_run):
     from posetok_converters.checkpoint import load_checkpoint
+    from posetok_converters.model import codebook_int8_grid
 
     model, _ = load_checkpoint(quick_run)
     cfg = model.config
     assert cfg.codebook_per_token and model.codebook.shape == (cfg.num_tokens, cfg.num_codes, cfg.code_dim)
-    assert model.codebook.equal(model.codebook.half().float())
+    codes, scale = codebook_int8_grid(model.codebook.numpy())
+    assert torch.equal(torch.from_numpy(codes).float() * scale, model.codebook)
+    assert np.float16(scale) == scale  # 11 significant bits: every code times it is exact in float32
     # the codes were trained apart per position, not copies of one codebook
     assert (model.codebook[0] - model.codebook[1]).abs().max() > 0.1
 
@@ -83,6 +92,7 @@ def test_eval_command_prints_one_json_object(quick_run, capsys):
     assert eval_cli.main(["--checkpoint", str(quick_run), "--no-int8"], prog="posetok eval") == 0
     table = capsys.readouterr().out
     assert "MPJPE (px of 64-px frame)" in table and f"{stored['mpjpe_px']:.4f}" in table
+    assert "tokens kept under input noise" in table and "@ 0.02px" in table
 
 
 def test_eval_names_a_missing_checkpoint(tmp_path, capsys):
