@@ -5,12 +5,14 @@ This module rounds, inside torch, what the exported int8 graphs (see
 quantize.py) hold in int8: the matrix multiplies of the Mixer layers, i.e.
 every Linear but the encoder's first (2 coordinates -> features) and last
 (features -> code vector), which stay float32. Of each such Linear the weight
-is symmetric int8 (per output channel) and the
-activations entering and leaving it are asymmetric per-tensor int8, with the
-range from calibration min/max. LayerNorm, GELU and the residual adds run in
-float32 between them, as in the exported graphs. Rounding is straight-through,
-so the same simulation trains the encoder to be robust (quantization-aware
-fine-tuning).
+is symmetric int8 per output channel (as in the ONNX file; the TFLite file's
+per-tensor scales round a little coarser) and the activations entering and
+leaving it are asymmetric per-tensor int8, with the range from calibration
+min/max. LayerNorm, GELU and the residual adds run in float32 between them,
+as in the exported graphs. Measured on the shipped model: simulated 0.861 of
+the token ids kept, exported ONNX 0.870, TFLite 0.858. Rounding is
+straight-through, so the same simulation trains the encoder to be robust
+(quantization-aware fine-tuning).
 
 Nothing here is part of the model: ``simulated_int8`` patches ``forward`` of
 the modules only inside a ``with`` block, and restores them on exit, so the

@@ -187,12 +187,15 @@ class VectorQuantizer(nn.Module):
         the lookup still computes in float32, on the same values as this model.
         The scale is rounded up to a float16 value (11 significant bits), so
         every q * scale is exact in float32 and max|code| / 127 gives the scale
-        back exactly. Measured on the shipped model: 0.3969 -> 0.3970 px.
+        back exactly. On the shipped model (scale 0.252 on codes up to 32) the
+        eval MPJPE went from 0.3954 (float16-rounded codes) to 0.3958 px.
         """
         peak = float(self.codebook.abs().max())
         scale = float(np.float16(peak / 127.0)) if peak > 0 else 1.0
         if scale * 127.0 < peak:  # float16 rounding went down: take the next float16 up
             scale = float(np.nextafter(np.float16(scale), np.float16(np.inf)))
+        if not 0.0 < scale < np.inf:
+            raise ValueError(f"codebook values up to {peak:g} do not fit an int8 grid with a float16 scale")
         q = torch.clamp(torch.round(self.codebook / scale), -127, 127)
         self.codebook.copy_(q * scale)
         return scale

@@ -1,12 +1,13 @@
 """The tokenizer's interface, quantizer, checkpoint files and int8 simulation (no training)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from posetok_converters.checkpoint import load_checkpoint, save_checkpoint
 from posetok_converters.fakequant import calibrate, fake_quant_act, fake_quant_weight, simulated_int8
-from posetok_converters.model import PoseTokenizer, TokenizerConfig
+from posetok_converters.model import PoseTokenizer, TokenizerConfig, codebook_int8_grid
 
 SMALL = TokenizerConfig(num_tokens=6, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
                         token_hidden=8, num_blocks=2)
@@ -151,3 +152,20 @@ def test_simulated_int8_only_inside_the_block(model):
     assert 0 < diff < 0.1 * ref.abs().max()  # int8 changes the numbers a little
     torch.testing.assert_close(after, ref, rtol=0, atol=0)  # and the float model is back afterwards
     assert not any("forward" in vars(m) for m in model.modules())
+    # the exported int8 graphs keep the first and the last Linear float; so does the simulation
+    names = {name.rsplit(".", 1)[0] for name in ranges.ranges}
+    assert "embed" not in names and "to_code" not in names and "to_tokens" in names
+
+
+def test_codebook_snaps_onto_an_exact_int8_grid():
+    vq = PoseTokenizer(TokenizerConfig(num_codes=16, code_dim=4, num_tokens=3, codebook_per_token=True)).quantizer
+    vq.codebook.copy_(torch.randn(3, 16, 4) * 7.3)
+    before = vq.codebook.clone()
+    scale = vq.snap_to_int8_grid()
+    assert float(np.float16(scale)) == scale and scale * 127 >= before.abs().max()
+    assert (vq.codebook - before).abs().max() <= scale / 2
+    codes, found = codebook_int8_grid(vq.codebook.numpy())
+    assert found == scale and codes.dtype == np.int8 and np.abs(codes).max() == 127
+    assert torch.equal(torch.from_numpy(codes).float() * scale, vq.codebook)
+    # a codebook between grid points is reported as such, not rounded
+    assert codebook_int8_grid(before.numpy()) is None
