@@ -199,6 +199,28 @@ def test_reduced_precisions_store_the_exact_codebook_as_int8(exported, quick_che
         assert np.array_equal(np.sort(restored[0].ravel()), want), a["file"]
 
 
+def test_tflite_int8_weight_scales_per_channel_only_where_keypoints_mix(exported):
+    """TFLite stores 24 bytes per output channel of a per-channel layer, so the
+    int8 files scale the wide channel MLPs per tensor and only the 13-wide
+    keypoint/token-mixing layers per channel."""
+    from ai_edge_litert.tools import flatbuffer_utils
+    from posetok.skeleton import NUM_KEYPOINTS
+
+    out, manifest, _ = exported
+    for a in manifest["artifacts"]:
+        if (a["format"], a["precision"]) != ("tflite", "int8"):
+            continue
+        obj = flatbuffer_utils.read_model_from_bytearray(bytearray((out / a["file"]).read_bytes()))
+        graph = obj.subgraphs[0]
+        weights = [graph.tensors[op.inputs[1]] for op in graph.operators
+                   if flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex) == "FULLY_CONNECTED"
+                   and graph.tensors[op.inputs[1]].type == 9]  # INT8
+        assert len(weights) >= 4, a["file"]
+        for w in weights:
+            per_channel = len(w.quantization.scale) > 1
+            assert per_channel == (NUM_KEYPOINTS in list(w.shape)), (a["file"], list(w.shape))
+
+
 def test_tflite_batch_variants_give_the_same_tokens(exported):
     """Batch 1 and batch 64 files of one precision must be interchangeable: the
     runtime mixes them when it splits a batch (int8 ranges used to differ)."""
