@@ -18,6 +18,8 @@ ROWS = (
     ("noisy_token_agreement", "tokens kept under input noise",
      lambda d: ", ".join(f"{v:.4f} @ {k}" for k, v in d.items())),
     ("sim_int8_token_agreement", "simulated A8W8 token agreement", "{:.4f}"),
+    ("sim_int8_tensor_agreement", "  ... one int8 tensor at a time",
+     lambda d: "(worst 8)" + "".join(f"\n    {v:.4f}  {k}" for k, v in sorted(d.items(), key=lambda kv: kv[1])[:8])),
     ("eval_poses", "evaluation poses", "{}"),
     ("eval_seed", "evaluation seed", "{}"),
 )
@@ -39,6 +41,8 @@ def main(argv: list[str], prog: str) -> int:
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file or folder (default: shipped model)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-int8", action="store_true", help="skip the simulated int8 token agreement")
+    p.add_argument("--int8-tensors", action="store_true",
+                   help="also the token agreement with one int8 tensor rounded at a time (slower)")
     args = p.parse_args(argv)
 
     from .checkpoint import load_for_command
@@ -47,7 +51,7 @@ def main(argv: list[str], prog: str) -> int:
     model, source = load_for_command(prog, args.checkpoint)
     if model is None:
         return 2
-    metrics = evaluate(model, int8=not args.no_int8)
+    metrics = evaluate(model, int8=not args.no_int8, int8_tensors=args.int8_tensors)
     metrics["checkpoint"] = str(source)
     print(json.dumps(metrics) if args.json else format_table(metrics, str(source)))
     return 0

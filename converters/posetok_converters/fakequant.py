@@ -54,6 +54,10 @@ class ActivationRanges:
         self.momentum = momentum
         self.ranges: dict[str, tuple[float, float]] = {}
         self.mode = "fixed"  # "calibrate" | "ema" | "fixed"
+        # For sensitivity analysis: round only the activation tensors named
+        # here (None: all of them), and the weights only if round_weights.
+        self.only: set[str] | None = None
+        self.round_weights = True
 
     def observe(self, name: str, x: torch.Tensor) -> tuple[float, float]:
         lo, hi = float(x.detach().min()), float(x.detach().max())
@@ -73,12 +77,15 @@ class ActivationRanges:
         lo, hi = self.observe(name, x)
         if self.mode == "calibrate":  # like a converter's calibration: observe the float model
             return x
+        if self.only is not None and name not in self.only:
+            return x
         return fake_quant_act(x, lo, hi)
 
 
 def _linear_forward(ranges: ActivationRanges, name: str):
     def forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(ranges.quant(name + ".in", x), fake_quant_weight(self.weight), self.bias)
+        weight = fake_quant_weight(self.weight) if ranges.round_weights else self.weight
+        y = F.linear(ranges.quant(name + ".in", x), weight, self.bias)
         return ranges.quant(name + ".out", y)
     return forward
 

@@ -53,17 +53,38 @@ def code_usage(indices: torch.Tensor, num_codes: int, per_token: bool = False) -
     return float((counts > 0).double().mean()), math.exp(float(entropy))
 
 
+def _calibrated_ranges(model: PoseTokenizer):
+    return calibrate(model.encoder, torch.from_numpy(pixels_to_normalized(data.calibration_poses())))
+
+
 @torch.no_grad()
-def simulated_int8_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor) -> float:
-    """Fraction of token ids unchanged when the encoder runs A8W8 (simulated,
-    calibrated on ``data.calibration_poses()``); the codebook lookup stays float."""
-    calib = torch.from_numpy(pixels_to_normalized(data.calibration_poses()))
-    ranges = calibrate(model.encoder, calib)
+def _int8_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor, ranges) -> float:
     ids = []
     with simulated_int8(model.encoder, ranges):
         for start in range(0, len(kp), EVAL_BATCH):
             ids.append(model.quantize(model.encode(kp[start:start + EVAL_BATCH]))[0])
     return float((torch.cat(ids) == float_ids).double().mean())
+
+
+def simulated_int8_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor) -> float:
+    """Fraction of token ids unchanged when the encoder runs A8W8 (simulated,
+    calibrated on ``data.calibration_poses()``); the codebook lookup stays float."""
+    return _int8_agreement(model, kp, float_ids, _calibrated_ranges(model))
+
+
+def int8_tensor_sensitivity(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor) -> dict[str, float]:
+    """Token agreement with one int8 tensor rounded at a time: each activation
+    tensor alone ("<layer>.in" / "<layer>.out", weights float), and all the
+    weights alone ("weights"). Tells where the simulated A8W8 flips come from."""
+    ranges = _calibrated_ranges(model)
+    result = {}
+    ranges.round_weights = False
+    for name in list(ranges.ranges):
+        ranges.only = {name}
+        result[name] = _int8_agreement(model, kp, float_ids, ranges)
+    ranges.only, ranges.round_weights = set(), True
+    result["weights"] = _int8_agreement(model, kp, float_ids, ranges)
+    return result
 
 
 # Input noise for ``noisy_token_agreement``: how far a pose may move before
@@ -83,8 +104,10 @@ def noisy_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: tor
     return float((ids == float_ids).double().mean())
 
 
-def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: bool = True) -> dict:
-    """Metrics of encode -> quantize -> decode on ``poses_px`` (default: the fixed eval set)."""
+def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: bool = True,
+             int8_tensors: bool = False) -> dict:
+    """Metrics of encode -> quantize -> decode on ``poses_px`` (default: the fixed eval set);
+    ``int8_tensors`` adds ``int8_tensor_sensitivity`` (one simulated pass per tensor)."""
     poses = _check_poses(data.eval_poses() if poses_px is None else poses_px)
     was_training = model.training
     model.eval()
@@ -110,6 +133,8 @@ def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: boo
                                            for px in NOISE_PX}
         if int8:
             result["sim_int8_token_agreement"] = simulated_int8_token_agreement(model, kp, ids)
+        if int8_tensors:
+            result["sim_int8_tensor_agreement"] = int8_tensor_sensitivity(model, kp, ids)
         return result
     finally:
         model.train(was_training)

@@ -169,3 +169,18 @@ def test_codebook_snaps_onto_an_exact_int8_grid():
     assert torch.equal(torch.from_numpy(codes).float() * scale, vq.codebook)
     # a codebook between grid points is reported as such, not rounded
     assert codebook_int8_grid(before.numpy()) is None
+
+
+def test_int8_tensor_sensitivity_names_every_int8_tensor(model):
+    from posetok_converters.fakequant import int8_linears
+    from posetok_converters.metrics import int8_tensor_sensitivity, simulated_int8_token_agreement
+
+    x = kp(1024)
+    ids = model.tokenize(x)
+    per_tensor = int8_tensor_sensitivity(model, x, ids)
+    linears = [name for name, _ in int8_linears(model.encoder)]
+    assert set(per_tensor) == {f"{n}.{end}" for n in linears for end in ("in", "out")} | {"weights"}
+    assert all(0.0 <= v <= 1.0 for v in per_tensor.values())
+    # one rounded tensor flips fewer ids than all of them together, and some flip at all
+    everything = simulated_int8_token_agreement(model, x, ids)
+    assert everything < 1.0 and everything <= min(per_tensor.values()) + 1e-9, (everything, per_tensor)
