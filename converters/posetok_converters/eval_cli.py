@@ -44,6 +44,8 @@ def main(argv: list[str], prog: str) -> int:
     p.add_argument("--int8-tensors", action="store_true",
                    help="also the token agreement with one int8 tensor rounded at a time (slower)")
     args = p.parse_args(argv)
+    if args.no_int8 and args.int8_tensors:
+        p.error("--int8-tensors is part of the int8 simulation that --no-int8 skips")
 
     from .checkpoint import load_for_command
     from .metrics import evaluate

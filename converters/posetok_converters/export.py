@@ -31,6 +31,7 @@ from . import quantize
 from .checkpoint import CHECKPOINT_NAME, DEFAULT_CHECKPOINT, load_checkpoint
 from .data import calibration_poses
 from .graphs import DECODER_INPUT, DECODER_OUTPUT, ENCODER_INPUT, ENCODER_OUTPUT, split_graphs
+from .model import codebook_int8_grid
 
 MODEL_NAME = "posetok-stick13"
 FORMATS = bundle_lib.FORMATS
@@ -233,6 +234,11 @@ def artifact_record(path: Path, role: str, fmt: str, precision: str, batch: Opti
             "inputs": inputs, "outputs": outputs, "quantization": scheme, "parity": {}}
 
 
+def codebook_storage(model) -> str:
+    """"int8" when the reduced precisions can store the codebook losslessly as int8, else "float32"."""
+    return "float32" if codebook_int8_grid(model.quantizer.codebook.numpy()) is None else "int8"
+
+
 def build_manifest(model, checkpoint_sha256: str, reference: dict, artifacts: list[dict], meta: dict) -> dict:
     cfg = model.config
     return {
@@ -244,7 +250,7 @@ def build_manifest(model, checkpoint_sha256: str, reference: dict, artifacts: li
         "normalization": dict(NORMALIZATION),
         "tokens": {"num_tokens": cfg.num_tokens, "num_codes": cfg.num_codes, "code_dim": cfg.code_dim,
                    "codebooks": "per_token" if cfg.codebook_per_token else "shared"},
-        "float_lookup": bundle_lib.FLOAT_LOOKUP,
+        "float_lookup": bundle_lib.FLOAT_LOOKUP + " " + bundle_lib.CODEBOOK_STORAGE[codebook_storage(model)],
         "reference": reference,
         "artifacts": artifacts,
         "parity": [],
@@ -281,6 +287,9 @@ def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike |
     ckpt_path = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(ckpt_path)
     ckpt_sha = bundle_lib.file_sha256(ckpt_path)
+    if codebook_storage(model) == "float32":
+        progress(f"note: the codebook of {ckpt_path} is not on an int8 grid (trained before codebooks were "
+                 "snapped); the reduced-precision files keep it as float32")
     started = time.perf_counter()
     steps = _plan(options)
     done = 0

@@ -44,9 +44,10 @@ class NearestCode(nn.Module):
         self.register_buffer("codebook_t", codebook_t[0] if self.shared else codebook_t)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # ||c||^2 is computed in the graph from the one stored codebook (the
-        # runtimes fold it into a constant at load), so a graph that stores the
-        # codebook in float16 gets squared norms consistent with it.
+        # ||c||^2 is computed in the graph from the one stored codebook:
+        # onnxruntime folds it at load, so a file that stores the codebook in
+        # int8 keeps no float32 copy of the norms (the TFLite converter folds
+        # it at conversion; quantize.tflite_codebook_int8 undoes that).
         codebook_sq = (self.codebook_t * self.codebook_t).sum(dim=-2)
         # The literal must be a float (2.0): an int literal breaks PT2E calibration.
         if self.shared:

@@ -35,7 +35,7 @@ class TokenizerConfig:
     # distribution, so each position uses only a part of it (the previously
     # shipped shared model: 6.9 of 8 bits per token, 0.534 px); per-position
     # codebooks let every token carry nearly its full log2(V) bits at the same
-    # ids and bit count (the shipped model: 7.9 bits, 0.395 px).
+    # ids and bit count (the shipped model: 7.9 bits, 0.396 px).
     codebook_per_token: bool = False
     ema_decay: float = 0.99
     ema_eps: float = 1e-5
@@ -185,17 +185,13 @@ class VectorQuantizer(nn.Module):
         Exported reduced-precision files then store the codebook as int8 plus
         that scale without changing a single distance (``codebook_int8_grid``):
         the lookup still computes in float32, on the same values as this model.
-        The scale is rounded up to a float16 value (11 significant bits), so
-        every q * scale is exact in float32 and max|code| / 127 gives the scale
-        back exactly. On the shipped model (scale 0.252 on codes up to 32) the
-        eval MPJPE went from 0.3954 (float16-rounded codes) to 0.3958 px.
+        The scale is max|code| / 127 rounded up to 11 significant bits, so the
+        largest code becomes exactly +-127 * scale, every q * scale is exact in
+        float32 (7 + 11 bits) and max|code| / 127 gives the scale back exactly.
+        On the shipped model (scale 0.252 on codes up to 32) the eval MPJPE
+        went from 0.3954 (float16-rounded codes) to 0.3958 px.
         """
-        peak = float(self.codebook.abs().max())
-        scale = float(np.float16(peak / 127.0)) if peak > 0 else 1.0
-        if scale * 127.0 < peak:  # float16 rounding went down: take the next float16 up
-            scale = float(np.nextafter(np.float16(scale), np.float16(np.inf)))
-        if not 0.0 < scale < np.inf:
-            raise ValueError(f"codebook values up to {peak:g} do not fit an int8 grid with a float16 scale")
+        scale = int8_grid_scale(float(self.codebook.abs().max()))
         q = torch.clamp(torch.round(self.codebook / scale), -127, 127)
         self.codebook.copy_(q * scale)
         return scale
@@ -240,15 +236,25 @@ class VectorQuantizer(nn.Module):
         return len(dead)
 
 
+def int8_grid_scale(peak: float) -> float:
+    """The grid step for codes up to ``peak``: peak / 127 rounded up to 11
+    significant bits (1.0 for an all-zero codebook)."""
+    if peak == 0.0:
+        return 1.0
+    mantissa, exponent = np.frexp(peak / 127.0)            # peak / 127 = mantissa * 2**exponent
+    scale = float(np.ldexp(np.ceil(mantissa * 2048.0) / 2048.0, exponent))
+    if not (np.isfinite(scale) and np.float32(scale) == scale and np.float32(scale * 127.0) == scale * 127.0):
+        raise ValueError(f"codebook values up to {peak:g} do not fit an int8 grid in float32")
+    return scale
+
+
 def codebook_int8_grid(codebook: np.ndarray) -> tuple[np.ndarray, float] | None:
     """(int8 codes, scale) with codes * scale == codebook exactly in float32, or
     None when the codebook does not lie on such a grid (a checkpoint trained
     before ``VectorQuantizer.snap_to_int8_grid`` existed)."""
     values = np.asarray(codebook, dtype=np.float32)
     peak = float(np.abs(values).max()) if values.size else 0.0
-    if peak == 0.0:
-        return None
-    scale = np.float32(peak / 127.0)
+    scale = np.float32(int8_grid_scale(peak))
     q = np.rint(values / scale)
     if np.abs(q).max() > 127 or not np.array_equal(q.astype(np.float32) * scale, values):
         return None

@@ -175,6 +175,12 @@ def _replace_initializers(model: onnx.ModelProto, replaced: dict[str, list]) -> 
         model.graph.initializer.extend(new_inits)
 
 
+def mixes_keypoints(weight_shape) -> bool:
+    """A weight with a keypoint dimension: the token-mixing MLPs and the
+    keypoint<->token maps (~4% of the weights)."""
+    return NUM_KEYPOINTS in list(weight_shape)
+
+
 def keypoint_mixing_matmuls(model: onnx.ModelProto) -> list[str]:
     """MatMuls whose weight has a keypoint dimension: the token-mixing MLPs and
     the keypoint<->token maps. They hold ~4% of the weights but, measured on
@@ -183,7 +189,7 @@ def keypoint_mixing_matmuls(model: onnx.ModelProto) -> list[str]:
     inits = _initializers(model)
     return [n.name for n in model.graph.node
             if n.op_type == "MatMul" and node_scope(n) is None and n.input[1] in inits
-            and NUM_KEYPOINTS in list(inits[n.input[1]].dims)]
+            and mixes_keypoints(inits[n.input[1]].dims)]
 
 
 def onnx_int8_weights(model: onnx.ModelProto, float_keypoint_mixing: bool = True) -> onnx.ModelProto:
@@ -382,8 +388,8 @@ class TfliteStaticInt8:
     float_first_last: bool = True  # as OnnxStaticInt8.float_first_last
     # Weight scales: "all" per output channel, "none" one per tensor, or
     # "keypoint_mixing": per channel only in the FULLY_CONNECTEDs that mix
-    # keypoints or tokens (13 or 32 wide, ~4% of the weights, where one scale
-    # per tensor costs the most tokens). TFLite stores a scale and an int64
+    # keypoints (weights with a 13-wide dimension, ~4% of the weights, where
+    # one scale per tensor costs the most tokens). TFLite stores a scale and an int64
     # zero point for every output channel of every weight and bias, 24 bytes a
     # channel: per channel everywhere measured 27 KB of each int8 file.
     per_channel_weights: str = "keypoint_mixing"
@@ -412,8 +418,8 @@ def tflite_recipe(precision: str, int8: TfliteStaticInt8 = TfliteStaticInt8(),
     ``float_ops``: output tensor names of further ops to keep float;
     ``channelwise_ops``: of int8 ops with per-channel weight scales.
     """
-    def by_name(names, algorithm, op_config):
-        return [{"regex": "^" + re.escape(name) + ";$", "operation": "*", "algorithm_key": algorithm,
+    def by_name(names, algorithm, op_config, operation="*"):
+        return [{"regex": "^" + re.escape(name) + ";$", "operation": operation, "algorithm_key": algorithm,
                  "op_config": op_config} for name in names]
 
     if precision == "fp16":
@@ -433,7 +439,7 @@ def tflite_recipe(precision: str, int8: TfliteStaticInt8 = TfliteStaticInt8(),
         default = "CHANNELWISE" if int8.per_channel_weights == "all" else "TENSORWISE"
         rules = [{"regex": ".*", "operation": int8.ops, "algorithm_key": "min_max_uniform_quantize",
                   "op_config": int8_config(default)}]
-        rules += by_name(channelwise_ops, "min_max_uniform_quantize", int8_config("CHANNELWISE"))
+        rules += by_name(channelwise_ops, "min_max_uniform_quantize", int8_config("CHANNELWISE"), int8.ops)
     else:
         raise ValueError(f"no TFLite quantization recipe for precision {precision!r}")
     return rules + [_no_quantize_float_scopes()] + by_name(float_ops, "no_quantize", {})
@@ -468,8 +474,9 @@ def tflite_calibrate(float_model: bytes, calibration: np.ndarray, int8: TfliteSt
 
 
 def _tflite_model_recipe(float_model: bytes, precision: str, int8: TfliteStaticInt8) -> list[dict]:
-    channelwise = _tflite_channelwise_ops(float_model, int8) if precision == "int8" else ()
-    return tflite_recipe(precision, int8, _tflite_float_ops(float_model, precision, int8), channelwise)
+    fcs = _tflite_fully_connected(float_model)
+    channelwise = _tflite_channelwise_ops(fcs, int8) if precision == "int8" else ()
+    return tflite_recipe(precision, int8, _tflite_float_ops(fcs, precision, int8), channelwise)
 
 
 def tflite_quantize(float_model: bytes, precision: str, calibration: Optional[np.ndarray] = None,
@@ -519,7 +526,10 @@ class _FlatbufferEditor:
         from ai_edge_litert.tools import flatbuffer_utils
         index = next((i for i, c in enumerate(self.obj.operatorCodes)
                       if flatbuffer_utils.get_builtin_code_from_operator_code(c) == builtin), None)
-        if index is None:
+        if index is not None:
+            code = self.obj.operatorCodes[index]
+            code.version = max(code.version, version)
+        else:
             code = self.schema.OperatorCodeT()
             code.builtinCode = code.deprecatedBuiltinCode = builtin
             code.version = version
@@ -546,12 +556,13 @@ class _FlatbufferEditor:
 def tflite_codebook_int8(model: bytes) -> bytes:
     """The codebook stored as int8 codes with one scale and turned back into
     float32 by a DEQUANTIZE op at the start of the graph; the lookup computes in
-    float32 on exactly the checkpoint's values (see ``onnx_codebook_int8``).
+    float32 on exactly the checkpoint's codes (see ``onnx_codebook_int8``).
 
     The converter folds the encoder's squared code norms into a float32
     constant as large as half the float32 codebook; it is replaced by
     MUL + SUM + RESHAPE of the dequantized codebook (run once per invocation,
-    M*V*D multiply-adds), found by its values. ai-edge-quantizer cannot
+    M*V*D multiply-adds; float32 sums that may differ from the folded ones in
+    the last bit), found by its values. ai-edge-quantizer cannot
     quantize a BATCH_MATMUL constant, so this edits the flatbuffer directly.
     A codebook off the int8 grid (an older checkpoint) stays float32."""
     from ai_edge_litert.tools import flatbuffer_utils
@@ -642,7 +653,7 @@ def _tflite_fully_connected(model: bytes) -> list[tuple[str, list[int]]]:
             and not re.search(_FLOAT_SCOPE_REGEX, tensors[op["inputs"][1]]["name"])]
 
 
-def _tflite_float_ops(model: bytes, precision: str, int8: TfliteStaticInt8) -> tuple[str, ...]:
+def _tflite_float_ops(fcs: list[tuple[str, list[int]]], precision: str, int8: TfliteStaticInt8) -> tuple[str, ...]:
     """Output tensor names of the FULLY_CONNECTED ops a precision keeps float (codebook step aside).
 
     The last one (the projection onto the code vectors, right before the
@@ -652,22 +663,21 @@ def _tflite_float_ops(model: bytes, precision: str, int8: TfliteStaticInt8) -> t
     it float everywhere gives every batch variant the same layers (384
     weights). int8 keeps the first one float too; int8w the keypoint-mixing
     ones (see ``keypoint_mixing_matmuls``)."""
-    fcs = _tflite_fully_connected(model)
     if not fcs:
         return ()
     chosen = [fcs[-1]]
     if precision == "int8" and int8.float_first_last:
         chosen.append(fcs[0])
     elif precision == "int8w":
-        chosen += [fc for fc in fcs if NUM_KEYPOINTS in fc[1]]
+        chosen += [fc for fc in fcs if mixes_keypoints(fc[1])]
     return tuple(dict.fromkeys(name for name, _ in chosen))
 
 
-def _tflite_channelwise_ops(model: bytes, int8: TfliteStaticInt8) -> tuple[str, ...]:
+def _tflite_channelwise_ops(fcs: list[tuple[str, list[int]]], int8: TfliteStaticInt8) -> tuple[str, ...]:
     """Output tensor names of the int8 FULLY_CONNECTED ops that get per-channel weight scales."""
     if int8.per_channel_weights != "keypoint_mixing":
         return ()
-    return tuple(name for name, shape in _tflite_fully_connected(model) if NUM_KEYPOINTS in shape)
+    return tuple(name for name, shape in fcs if mixes_keypoints(shape))
 
 
 def _tflite_signature_input(model: bytes) -> str:

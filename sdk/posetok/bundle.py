@@ -22,9 +22,14 @@ FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8w", "int8")
 ROLES = ("encoder", "decoder")
 FLOAT_LOOKUP = ("The codebook, the squared-L2 distances, the argmin and the codebook gather "
-                "run in float32 in every precision; quantization applies to the Mixer layers only. "
-                "The fp16, int8w and int8 files store the codebook as int8 codes times one scale "
-                "(training leaves the codes on that grid) and turn it into the same float32 values at load.")
+                "run in float32 in every precision; quantization applies to the Mixer layers only.")
+# How the reduced-precision files store the codebook (appended to FLOAT_LOOKUP in the manifest).
+CODEBOOK_STORAGE = {
+    "int8": ("The fp16, int8w and int8 files store the codebook as int8 codes times one scale "
+             "(training leaves the codes on that grid) and turn it into the same float32 values at load."),
+    "float32": ("The codebook is not on an int8 grid (a checkpoint from before training snapped it), "
+                "so every file stores it as float32."),
+}
 
 
 class BundleError(ValueError):

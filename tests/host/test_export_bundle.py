@@ -20,8 +20,9 @@ from posetok.skeleton import KEYPOINT_NAMES, NORMALIZATION  # noqa: E402
 TRAIN_STEPS = 250
 # Token agreement floors for the reduced precisions on this fixture's model
 # (the issue's targets for the shipped model: 0.97 for both). Measured on this
-# machine (deterministic training, per-token codebooks): int8 0.934 ONNX /
-# 0.929 TFLite, int8w 0.990 / 0.987.
+# machine (deterministic training, per-token codebooks, TFLite int8 weights
+# per tensor but in the keypoint-mixing layers): int8 0.934 ONNX / 0.929
+# TFLite, int8w 0.988 / 0.993.
 INT8_TOKEN_AGREEMENT_FLOOR = 0.92
 INT8W_TOKEN_AGREEMENT_FLOOR = 0.98
 
@@ -63,7 +64,7 @@ def test_bundle_has_every_format_precision_and_role(exported):
     assert len(manifest["artifacts"]) == len(combos) == 4 * 2 * 3
     assert manifest["keypoints"] == list(KEYPOINT_NAMES)
     assert manifest["normalization"] == NORMALIZATION
-    assert manifest["float_lookup"] == bundle_lib.FLOAT_LOOKUP
+    assert manifest["float_lookup"] == bundle_lib.FLOAT_LOOKUP + " " + bundle_lib.CODEBOOK_STORAGE["int8"]
     # progress: one numbered line per step, the last one names the bundle
     assert lines[0].startswith("[ 1/") and str(out) in lines[-1]
     # no temporary folders or files left beside or inside the bundle
@@ -188,6 +189,7 @@ def test_reduced_precisions_store_the_exact_codebook_as_int8(exported, quick_che
                 source = graph.tensors[op.inputs[0]]
                 if flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex) == "DEQUANTIZE" \
                         and op.inputs[0] in constants and np.prod(source.shape) == codebook.size:
+                    assert list(source.quantization.zeroPoint) == [0], a["file"]
                     values = np.frombuffer(bytes(bytearray(obj.buffers[source.buffer].data)), np.int8)
                     restored.append(values.astype(np.float32) * np.float32(source.quantization.scale[0]))
             floats = [t for t in constants.values() if t.type == 0  # FLOAT32
@@ -272,11 +274,11 @@ def test_reduced_precision_rows_are_reported_with_floors(exported):
         if row["precision"] == "fp16":
             assert row["token_agreement"] >= 0.995, row
             assert row["mpjpe_px"] <= reference + 0.05, row
-            assert row["size_bytes"] < 0.4 * fp32["size_bytes"], row
+            assert row["size_bytes"] < 0.4 * fp32["size_bytes"], row  # measured 36.6% / 37.5%
         if row["precision"] == "int8w":
             assert row["token_agreement"] >= INT8W_TOKEN_AGREEMENT_FLOOR, row
             assert row["mpjpe_px"] <= reference + 0.05, row
-            # keypoint-mixing matrices stay float: a larger share in this small model
+            # keypoint-mixing matrices stay float: a larger share in this small model (31.2% / 33.2%)
             assert row["size_bytes"] < 0.35 * fp32["size_bytes"], row
         if row["precision"] == "int8":
             assert row["token_agreement"] >= INT8_TOKEN_AGREEMENT_FLOOR, row
@@ -403,3 +405,33 @@ def test_info_reports_a_damaged_bundle(exported, tmp_path, capsys):
     (copy / victim).write_bytes(b"")
     assert info_cli.main([str(copy)], prog="posetok info") == 2
     assert victim in capsys.readouterr().err
+
+
+def test_codebook_off_the_int8_grid_stays_float32():
+    """An older checkpoint's codebook (not snapped) is not rounded by the
+    exporter: the int8 storage passes leave it float32, and the manifest says so."""
+    import onnxruntime as ort
+    from posetok_converters import quantize
+    from posetok_converters.export import codebook_storage, export_onnx_fp32, export_tflite_fp32
+    from posetok_converters.graphs import split_graphs
+    from posetok_converters.model import PoseTokenizer, TokenizerConfig
+
+    torch.manual_seed(0)
+    model = PoseTokenizer(TokenizerConfig(num_tokens=4, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
+                                          token_hidden=8, num_blocks=1, codebook_per_token=True)).eval()
+    kp = torch.rand(8, 13, 2) * 2 - 1
+    for snapped in (False, True):
+        if snapped:
+            model.quantizer.snap_to_int8_grid()
+        encoder, _ = split_graphs(model)
+        proto = export_onnx_fp32(encoder, kp, "keypoints", "token_ids")
+        stored = quantize.onnx_codebook_int8(proto)
+        int8 = [i for i in stored.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+        assert len(int8) == (1 if snapped else 0)
+        assert codebook_storage(model) == ("int8" if snapped else "float32")
+        session = ort.InferenceSession(stored.SerializeToString(), providers=["CPUExecutionProvider"])
+        ids = session.run(None, {"keypoints": kp.numpy()})[0]
+        assert np.array_equal(ids, model.tokenize(kp).numpy())
+    model.quantizer.codebook.add_(1e-3)  # off the grid again
+    fp32 = export_tflite_fp32(split_graphs(model)[0], kp)
+    assert quantize.tflite_codebook_int8(fp32) == fp32

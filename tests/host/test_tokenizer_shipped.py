@@ -37,6 +37,12 @@ MPJPE_TARGET_PX = 0.5
 SHIPPED_SIM_INT8_FLOOR = 0.85
 
 
+def test_shipped_codebook_is_on_an_int8_grid(shipped):
+    # so that every reduced-precision file stores it as int8 without changing a code
+    from posetok_converters.model import codebook_int8_grid
+    assert codebook_int8_grid(shipped[0].codebook.numpy()) is not None
+
+
 def test_shipped_model_reconstruction(shipped):
     assert shipped[2]["mpjpe_px"] <= MPJPE_TARGET_PX
 

@@ -61,7 +61,7 @@ def test_training_leaves_int8_grid_per_token_codebooks(quick_run):
     assert cfg.codebook_per_token and model.codebook.shape == (cfg.num_tokens, cfg.num_codes, cfg.code_dim)
     codes, scale = codebook_int8_grid(model.codebook.numpy())
     assert torch.equal(torch.from_numpy(codes).float() * scale, model.codebook)
-    assert np.float16(scale) == scale  # 11 significant bits: every code times it is exact in float32
+    assert np.abs(codes).max() == 127 and scale > 0
     # the codes were trained apart per position, not copies of one codebook
     assert (model.codebook[0] - model.codebook[1]).abs().max() > 0.1
 
