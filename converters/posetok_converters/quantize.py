@@ -495,8 +495,9 @@ def tflite_quantize(float_model: bytes, precision: str, calibration: Optional[np
 
 # The lookup ops whose constant operand is the codebook (per-token codebooks:
 # the distances are a BATCH_MATMUL, whose batched graphs broadcast the
-# codebook first, and the decoder's gather an EMBEDDING_LOOKUP).
-_TFLITE_CODEBOOK_OPS = ("BATCH_MATMUL", "BROADCAST_TO", "EMBEDDING_LOOKUP", "GATHER")
+# codebook first; a shared codebook: a FULLY_CONNECTED whose weight is in the
+# lookup's scope; the decoder's gather: an EMBEDDING_LOOKUP).
+_TFLITE_CODEBOOK_OPS = ("BATCH_MATMUL", "BROADCAST_TO", "EMBEDDING_LOOKUP", "GATHER", "FULLY_CONNECTED")
 _TFLITE_FLOAT32, _TFLITE_INT32, _TFLITE_INT8 = 0, 2, 9
 
 
@@ -576,6 +577,9 @@ def tflite_codebook_int8(model: bytes) -> bytes:
             continue
         for index in op.inputs:
             tensor = graph.tensors[index]
+            in_scope = re.search(_FLOAT_SCOPE_REGEX, (tensor.name or b"").decode(errors="replace"))
+            if flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex) == "FULLY_CONNECTED" and not in_scope:
+                continue  # a Mixer layer kept float, not the codebook
             if tensor.type == _TFLITE_FLOAT32 and obj.buffers[tensor.buffer].data is not None \
                     and len(tensor.shape) >= 2 and index not in codebooks:
                 codebooks.append(int(index))

@@ -435,3 +435,29 @@ def test_codebook_off_the_int8_grid_stays_float32():
     model.quantizer.codebook.add_(1e-3)  # off the grid again
     fp32 = export_tflite_fp32(split_graphs(model)[0], kp)
     assert quantize.tflite_codebook_int8(fp32) == fp32
+
+
+def test_shared_codebook_is_stored_as_int8_in_tflite_too():
+    """A shared codebook is the weight of a FULLY_CONNECTED in the lookup's
+    scope (not a BATCH_MATMUL operand); it is stored as int8 all the same and
+    the tokens do not change."""
+    from ai_edge_litert.interpreter import Interpreter
+    from posetok_converters import quantize
+    from posetok_converters.export import export_tflite_fp32
+    from posetok_converters.graphs import split_graphs
+    from posetok_converters.model import PoseTokenizer, TokenizerConfig
+
+    torch.manual_seed(0)
+    model = PoseTokenizer(TokenizerConfig(num_tokens=4, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
+                                          token_hidden=8, num_blocks=1, codebook_per_token=False)).eval()
+    model.quantizer.snap_to_int8_grid()
+    kp = torch.rand(8, 13, 2) * 2 - 1
+    stored = quantize.tflite_codebook_int8(export_tflite_fp32(split_graphs(model)[0], kp))
+    interp = Interpreter(model_content=stored)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    sources = [tensors[op["inputs"][0]] for op in interp._get_ops_details() if op["op_name"] == "DEQUANTIZE"]
+    assert [list(t["shape"]) for t in sources if t["dtype"] == np.int8] in ([[16, 3]], [[3, 16]])
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], kp.numpy())
+    interp.invoke()
+    assert np.array_equal(interp.get_tensor(interp.get_output_details()[0]["index"]), model.tokenize(kp).numpy())
