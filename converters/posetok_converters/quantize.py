@@ -451,17 +451,17 @@ def _running_min_max(qsv: dict, new: dict) -> dict:
     return {"min": np.minimum(qsv["min"], new["min"]), "max": np.maximum(qsv["max"], new["max"])}
 
 
-def tflite_calibrate(float_model: bytes, calibration: np.ndarray, int8: TfliteStaticInt8 = TfliteStaticInt8()) -> dict:
-    """Min/max of the int8 recipe's activations over all of ``calibration``.
+def tflite_calibrate(float_model: bytes, calibration: np.ndarray, quantizer) -> dict:
+    """Min/max over all of ``calibration`` of the activations that ``quantizer``'s
+    recipe (an ai_edge_quantizer Quantizer of ``float_model``) quantizes.
 
     ai-edge-quantizer's default merges batches by a moving average (0.95), so
     its ranges depend on the batch size: the batch-1 graph saw narrower ranges
     than the batch-64 one and, measured, agreed with it on only 75% of tokens.
     The exact running min/max gives every batch variant the same ranges.
     """
-    from ai_edge_quantizer import calibrator, quantizer as aeq
+    from ai_edge_quantizer import calibrator
 
-    q = aeq.Quantizer(bytearray(float_model), _tflite_model_recipe(float_model, "int8", int8))
     batch = _tflite_input_batch(float_model)
     usable = len(calibration) - len(calibration) % batch
     if usable == 0:
@@ -469,7 +469,7 @@ def tflite_calibrate(float_model: bytes, calibration: np.ndarray, int8: TfliteSt
     input_name = _tflite_signature_input(float_model)
     samples = [{input_name: calibration[i:i + batch]} for i in range(0, usable, batch)]
     cal = calibrator.Calibrator(bytearray(float_model), num_threads=1, qsv_update_func=_running_min_max)
-    cal.calibrate({"serving_default": samples}, q._recipe_manager)  # the recipe picks which tensors to observe
+    cal.calibrate({"serving_default": samples}, quantizer._recipe_manager)  # the recipe picks the tensors
     return cal.get_model_qsvs()
 
 
@@ -489,7 +489,7 @@ def tflite_quantize(float_model: bytes, precision: str, calibration: Optional[np
     if q.need_calibration:
         if calibration is None:
             raise ValueError(f"{precision} TFLite quantization needs calibration data")
-        ranges = tflite_calibrate(float_model, calibration, int8)
+        ranges = tflite_calibrate(float_model, calibration, q)
     return bytes(q.quantize(ranges, enable_progress_bar=False, enable_progress_report=False).quantized_model)
 
 
@@ -573,12 +573,13 @@ def tflite_codebook_int8(model: bytes) -> bytes:
     schema, graph = edit.schema, edit.graph
     codebooks = []
     for op in graph.operators:
-        if flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex) not in _TFLITE_CODEBOOK_OPS:
+        op_name = flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex)
+        if op_name not in _TFLITE_CODEBOOK_OPS:
             continue
         for index in op.inputs:
             tensor = graph.tensors[index]
             in_scope = re.search(_FLOAT_SCOPE_REGEX, (tensor.name or b"").decode(errors="replace"))
-            if flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex) == "FULLY_CONNECTED" and not in_scope:
+            if op_name == "FULLY_CONNECTED" and not in_scope:
                 continue  # a Mixer layer kept float, not the codebook
             if tensor.type == _TFLITE_FLOAT32 and obj.buffers[tensor.buffer].data is not None \
                     and len(tensor.shape) >= 2 and index not in codebooks:

@@ -161,6 +161,11 @@ def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator) -> t
     return centers
 
 
+def expected_count_per_code(mc: TokenizerConfig, cfg: TrainConfig) -> float:
+    """Token vectors a code receives per batch if all codes were used equally."""
+    return cfg.batch_size * mc.num_tokens / (mc.num_codebooks * mc.num_codes)
+
+
 @torch.no_grad()
 def init_codebook_kmeans(model: PoseTokenizer, stream: "PoseStream", cfg: TrainConfig, gen: torch.Generator) -> None:
     """Codebook := k-means centroids of the current encoder's outputs on fresh
@@ -173,7 +178,7 @@ def init_codebook_kmeans(model: PoseTokenizer, stream: "PoseStream", cfg: TrainC
     model.quantizer.init_from_data(torch.stack([kmeans(g, mc.num_codes, cfg.kmeans_iters, gen) for g in groups]))
     # EMA counts start at the expected count per code, so no code counts as
     # dead before it had a chance to be picked.
-    model.quantizer.ema_count.fill_(cfg.batch_size * mc.num_tokens / (mc.num_codebooks * mc.num_codes))
+    model.quantizer.ema_count.fill_(expected_count_per_code(mc, cfg))
     model.quantizer.ema_sum.copy_(model.quantizer.codebook * model.quantizer.ema_count[..., None])
 
 
@@ -256,8 +261,7 @@ def train(model_cfg: TokenizerConfig, cfg: TrainConfig, progress: ProgressFn | N
                           "int8_agreement": agree}
         return robust_step
 
-    mc = model.config
-    restart_below = cfg.restart_fraction * cfg.batch_size * mc.num_tokens / (mc.num_codebooks * mc.num_codes)
+    restart_below = cfg.restart_fraction * expected_count_per_code(model.config, cfg)
 
     def vq_step_fn(beta: float, update_codebook: bool, ranges: ActivationRanges | None):
         def vq_step(kp):
