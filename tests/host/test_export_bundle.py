@@ -407,6 +407,14 @@ def test_info_reports_a_damaged_bundle(exported, tmp_path, capsys):
     assert victim in capsys.readouterr().err
 
 
+def tiny_tokenizer(codebook_per_token: bool):
+    """A small random tokenizer that exports in seconds."""
+    from posetok_converters.model import PoseTokenizer, TokenizerConfig
+    return PoseTokenizer(TokenizerConfig(num_tokens=4, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
+                                         token_hidden=8, num_blocks=1,
+                                         codebook_per_token=codebook_per_token)).eval()
+
+
 def test_codebook_off_the_int8_grid_stays_float32():
     """An older checkpoint's codebook (not snapped) is not rounded by the
     exporter: the int8 storage passes leave it float32, and the manifest says so."""
@@ -414,11 +422,9 @@ def test_codebook_off_the_int8_grid_stays_float32():
     from posetok_converters import quantize
     from posetok_converters.export import codebook_storage, export_onnx_fp32, export_tflite_fp32
     from posetok_converters.graphs import split_graphs
-    from posetok_converters.model import PoseTokenizer, TokenizerConfig
 
     torch.manual_seed(0)
-    model = PoseTokenizer(TokenizerConfig(num_tokens=4, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
-                                          token_hidden=8, num_blocks=1, codebook_per_token=True)).eval()
+    model = tiny_tokenizer(codebook_per_token=True)
     kp = torch.rand(8, 13, 2) * 2 - 1
     for snapped in (False, True):
         if snapped:
@@ -445,11 +451,9 @@ def test_shared_codebook_is_stored_as_int8_in_tflite_too():
     from posetok_converters import quantize
     from posetok_converters.export import export_tflite_fp32
     from posetok_converters.graphs import split_graphs
-    from posetok_converters.model import PoseTokenizer, TokenizerConfig
 
     torch.manual_seed(0)
-    model = PoseTokenizer(TokenizerConfig(num_tokens=4, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
-                                          token_hidden=8, num_blocks=1, codebook_per_token=False)).eval()
+    model = tiny_tokenizer(codebook_per_token=False)
     model.quantizer.snap_to_int8_grid()
     kp = torch.rand(8, 13, 2) * 2 - 1
     stored = quantize.tflite_codebook_int8(export_tflite_fp32(split_graphs(model)[0], kp))
