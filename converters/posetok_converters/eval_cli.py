@@ -18,7 +18,7 @@ ROWS = (
     ("noisy_token_agreement", "tokens kept under input noise",
      lambda d: ", ".join(f"{v:.4f} @ {k}" for k, v in d.items())),
     ("sim_int8_token_agreement", "simulated A8W8 token agreement", "{:.4f}"),
-    ("sim_int8_tensor_agreement", "  ... one int8 tensor at a time",
+    ("sim_int8_tensor_agreement", "  ... one part rounded at a time",
      lambda d: "(worst 8)" + "".join(f"\n    {v:.4f}  {k}" for k, v in sorted(d.items(), key=lambda kv: kv[1])[:8])),
     ("eval_poses", "evaluation poses", "{}"),
     ("eval_seed", "evaluation seed", "{}"),

@@ -74,14 +74,18 @@ def simulated_int8_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float
 
 def int8_tensor_sensitivity(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor) -> dict[str, float]:
     """Token agreement with one int8 tensor rounded at a time: each activation
-    tensor alone ("<layer>.in" / "<layer>.out", weights float), and all the
-    weights alone ("weights"). Tells where the simulated A8W8 flips come from."""
+    tensor alone ("<layer>.in" / "<layer>.out", weights float), all the
+    activations with float weights ("activations") and all the weights with
+    float activations ("weights", the most int16 activations could keep).
+    Tells where the simulated A8W8 flips come from."""
     ranges = _calibrated_ranges(model)
     result = {}
     ranges.round_weights = False
     for name in list(ranges.ranges):
         ranges.only = {name}
         result[name] = _int8_agreement(model, kp, float_ids, ranges)
+    ranges.only = None
+    result["activations"] = _int8_agreement(model, kp, float_ids, ranges)
     ranges.only, ranges.round_weights = set(), True
     result["weights"] = _int8_agreement(model, kp, float_ids, ranges)
     return result

@@ -10,6 +10,7 @@ which only training calls.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -37,13 +38,22 @@ class TokenizerConfig:
     # codebooks let every token carry nearly its full log2(V) bits at the same
     # ids and bit count (the shipped model: 7.9 bits, 0.396 px).
     codebook_per_token: bool = False
+    # Sine/cosine features of each coordinate with periods 128 px, 64 px, ...
+    # (one halving per band), fed to the keypoint embedding beside the raw
+    # coordinates (0 = raw coordinates only). The embedding stays float in
+    # every export, so the int8 layers behind it receive fine position as
+    # bounded features instead of as small differences of large coordinates.
+    fourier_bands: int = 0
     ema_decay: float = 0.99
     ema_eps: float = 1e-5
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.type in (int, "int") and (not isinstance(value, int) or value < 1):
+            if f.name == "fourier_bands":
+                if not isinstance(value, int) or value < 0:
+                    raise ValueError(f"TokenizerConfig.fourier_bands must be an integer >= 0, got {value!r}")
+            elif f.type in (int, "int") and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"TokenizerConfig.{f.name} must be a positive integer, got {value!r}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"TokenizerConfig.ema_decay must be in (0, 1), got {self.ema_decay!r}")
@@ -54,7 +64,6 @@ class TokenizerConfig:
 
     @property
     def bits_per_pose(self) -> float:
-        import math
         return self.num_tokens * math.log2(self.num_codes)
 
     def to_dict(self) -> dict:
@@ -86,12 +95,34 @@ class MixerBlock(nn.Module):
         return x + self.channel_mlp(self.channel_norm(x))
 
 
+class KeypointEmbedding(nn.Linear):
+    """[B,K,2] -> [B,K,H]: a Linear of the coordinates and, with ``bands`` > 0,
+    of sin/cos of them at ``bands`` frequencies (periods 4, 2, 1, ... in the
+    normalized frame, i.e. 128 px halving). With 0 bands it is exactly
+    nn.Linear(2, H), with the same parameter names. Cosine is sine shifted by
+    pi/2, so the exported graphs need only one Sin op."""
+
+    def __init__(self, hidden: int, bands: int):
+        super().__init__(2 + 4 * bands, hidden)
+        self.bands = bands
+        angular = (math.pi / 2) * 2.0 ** torch.arange(bands, dtype=torch.float32)
+        self.register_buffer("angular", torch.cat([angular, angular]), persistent=False)
+        self.register_buffer("phase", torch.cat([torch.zeros(bands), torch.full((bands,), math.pi / 2)]),
+                             persistent=False)
+
+    def forward(self, kp: torch.Tensor) -> torch.Tensor:
+        if self.bands:
+            waves = torch.sin(kp.unsqueeze(-1) * self.angular + self.phase)   # [B,K,2,2*bands]
+            kp = torch.cat([kp, waves.flatten(-2)], dim=-1)
+        return super().forward(kp)
+
+
 class Encoder(nn.Module):
     """[B,K,2] -> per-keypoint embedding -> Mixer blocks -> LayerNorm -> K-to-M tokens -> [B,M,D]."""
 
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
-        self.embed = nn.Linear(2, cfg.hidden)
+        self.embed = KeypointEmbedding(cfg.hidden, cfg.fourier_bands)
         self.blocks = nn.ModuleList(MixerBlock(cfg.num_keypoints, cfg.hidden, cfg.token_hidden, cfg.channel_hidden)
                                     for _ in range(cfg.num_blocks))
         self.norm = nn.LayerNorm(cfg.hidden)

@@ -252,11 +252,10 @@ class OnnxStaticInt8:
     # of tokens kept vs 91.2% with every supported op quantized, and a smaller file.
     op_types: tuple[str, ...] = ("MatMul",)
     percentile: float = 99.99              # only for calibrate_method="Percentile"
-    # The first MatMul (2 coordinates -> features: int8 input rounding is 0.25 px)
-    # and the last (features -> code vector, right before the argmin) stay
-    # float32: 576 weights in all, and on the full-size model they lift the
-    # int8 encoder from 95.9% to 97.1% of tokens kept (each alone: +0.45%/+0.7%).
-    float_first_last: bool = True
+    # The layers outside the Mixer blocks stay float32 (``outside_mixer``): the
+    # coordinate layer and, at the token end, the keypoint<->token map and the
+    # code projection; ~1.2k weights per graph. See ``outside_mixer`` for why.
+    float_outside_mixer: bool = True
     extra_float_nodes: tuple[str, ...] = ()  # node names kept float besides the codebook step
 
     def describe(self) -> str:
@@ -266,17 +265,38 @@ class OnnxStaticInt8:
                  ("symmetric" if self.activation_symmetric else "asymmetric") + " per-tensor int8 activations",
                  "quantized ops: " + ", ".join(self.op_types or ("all supported",)) + "; other ops float32",
                  "biases and LayerNorm parameters stored as float16"]
-        if self.float_first_last:
-            parts.append("first and last MatMul (input embedding, output projection) kept float32")
+        if self.float_outside_mixer:
+            parts.append(OUTSIDE_MIXER_TEXT.replace("layers", "MatMuls", 1))
         if self.extra_float_nodes:
             parts.append("kept float: " + ", ".join(self.extra_float_nodes))
         return "; ".join(parts)
 
 
-def edge_matmuls(model: onnx.ModelProto) -> list[str]:
-    """Names of the first and last MatMul outside the codebook step (nodes are in topological order)."""
+OUTSIDE_MIXER_TEXT = ("layers outside the Mixer blocks (coordinate embedding or head, keypoint<->token map, "
+                      "code projection) kept float32")
+
+
+def outside_mixer(names: list, reads_token_ids: bool) -> list:
+    """Of a graph's matrix multiplies in graph order (codebook step aside),
+    the ones outside the Mixer blocks, which the int8 graphs keep float: the
+    coordinate layer at the keypoint end (encoder embedding, decoder head) and,
+    at the token end, the code projection and the keypoint<->token map next to
+    it. Why: int8 rounding of the 2 input coordinates alone is 0.25 px, and the
+    encoder's last two layers feed the argmin directly. Measured on the shipped
+    model's simulation (``fakequant``): with the token map in int8 too, 0.7%
+    fewer token ids kept."""
+    if not names:
+        return []
+    token_end = names[:2] if reads_token_ids else names[-2:]
+    coordinate_end = names[-1:] if reads_token_ids else names[:1]
+    return list(dict.fromkeys(coordinate_end + token_end))
+
+
+def onnx_outside_mixer(model: onnx.ModelProto) -> list[str]:
+    """``outside_mixer`` of an ONNX graph (nodes are in topological order)."""
     names = [n.name for n in model.graph.node if n.op_type == "MatMul" and node_scope(n) is None]
-    return sorted({names[0], names[-1]}) if names else []
+    reads_ids = model.graph.input[0].type.tensor_type.elem_type in (TensorProto.INT32, TensorProto.INT64)
+    return outside_mixer(names, reads_ids)
 
 
 class _ArrayReader:
@@ -298,8 +318,8 @@ def onnx_int8_static(model: onnx.ModelProto, calibration: np.ndarray,
     reader_cls = type("Reader", (_ArrayReader, CalibrationDataReader), {})
     input_name = model.graph.input[0].name
     exclude = float_node_names(model) + list(settings.extra_float_nodes)
-    if settings.float_first_last:
-        exclude += edge_matmuls(model)
+    if settings.float_outside_mixer:
+        exclude += onnx_outside_mixer(model)
     extra = {"ActivationSymmetric": settings.activation_symmetric, "WeightSymmetric": True,
              "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}}
     if settings.calibrate_method == "Percentile":
@@ -385,7 +405,7 @@ class TfliteStaticInt8:
     """
     ops: str = "FULLY_CONNECTED"
     activation_symmetric: bool = False
-    float_first_last: bool = True  # as OnnxStaticInt8.float_first_last
+    float_outside_mixer: bool = True  # as OnnxStaticInt8.float_outside_mixer
     # Weight scales: "all" per output channel, "none" one per tensor, or
     # "keypoint_mixing": per channel only in the FULLY_CONNECTEDs that mix
     # keypoints (weights with a 13-wide dimension, ~4% of the weights, where
@@ -406,8 +426,8 @@ class TfliteStaticInt8:
             self.per_channel_weights]
         text = (f"static A8W8 (ai-edge-quantizer, exact min/max calibration): {weights} int8 weights and {acts} "
                 f"per-tensor int8 activations on {self.ops}; other ops float32")
-        if self.float_first_last:
-            text += "; first and last FULLY_CONNECTED (input embedding, output projection) kept float32"
+        if self.float_outside_mixer:
+            text += "; " + OUTSIDE_MIXER_TEXT
         return text
 
 
@@ -476,7 +496,8 @@ def tflite_calibrate(float_model: bytes, calibration: np.ndarray, quantizer) -> 
 def _tflite_model_recipe(float_model: bytes, precision: str, int8: TfliteStaticInt8) -> list[dict]:
     fcs = _tflite_fully_connected(float_model)
     channelwise = _tflite_channelwise_ops(fcs, int8) if precision == "int8" else ()
-    return tflite_recipe(precision, int8, _tflite_float_ops(fcs, precision, int8), channelwise)
+    reads_ids = np.issubdtype(_tflite_interpreter(float_model).get_input_details()[0]["dtype"], np.integer)
+    return tflite_recipe(precision, int8, _tflite_float_ops(fcs, precision, int8, reads_ids), channelwise)
 
 
 def tflite_quantize(float_model: bytes, precision: str, calibration: Optional[np.ndarray] = None,
@@ -658,7 +679,8 @@ def _tflite_fully_connected(model: bytes) -> list[tuple[str, list[int]]]:
             and not re.search(_FLOAT_SCOPE_REGEX, tensors[op["inputs"][1]]["name"])]
 
 
-def _tflite_float_ops(fcs: list[tuple[str, list[int]]], precision: str, int8: TfliteStaticInt8) -> tuple[str, ...]:
+def _tflite_float_ops(fcs: list[tuple[str, list[int]]], precision: str, int8: TfliteStaticInt8,
+                      reads_token_ids: bool) -> tuple[str, ...]:
     """Output tensor names of the FULLY_CONNECTED ops a precision keeps float (codebook step aside).
 
     The last one (the projection onto the code vectors, right before the
@@ -666,16 +688,18 @@ def _tflite_float_ops(fcs: list[tuple[str, list[int]]], precision: str, int8: Tf
     converter folds the lookup's reshape into it and names its output after
     the lookup's scope, which the float-scope rule then keeps float; keeping
     it float everywhere gives every batch variant the same layers (384
-    weights). int8 keeps the first one float too; int8w the keypoint-mixing
-    ones (see ``keypoint_mixing_matmuls``)."""
+    weights). int8 keeps every layer outside the Mixer blocks float
+    (``outside_mixer``); int8w the keypoint-mixing ones (see
+    ``keypoint_mixing_matmuls``)."""
     if not fcs:
         return ()
-    chosen = [fcs[-1]]
-    if precision == "int8" and int8.float_first_last:
-        chosen.append(fcs[0])
+    names = [name for name, _ in fcs]
+    chosen = [names[-1]]
+    if precision == "int8" and int8.float_outside_mixer:
+        chosen += outside_mixer(names, reads_token_ids)
     elif precision == "int8w":
-        chosen += [fc for fc in fcs if mixes_keypoints(fc[1])]
-    return tuple(dict.fromkeys(name for name, _ in chosen))
+        chosen += [name for name, shape in fcs if mixes_keypoints(shape)]
+    return tuple(dict.fromkeys(chosen))
 
 
 def _tflite_channelwise_ops(fcs: list[tuple[str, list[int]]], int8: TfliteStaticInt8) -> tuple[str, ...]:

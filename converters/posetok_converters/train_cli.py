@@ -36,6 +36,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="steps of the int8-robustness fine-tune (default: preset's; applied after --steps)")
     p.add_argument("--code-dim", type=int, default=None,
                    help="code dimension D of a fresh model (default: preset's); V and M stay, so bits per pose stay")
+    p.add_argument("--fourier-bands", type=int, default=None,
+                   help="sine/cosine bands of the keypoint embedding, for a fresh model (default: preset's)")
     p.add_argument("--codebook", choices=("per-token", "shared"), default=None,
                    help="codebooks of a fresh model (default: preset's): one per token position, "
                         "or one shared by all tokens (the seed article's)")
@@ -66,6 +68,15 @@ def main(argv: list[str], prog: str) -> int:
             model_cfg = replace(model_cfg, code_dim=args.code_dim)
         except ValueError as exc:
             print(f"{prog}: --code-dim: {exc}", file=sys.stderr)
+            return 2
+    if args.fourier_bands is not None:
+        if args.init is not None:
+            print(f"{prog}: --fourier-bands applies to a fresh model, not with --init", file=sys.stderr)
+            return 2
+        try:
+            model_cfg = replace(model_cfg, fourier_bands=args.fourier_bands)
+        except ValueError as exc:
+            print(f"{prog}: --fourier-bands: {exc}", file=sys.stderr)
             return 2
     if args.codebook is not None:
         if args.init is not None:

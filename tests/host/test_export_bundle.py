@@ -223,6 +223,47 @@ def test_tflite_int8_weight_scales_per_channel_only_where_keypoints_mix(exported
             assert per_channel == (NUM_KEYPOINTS in list(w.shape)), (a["file"], list(w.shape))
 
 
+def test_int8_files_keep_exactly_the_layers_outside_the_mixer_float(exported, quick_checkpoint):
+    """Encoder: embedding, keypoint->token map and code projection float;
+    decoder: code projection, token->keypoint map and head float; every Mixer
+    layer int8 (weights and activations)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+    from posetok_converters.checkpoint import load_checkpoint
+    from posetok.skeleton import NUM_KEYPOINTS as K
+
+    cfg = load_checkpoint(quick_checkpoint)[0].config
+    h, m, d = cfg.hidden, cfg.num_tokens, cfg.code_dim
+    want = {"encoder": {(2 + 4 * cfg.fourier_bands, h), (K, m), (h, d)}, "decoder": {(d, h), (m, K), (h, 2)}}
+    mixer_layers = 4 * cfg.num_blocks
+    out, manifest, _ = exported
+    for a in manifest["artifacts"]:
+        if a["precision"] != "int8":
+            continue
+        if a["format"] == "onnx":
+            model = onnx.load(out / a["file"])
+            producer = {o: n for n in model.graph.node for o in n.output}
+            inits = {i.name: i for i in model.graph.initializer}
+            float_shapes, int8_count = set(), 0
+            for n in model.graph.node:
+                if n.op_type != "MatMul" or n.name.split("/")[0] in ("nearest_code", "code_gather"):
+                    continue
+                src = producer.get(n.input[1])
+                if src is not None and src.op_type == "DequantizeLinear":
+                    int8_count += 1
+                    continue
+                name = src.input[0] if src is not None and src.op_type == "Cast" else n.input[1]
+                float_shapes.add(tuple(inits[name].dims))
+        else:
+            obj = flatbuffer_utils.read_model_from_bytearray(bytearray((out / a["file"]).read_bytes()))
+            graph = obj.subgraphs[0]
+            fcs = [graph.tensors[op.inputs[1]] for op in graph.operators
+                   if flatbuffer_utils.opcode_to_name(obj, op.opcodeIndex) == "FULLY_CONNECTED"]
+            float_shapes = {tuple(int(n) for n in w.shape[::-1]) for w in fcs if w.type == 0}  # FLOAT32, [out,in]
+            int8_count = sum(w.type == 9 for w in fcs)  # INT8
+        assert float_shapes == want[a["role"]], (a["file"], float_shapes)
+        assert int8_count == mixer_layers, (a["file"], int8_count)
+
+
 def test_tflite_batch_variants_give_the_same_tokens(exported):
     """Batch 1 and batch 64 files of one precision must be interchangeable: the
     runtime mixes them when it splits a batch (int8 ranges used to differ)."""

@@ -7,7 +7,7 @@ import torch
 
 from posetok_converters.checkpoint import load_checkpoint, save_checkpoint
 from posetok_converters.fakequant import calibrate, fake_quant_act, fake_quant_weight, simulated_int8
-from posetok_converters.model import PoseTokenizer, TokenizerConfig, codebook_int8_grid
+from posetok_converters.model import KeypointEmbedding, PoseTokenizer, TokenizerConfig, codebook_int8_grid
 
 SMALL = TokenizerConfig(num_tokens=6, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
                         token_hidden=8, num_blocks=2)
@@ -99,6 +99,33 @@ def test_config_round_trip_and_errors():
         TokenizerConfig.from_dict({**SMALL.to_dict(), "colour": 3})
     with pytest.raises(ValueError, match="num_codes must be a positive integer"):
         TokenizerConfig(num_codes=0)
+    with pytest.raises(ValueError, match="fourier_bands must be an integer >= 0"):
+        TokenizerConfig(fourier_bands=-1)
+    assert TokenizerConfig(fourier_bands=0).fourier_bands == 0
+
+
+def test_keypoint_embedding_without_bands_is_a_plain_linear():
+    """Checkpoints from before the option load unchanged: same parameter names and function."""
+    torch.manual_seed(0)
+    embed = KeypointEmbedding(16, bands=0)
+    assert sorted(embed.state_dict()) == ["bias", "weight"] and embed.weight.shape == (16, 2)
+    x = kp()
+    torch.testing.assert_close(embed(x), x @ embed.weight.T + embed.bias, rtol=0, atol=0)
+
+
+def test_keypoint_embedding_bands_are_sines_and_cosines_of_halving_periods():
+    torch.manual_seed(0)
+    embed = KeypointEmbedding(16, bands=3)
+    assert embed.weight.shape == (16, 2 + 4 * 3)
+    assert sorted(embed.state_dict()) == ["bias", "weight"]  # the frequencies are not weights
+    x = kp()
+    angles = x.unsqueeze(-1) * (torch.pi / 2) * torch.tensor([1.0, 2.0, 4.0])  # periods 4, 2, 1 (128/64/32 px)
+    features = torch.cat([x, torch.cat([angles.sin(), angles.cos()], -1).flatten(-2)], -1)
+    torch.testing.assert_close(embed(x), features @ embed.weight.T + embed.bias, rtol=0, atol=1e-5)
+    # one full period of the slowest band (4 in normalized units) moves only the raw-coordinate part
+    shift = torch.tensor([4.0, -4.0])
+    torch.testing.assert_close(embed(x + shift) - embed(x), (shift @ embed.weight[:, :2].T).expand(5, 13, 16),
+                               rtol=0, atol=1e-4)
 
 
 def test_checkpoint_round_trip_is_exact(model, tmp_path):
@@ -152,9 +179,9 @@ def test_simulated_int8_only_inside_the_block(model):
     assert 0 < diff < 0.1 * ref.abs().max()  # int8 changes the numbers a little
     torch.testing.assert_close(after, ref, rtol=0, atol=0)  # and the float model is back afterwards
     assert not any("forward" in vars(m) for m in model.modules())
-    # the exported int8 graphs keep the first and the last Linear float; so does the simulation
+    # the exported int8 graphs keep the layers outside the Mixer blocks float; so does the simulation
     names = {name.rsplit(".", 1)[0] for name in ranges.ranges}
-    assert "embed" not in names and "to_code" not in names and "to_tokens" in names
+    assert names and all(name.startswith("blocks.") for name in names), names
 
 
 def test_codebook_snaps_onto_an_exact_int8_grid():
@@ -178,6 +205,20 @@ def test_codebook_snaps_onto_an_exact_int8_grid():
         assert found == scale and torch.equal(torch.from_numpy(codes).float() * scale, vq.codebook), peak
 
 
+def test_int8_layers_are_the_mixer_blocks():
+    from posetok_converters.fakequant import int8_linears
+    from posetok_converters.quantize import outside_mixer
+
+    assert outside_mixer(["embed", "a", "b", "to_tokens", "to_code"], reads_token_ids=False) == \
+        ["embed", "to_tokens", "to_code"]
+    assert outside_mixer(["from_code", "to_keypoints", "a", "head"], reads_token_ids=True) == \
+        ["head", "from_code", "to_keypoints"]
+    assert outside_mixer([], reads_token_ids=True) == []
+    model = PoseTokenizer(SMALL)
+    names = [name for name, _ in int8_linears(model.encoder)]
+    assert len(names) == 4 * SMALL.num_blocks and all(n.startswith("blocks.") for n in names), names
+
+
 def test_int8_tensor_sensitivity_names_every_int8_tensor(model):
     from posetok_converters.fakequant import int8_linears
     from posetok_converters.metrics import int8_tensor_sensitivity, simulated_int8_token_agreement
@@ -186,8 +227,10 @@ def test_int8_tensor_sensitivity_names_every_int8_tensor(model):
     ids = model.tokenize(x)
     per_tensor = int8_tensor_sensitivity(model, x, ids)
     linears = [name for name, _ in int8_linears(model.encoder)]
-    assert set(per_tensor) == {f"{n}.{end}" for n in linears for end in ("in", "out")} | {"weights"}
+    assert set(per_tensor) == {f"{n}.{end}" for n in linears for end in ("in", "out")} | {"activations", "weights"}
     assert all(0.0 <= v <= 1.0 for v in per_tensor.values())
     # on this seeded model one rounded tensor flips fewer ids than all of them together, and some flip at all
     everything = simulated_int8_token_agreement(model, x, ids)
-    assert everything < 1.0 and everything <= min(per_tensor.values()) + 1e-9, (everything, per_tensor)
+    single = [v for k, v in per_tensor.items() if k not in ("activations", "weights")]
+    assert everything < 1.0 and everything <= min(single) + 1e-9, (everything, per_tensor)
+    assert per_tensor["activations"] <= min(single) + 1e-9, per_tensor

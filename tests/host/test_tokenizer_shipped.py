@@ -31,10 +31,10 @@ def test_shipped_model_uses_its_codebook(shipped):
 
 
 # The reconstruction target is 0.5 px (the shipped model: 0.396 px).
-# The simulated A8W8 encoder keeps 0.861 of the tokens: a regression floor,
+# The simulated A8W8 encoder keeps 0.868 of the tokens: a regression floor,
 # below the 0.97 int8 target (README "Known limits").
 MPJPE_TARGET_PX = 0.5
-SHIPPED_SIM_INT8_FLOOR = 0.85
+SHIPPED_SIM_INT8_FLOOR = 0.86
 
 
 def test_shipped_codebook_is_on_an_int8_grid(shipped):
