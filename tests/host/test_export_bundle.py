@@ -448,12 +448,38 @@ def test_info_reports_a_damaged_bundle(exported, tmp_path, capsys):
     assert victim in capsys.readouterr().err
 
 
-def tiny_tokenizer(codebook_per_token: bool):
+def tiny_tokenizer(codebook_per_token: bool, fourier_bands: int = 0):
     """A small random tokenizer that exports in seconds."""
     from posetok_converters.model import PoseTokenizer, TokenizerConfig
     return PoseTokenizer(TokenizerConfig(num_tokens=4, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
-                                         token_hidden=8, num_blocks=1,
-                                         codebook_per_token=codebook_per_token)).eval()
+                                         token_hidden=8, num_blocks=1, codebook_per_token=codebook_per_token,
+                                         fourier_bands=fourier_bands)).eval()
+
+
+def test_sine_keypoint_features_export_to_both_formats():
+    """--fourier-bands models: one Sin op in each format, the same tokens as torch."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+    from posetok_converters import quantize
+    from posetok_converters.export import export_onnx_fp32, export_tflite_fp32
+    from posetok_converters.graphs import split_graphs
+
+    torch.manual_seed(0)
+    model = tiny_tokenizer(codebook_per_token=True, fourier_bands=3)
+    kp = torch.rand(8, 13, 2) * 2 - 1
+    want = model.tokenize(kp).numpy()
+    encoder, _ = split_graphs(model)
+    proto = export_onnx_fp32(encoder, kp, "keypoints", "token_ids")
+    assert [n.op_type for n in proto.graph.node].count("Sin") == 1
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert np.array_equal(session.run(None, {"keypoints": kp.numpy()})[0], want)
+    tflite = export_tflite_fp32(encoder, kp)
+    assert quantize.tflite_op_summary(tflite).get("SIN") == 1
+    interp = Interpreter(model_content=tflite)
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], kp.numpy())
+    interp.invoke()
+    assert np.array_equal(interp.get_tensor(interp.get_output_details()[0]["index"]), want)
 
 
 def test_codebook_off_the_int8_grid_stays_float32():

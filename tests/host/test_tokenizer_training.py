@@ -109,3 +109,15 @@ def test_plot_writes_a_png(quick_run, tmp_path):
     assert width > 600 and height > 400
     assert plot_cli.main(["--checkpoint", str(quick_run), "--out", str(tmp_path / "plot.jpg")],
                          prog="posetok plot") == 2
+
+
+def test_train_rejects_model_options_it_cannot_apply(tmp_path, capsys):
+    def run(*args):
+        return train_cli.main(["--preset", "quick", "--out", str(tmp_path / "out"), "--no-progress", *args],
+                              prog="posetok train")
+
+    assert run("--fourier-bands", "-1") == 2
+    assert "--fourier-bands: TokenizerConfig.fourier_bands must be an integer >= 0" in capsys.readouterr().err
+    assert run("--fourier-bands", "4", "--init", str(tmp_path / "some.pt")) == 2
+    assert "--fourier-bands applies to a fresh model" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
