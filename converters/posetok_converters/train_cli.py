@@ -60,29 +60,22 @@ def main(argv: list[str], prog: str) -> int:
         torch.set_num_threads(args.threads)
     model_cfg, cfg = preset(args.preset, args.schedule, args.seed)
     init_model, init_meta = None, None
-    if args.code_dim is not None:
+    fresh_model_options = {  # flag -> (TokenizerConfig field, value)
+        "--code-dim": ("code_dim", args.code_dim),
+        "--fourier-bands": ("fourier_bands", args.fourier_bands),
+        "--codebook": ("codebook_per_token", None if args.codebook is None else args.codebook == "per-token"),
+    }
+    for flag, (field, value) in fresh_model_options.items():
+        if value is None:
+            continue
         if args.init is not None:
-            print(f"{prog}: --code-dim applies to a fresh model, not with --init", file=sys.stderr)
+            print(f"{prog}: {flag} applies to a fresh model, not with --init", file=sys.stderr)
             return 2
         try:
-            model_cfg = replace(model_cfg, code_dim=args.code_dim)
+            model_cfg = replace(model_cfg, **{field: value})
         except ValueError as exc:
-            print(f"{prog}: --code-dim: {exc}", file=sys.stderr)
+            print(f"{prog}: {flag}: {exc}", file=sys.stderr)
             return 2
-    if args.fourier_bands is not None:
-        if args.init is not None:
-            print(f"{prog}: --fourier-bands applies to a fresh model, not with --init", file=sys.stderr)
-            return 2
-        try:
-            model_cfg = replace(model_cfg, fourier_bands=args.fourier_bands)
-        except ValueError as exc:
-            print(f"{prog}: --fourier-bands: {exc}", file=sys.stderr)
-            return 2
-    if args.codebook is not None:
-        if args.init is not None:
-            print(f"{prog}: --codebook applies to a fresh model, not with --init", file=sys.stderr)
-            return 2
-        model_cfg = replace(model_cfg, codebook_per_token=args.codebook == "per-token")
     if args.init is not None:
         from .checkpoint import load_checkpoint
         try:
