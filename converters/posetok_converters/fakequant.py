@@ -4,7 +4,7 @@ Why: the exported int8 encoder must pick the same token ids as the float one.
 This module rounds, inside torch, what the exported int8 graphs (see
 quantize.py) hold in int8: the Linears of the Mixer blocks (the embedding of
 the 2 coordinates, the keypoint-to-token map and the code projection stay
-float32, see ``quantize.outside_mixer``). Of each such Linear the weight
+float32, see ``graphs.outside_mixer``). Of each such Linear the weight
 is symmetric int8 per output channel (as in the ONNX file; the TFLite file's
 per-tensor scales round a little coarser) and the activations entering and
 leaving it are asymmetric per-tensor int8, with the range from calibration
@@ -26,6 +26,8 @@ import types
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .graphs import outside_mixer
 
 QMIN, QMAX = -128, 127
 
@@ -92,9 +94,7 @@ def _linear_forward(ranges: ActivationRanges, name: str):
 
 def int8_linears(encoder: nn.Module) -> list[tuple[str, nn.Linear]]:
     """The Linears the exported int8 encoder runs in int8: those of the Mixer
-    blocks (``quantize.outside_mixer`` says which stay float)."""
-    from .quantize import outside_mixer
-
+    blocks (``graphs.outside_mixer`` says which stay float)."""
     linears = [(name, m) for name, m in encoder.named_modules() if isinstance(m, nn.Linear)]
     float_names = set(outside_mixer([name for name, _ in linears], reads_token_ids=False))
     return [(name, m) for name, m in linears if name not in float_names]

@@ -47,14 +47,17 @@ class TokenizerConfig:
     ema_decay: float = 0.99
     ema_eps: float = 1e-5
 
+    _MAY_BE_ZERO = ("fourier_bands",)  # the integer fields that may be 0; the others must be >= 1
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "fourier_bands":
-                if not isinstance(value, int) or value < 0:
-                    raise ValueError(f"TokenizerConfig.fourier_bands must be an integer >= 0, got {value!r}")
-            elif f.type in (int, "int") and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"TokenizerConfig.{f.name} must be a positive integer, got {value!r}")
+            if f.type not in (int, "int"):
+                continue
+            least = 0 if f.name in self._MAY_BE_ZERO else 1
+            if not isinstance(value, int) or value < least:
+                what = "an integer >= 0" if least == 0 else "a positive integer"
+                raise ValueError(f"TokenizerConfig.{f.name} must be {what}, got {value!r}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"TokenizerConfig.ema_decay must be in (0, 1), got {self.ema_decay!r}")
 

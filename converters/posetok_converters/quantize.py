@@ -37,7 +37,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from posetok.skeleton import NUM_KEYPOINTS
 
-from .graphs import FLOAT_SCOPES
+from .graphs import FLOAT_SCOPES, outside_mixer
 from .model import codebook_int8_grid
 
 # -- descriptions recorded in the manifest (one per format/precision) --------
@@ -266,7 +266,7 @@ class OnnxStaticInt8:
                  "quantized ops: " + ", ".join(self.op_types or ("all supported",)) + "; other ops float32",
                  "biases and LayerNorm parameters stored as float16"]
         if self.float_outside_mixer:
-            parts.append(OUTSIDE_MIXER_TEXT.replace("layers", "MatMuls", 1))
+            parts.append(OUTSIDE_MIXER_TEXT)
         if self.extra_float_nodes:
             parts.append("kept float: " + ", ".join(self.extra_float_nodes))
         return "; ".join(parts)
@@ -274,23 +274,6 @@ class OnnxStaticInt8:
 
 OUTSIDE_MIXER_TEXT = ("layers outside the Mixer blocks (coordinate embedding or head, keypoint<->token map, "
                       "code projection) kept float32")
-
-
-def outside_mixer(names: list, reads_token_ids: bool) -> list:
-    """Of a graph's matrix multiplies in graph order (codebook step aside),
-    the ones outside the Mixer blocks, which the int8 graphs keep float: the
-    coordinate layer at the keypoint end (encoder embedding, decoder head) and,
-    at the token end, the code projection and the keypoint<->token map next to
-    it. Why: int8 rounding of the 2 input coordinates alone is 0.25 px, and the
-    encoder's last two layers feed the argmin directly. Measured on the shipped
-    model (``posetok parity``): with the keypoint<->token maps in int8 too, the
-    int8 files kept 0.870 / 0.858 (ONNX / TFLite) of the token ids instead of
-    0.877 / 0.865, at 0.474 / 0.486 px instead of 0.464 / 0.476."""
-    if not names:
-        return []
-    token_end = names[:2] if reads_token_ids else names[-2:]
-    coordinate_end = names[-1:] if reads_token_ids else names[:1]
-    return list(dict.fromkeys(coordinate_end + token_end))
 
 
 def onnx_outside_mixer(model: onnx.ModelProto) -> list[str]:
@@ -483,11 +466,12 @@ def tflite_calibrate(float_model: bytes, calibration: np.ndarray, quantizer) -> 
     """
     from ai_edge_quantizer import calibrator
 
-    batch = _tflite_input_batch(float_model)
+    interp = _tflite_interpreter(float_model)
+    batch = int(interp.get_input_details()[0]["shape"][0])
     usable = len(calibration) - len(calibration) % batch
     if usable == 0:
         raise ValueError(f"calibration set ({len(calibration)}) is smaller than the model batch {batch}")
-    input_name = _tflite_signature_input(float_model)
+    input_name = interp.get_signature_list()["serving_default"]["inputs"][0]
     samples = [{input_name: calibration[i:i + batch]} for i in range(0, usable, batch)]
     cal = calibrator.Calibrator(bytearray(float_model), num_threads=1, qsv_update_func=_running_min_max)
     cal.calibrate({"serving_default": samples}, quantizer._recipe_manager)  # the recipe picks the tensors
@@ -495,9 +479,10 @@ def tflite_calibrate(float_model: bytes, calibration: np.ndarray, quantizer) -> 
 
 
 def _tflite_model_recipe(float_model: bytes, precision: str, int8: TfliteStaticInt8) -> list[dict]:
-    fcs = _tflite_fully_connected(float_model)
+    interp = _tflite_interpreter(float_model)
+    fcs = _tflite_fully_connected(interp)
     channelwise = _tflite_channelwise_ops(fcs, int8) if precision == "int8" else ()
-    reads_ids = np.issubdtype(_tflite_interpreter(float_model).get_input_details()[0]["dtype"], np.integer)
+    reads_ids = np.issubdtype(interp.get_input_details()[0]["dtype"], np.integer)
     return tflite_recipe(precision, int8, _tflite_float_ops(fcs, precision, int8, reads_ids), channelwise)
 
 
@@ -664,15 +649,10 @@ def _tflite_interpreter(model: bytes):
     return Interpreter(model_content=bytes(model), num_threads=1)
 
 
-def _tflite_input_batch(model: bytes) -> int:
-    return int(_tflite_interpreter(model).get_input_details()[0]["shape"][0])
-
-
-def _tflite_fully_connected(model: bytes) -> list[tuple[str, list[int]]]:
+def _tflite_fully_connected(interp) -> list[tuple[str, list[int]]]:
     """(output tensor name, weight shape) of the FULLY_CONNECTED ops outside the
     codebook step, in graph order. An op belongs to the codebook step when its
     weight does (the output name may not tell)."""
-    interp = _tflite_interpreter(model)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     return [(tensors[op["outputs"][0]]["name"], list(tensors[op["inputs"][1]]["shape"]))
             for op in interp._get_ops_details()  # no public API lists the ops
@@ -708,11 +688,6 @@ def _tflite_channelwise_ops(fcs: list[tuple[str, list[int]]], int8: TfliteStatic
     if int8.per_channel_weights != "keypoint_mixing":
         return ()
     return tuple(name for name, shape in fcs if mixes_keypoints(shape))
-
-
-def _tflite_signature_input(model: bytes) -> str:
-    sig = _tflite_interpreter(model).get_signature_list()["serving_default"]
-    return sig["inputs"][0]
 
 
 def tflite_op_summary(model: bytes) -> dict[str, int]:

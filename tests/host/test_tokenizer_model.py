@@ -207,7 +207,7 @@ def test_codebook_snaps_onto_an_exact_int8_grid():
 
 def test_int8_layers_are_the_mixer_blocks():
     from posetok_converters.fakequant import int8_linears
-    from posetok_converters.quantize import outside_mixer
+    from posetok_converters.graphs import outside_mixer
 
     assert outside_mixer(["embed", "a", "b", "to_tokens", "to_code"], reads_token_ids=False) == \
         ["embed", "to_tokens", "to_code"]
