@@ -5,6 +5,11 @@ import argparse
 import json
 from pathlib import Path
 
+
+def _kept_at(kept: dict) -> str:
+    return ", ".join(f"{v:.4f} @ {k}" for k, v in kept.items())
+
+
 ROWS = (
     ("mpjpe_px", "MPJPE (px of 64-px frame)", "{:.4f}"),
     ("codebook_usage", "codebook usage", "{:.3f}"),
@@ -15,8 +20,8 @@ ROWS = (
     ("codebooks", "codebooks", "{}"),
     ("bits_per_pose", "bits per pose (M*log2 V)", "{:.0f}"),
     ("float32_bits_per_pose", "float32 bits per pose", "{}"),
-    ("noisy_token_agreement", "tokens kept under input noise",
-     lambda d: ", ".join(f"{v:.4f} @ {k}" for k, v in d.items())),
+    ("noisy_token_agreement", "tokens kept under input noise", _kept_at),
+    ("input_grid_token_agreement", "tokens kept with the input on a grid", _kept_at),
     ("sim_int8_token_agreement", "simulated A8W8 token agreement", "{:.4f}"),
     ("sim_int8_tensor_agreement", "  ... one part rounded at a time",
      lambda d: "(worst 8)" + "".join(f"\n    {v:.4f}  {k}" for k, v in sorted(d.items(), key=lambda kv: kv[1])[:8])),

@@ -29,9 +29,6 @@ from torch import nn
 
 from .graphs import outside_mixer
 
-QMIN, QMAX = -128, 127
-
-
 def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
     """Symmetric int8 per output channel (rows of a Linear weight), straight-through."""
     scale = w.detach().abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0
@@ -39,12 +36,14 @@ def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
     return w + (q - w).detach()
 
 
-def fake_quant_act(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    """Asymmetric int8 with range [lo, hi] (zero exactly representable), straight-through."""
+def fake_quant_act(x: torch.Tensor, lo: float, hi: float, bits: int = 8) -> torch.Tensor:
+    """Asymmetric signed integers of ``bits`` bits (int8 by default) with range
+    [lo, hi] (zero exactly representable), straight-through."""
+    qmin, qmax = -2 ** (bits - 1), 2 ** (bits - 1) - 1
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = max(hi - lo, 1e-8) / (QMAX - QMIN)
-    zero_point = round(QMIN - lo / scale)
-    q = (torch.clamp(torch.round(x / scale) + zero_point, QMIN, QMAX) - zero_point) * scale
+    scale = max(hi - lo, 1e-8) / (qmax - qmin)
+    zero_point = round(qmin - lo / scale)
+    q = (torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax) - zero_point) * scale
     return x + (q - x).detach()
 
 

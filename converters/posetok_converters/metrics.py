@@ -9,7 +9,7 @@ import torch
 from posetok.skeleton import HALF_FRAME, NUM_KEYPOINTS, pixels_to_normalized
 
 from . import data
-from .fakequant import calibrate, simulated_int8
+from .fakequant import calibrate, fake_quant_act, simulated_int8
 from .model import PoseTokenizer
 
 EVAL_BATCH = 2048
@@ -108,6 +108,25 @@ def noisy_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: tor
     return float((ids == float_ids).double().mean())
 
 
+# Bits of the input grid for ``input_grid_token_agreement``. A full-integer
+# graph, the kind an NPU runs, takes its input as int8 too: 8 bits over the
+# calibrated coordinate range are steps of about 0.24 px of the 64-px frame.
+INPUT_GRID_BITS = (8, 10, 12)
+
+
+@torch.no_grad()
+def input_grid_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor, bits: int) -> float:
+    """Fraction of token ids unchanged when only the input coordinates are
+    rounded to a ``bits``-bit grid over the calibration poses' range (as a
+    quantized input tensor would be), the encoder itself running in float.
+    With bits=8 it bounds every encoder whose input is int8, however well the
+    rest of it is quantized."""
+    calibration = pixels_to_normalized(data.calibration_poses())
+    rounded = fake_quant_act(kp, float(calibration.min()), float(calibration.max()), bits)
+    ids = torch.cat([model.tokenize(rounded[start:start + EVAL_BATCH]) for start in range(0, len(kp), EVAL_BATCH)])
+    return float((ids == float_ids).double().mean())
+
+
 def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: bool = True,
              int8_tensors: bool = False) -> dict:
     """Metrics of encode -> quantize -> decode on ``poses_px`` (default: the fixed eval set);
@@ -135,6 +154,8 @@ def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: boo
         }
         result["noisy_token_agreement"] = {f"{px:g}px": noisy_token_agreement(model, kp, ids, px)
                                            for px in NOISE_PX}
+        result["input_grid_token_agreement"] = {f"{bits}bit": input_grid_token_agreement(model, kp, ids, bits)
+                                                for bits in INPUT_GRID_BITS}
         if int8:
             result["sim_int8_token_agreement"] = simulated_int8_token_agreement(model, kp, ids)
         if int8_tensors:

@@ -34,6 +34,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="peak learning rate of the VQ phase (default: preset's)")
     p.add_argument("--int8-steps", type=int, default=None,
                    help="steps of the int8-robustness fine-tune (default: preset's; applied after --steps)")
+    p.add_argument("--num-tokens", type=int, default=None,
+                   help="tokens per pose M of a fresh model (default: preset's); bits per pose are M * log2 V")
     p.add_argument("--code-dim", type=int, default=None,
                    help="code dimension D of a fresh model (default: preset's); V and M stay, so bits per pose stay")
     p.add_argument("--fourier-bands", type=int, default=None,
@@ -61,6 +63,7 @@ def main(argv: list[str], prog: str) -> int:
     model_cfg, cfg = preset(args.preset, args.schedule, args.seed)
     init_model, init_meta = None, None
     fresh_model_options = {  # flag -> (TokenizerConfig field, value)
+        "--num-tokens": ("num_tokens", args.num_tokens),
         "--code-dim": ("code_dim", args.code_dim),
         "--fourier-bands": ("fourier_bands", args.fourier_bands),
         "--codebook": ("codebook_per_token", None if args.codebook is None else args.codebook == "per-token"),

@@ -161,6 +161,9 @@ def test_fake_quant_rounding_error_is_half_a_step():
     y = fake_quant_act(x, -3.0, 5.0)
     assert (y - x).abs().max() <= 8 / 255 / 2 + 1e-6
     assert len(torch.unique(y)) <= 256
+    # other widths: 2**bits levels over the same range, the error shrinking with them
+    y12 = fake_quant_act(x, -3.0, 5.0, bits=12)
+    assert (y12 - x).abs().max() <= 8 / 4095 / 2 + 1e-6 and 256 < len(torch.unique(y12)) <= 4096
     # straight-through: the gradient passes unchanged
     x.requires_grad_(True)
     fake_quant_act(x, -3.0, 5.0).sum().backward()

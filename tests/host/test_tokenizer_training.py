@@ -50,6 +50,10 @@ def test_quick_training_learns_and_uses_the_codebook(quick_run):
     kept = list(metrics["noisy_token_agreement"].values())
     assert list(metrics["noisy_token_agreement"]) == ["0.01px", "0.02px", "0.05px", "0.1px"]
     assert all(a > b for a, b in zip(kept, kept[1:])) and 0.5 < kept[-1] and kept[0] < 1.0, kept
+    # the input rounded to a grid: finer grids keep more; an 8-bit input alone already flips some ids
+    grid = metrics["input_grid_token_agreement"]
+    assert list(grid) == ["8bit", "10bit", "12bit"]
+    assert grid["8bit"] < grid["10bit"] < grid["12bit"] <= 1.0 and grid["8bit"] < 0.999, grid
 
 
 def test_training_leaves_int8_grid_per_token_codebooks(quick_run):
@@ -93,6 +97,7 @@ def test_eval_command_prints_one_json_object(quick_run, capsys):
     table = capsys.readouterr().out
     assert "MPJPE (px of 64-px frame)" in table and f"{stored['mpjpe_px']:.4f}" in table
     assert "tokens kept under input noise" in table and "@ 0.02px" in table
+    assert f"{stored['input_grid_token_agreement']['8bit']:.4f} @ 8bit" in table
 
 
 def test_eval_names_a_missing_checkpoint(tmp_path, capsys):
@@ -120,4 +125,8 @@ def test_train_rejects_model_options_it_cannot_apply(tmp_path, capsys):
     assert "--fourier-bands: TokenizerConfig.fourier_bands must be an integer >= 0" in capsys.readouterr().err
     assert run("--fourier-bands", "4", "--init", str(tmp_path / "some.pt")) == 2
     assert "--fourier-bands applies to a fresh model" in capsys.readouterr().err
+    assert run("--num-tokens", "0") == 2
+    assert "--num-tokens: TokenizerConfig.num_tokens must be a positive integer, got 0" in capsys.readouterr().err
+    assert run("--num-tokens", "16", "--init", str(tmp_path / "some.pt")) == 2
+    assert "--num-tokens applies to a fresh model" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
