@@ -36,6 +36,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="steps of the int8-robustness fine-tune (default: preset's; applied after --steps)")
     p.add_argument("--num-tokens", type=int, default=None,
                    help="tokens per pose M of a fresh model (default: preset's); bits per pose are M * log2 V")
+    p.add_argument("--num-codes", type=int, default=None,
+                   help="codes per codebook V of a fresh model (default: preset's)")
     p.add_argument("--code-dim", type=int, default=None,
                    help="code dimension D of a fresh model (default: preset's); V and M stay, so bits per pose stay")
     p.add_argument("--fourier-bands", type=int, default=None,
@@ -64,6 +66,7 @@ def main(argv: list[str], prog: str) -> int:
     init_model, init_meta = None, None
     fresh_model_options = {  # flag -> (TokenizerConfig field, value)
         "--num-tokens": ("num_tokens", args.num_tokens),
+        "--num-codes": ("num_codes", args.num_codes),
         "--code-dim": ("code_dim", args.code_dim),
         "--fourier-bands": ("fourier_bands", args.fourier_bands),
         "--codebook": ("codebook_per_token", None if args.codebook is None else args.codebook == "per-token"),

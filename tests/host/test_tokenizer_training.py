@@ -127,6 +127,8 @@ def test_train_rejects_model_options_it_cannot_apply(tmp_path, capsys):
     assert "--fourier-bands applies to a fresh model" in capsys.readouterr().err
     assert run("--num-tokens", "0") == 2
     assert "--num-tokens: TokenizerConfig.num_tokens must be a positive integer, got 0" in capsys.readouterr().err
+    assert run("--num-codes", "-4") == 2
+    assert "--num-codes: TokenizerConfig.num_codes must be a positive integer, got -4" in capsys.readouterr().err
     assert run("--num-tokens", "16", "--init", str(tmp_path / "some.pt")) == 2
     assert "--num-tokens applies to a fresh model" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
