@@ -119,8 +119,8 @@ def input_grid_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids
     """Fraction of token ids unchanged when only the input coordinates are
     rounded to a ``bits``-bit grid over the calibration poses' range (as a
     quantized input tensor would be), the encoder itself running in float.
-    With bits=8 it bounds every encoder whose input is int8, however well the
-    rest of it is quantized."""
+    With bits=8 it bounds every encoder of this tokenizer whose input tensor
+    is int8, however well the rest of it is quantized."""
     calibration = pixels_to_normalized(data.calibration_poses())
     rounded = fake_quant_act(kp, float(calibration.min()), float(calibration.max()), bits)
     ids = torch.cat([model.tokenize(rounded[start:start + EVAL_BATCH]) for start in range(0, len(kp), EVAL_BATCH)])
