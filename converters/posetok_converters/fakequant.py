@@ -29,6 +29,7 @@ from torch import nn
 
 from .graphs import outside_mixer
 
+
 def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
     """Symmetric int8 per output channel (rows of a Linear weight), straight-through."""
     scale = w.detach().abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0

@@ -53,8 +53,20 @@ def code_usage(indices: torch.Tensor, num_codes: int, per_token: bool = False) -
     return float((counts > 0).double().mean()), math.exp(float(entropy))
 
 
+def _calibration_kp() -> torch.Tensor:
+    """The calibration poses, normalized: what the int8 converters calibrate on."""
+    return torch.from_numpy(pixels_to_normalized(data.calibration_poses()))
+
+
 def _calibrated_ranges(model: PoseTokenizer):
-    return calibrate(model.encoder, torch.from_numpy(pixels_to_normalized(data.calibration_poses())))
+    return calibrate(model.encoder, _calibration_kp())
+
+
+@torch.no_grad()
+def _ids_kept(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor) -> float:
+    """Fraction of ``float_ids`` that the float model gives again on ``kp`` (a changed input)."""
+    ids = torch.cat([model.tokenize(kp[start:start + EVAL_BATCH]) for start in range(0, len(kp), EVAL_BATCH)])
+    return float((ids == float_ids).double().mean())
 
 
 @torch.no_grad()
@@ -98,14 +110,11 @@ NOISE_PX = (0.01, 0.02, 0.05, 0.1)
 NOISE_SEED = 20_251_003
 
 
-@torch.no_grad()
 def noisy_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor,
                           sigma_px: float) -> float:
     """Fraction of token ids unchanged when every coordinate gets Gaussian noise of ``sigma_px`` pixels."""
     gen = torch.Generator().manual_seed(NOISE_SEED)
-    noisy = kp + torch.randn(kp.shape, generator=gen) * (sigma_px / HALF_FRAME)
-    ids = torch.cat([model.tokenize(noisy[start:start + EVAL_BATCH]) for start in range(0, len(kp), EVAL_BATCH)])
-    return float((ids == float_ids).double().mean())
+    return _ids_kept(model, kp + torch.randn(kp.shape, generator=gen) * (sigma_px / HALF_FRAME), float_ids)
 
 
 # Bits of the input grid for ``input_grid_token_agreement``. A full-integer
@@ -114,17 +123,17 @@ def noisy_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: tor
 INPUT_GRID_BITS = (8, 10, 12)
 
 
-@torch.no_grad()
-def input_grid_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor, bits: int) -> float:
-    """Fraction of token ids unchanged when only the input coordinates are
-    rounded to a ``bits``-bit grid over the calibration poses' range (as a
-    quantized input tensor would be), the encoder itself running in float.
-    With bits=8 it bounds every encoder of this tokenizer whose input tensor
-    is int8, however well the rest of it is quantized."""
-    calibration = pixels_to_normalized(data.calibration_poses())
-    rounded = fake_quant_act(kp, float(calibration.min()), float(calibration.max()), bits)
-    ids = torch.cat([model.tokenize(rounded[start:start + EVAL_BATCH]) for start in range(0, len(kp), EVAL_BATCH)])
-    return float((ids == float_ids).double().mean())
+def input_grid_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor,
+                               bits: tuple[int, ...] = INPUT_GRID_BITS) -> dict[str, float]:
+    """Keyed "<b>bit" for each b in ``bits``: the fraction of token ids
+    unchanged when only the input coordinates are rounded to a b-bit grid over
+    the calibration poses' range (as a quantized input tensor would be), the
+    encoder itself running in float. With 8 bits it bounds every encoder of
+    this tokenizer whose input tensor is int8, however well the rest of it is
+    quantized."""
+    calibration = _calibration_kp()
+    lo, hi = float(calibration.min()), float(calibration.max())
+    return {f"{b}bit": _ids_kept(model, fake_quant_act(kp, lo, hi, b), float_ids) for b in bits}
 
 
 def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: bool = True,
@@ -154,8 +163,7 @@ def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: boo
         }
         result["noisy_token_agreement"] = {f"{px:g}px": noisy_token_agreement(model, kp, ids, px)
                                            for px in NOISE_PX}
-        result["input_grid_token_agreement"] = {f"{bits}bit": input_grid_token_agreement(model, kp, ids, bits)
-                                                for bits in INPUT_GRID_BITS}
+        result["input_grid_token_agreement"] = input_grid_token_agreement(model, kp, ids)
         if int8:
             result["sim_int8_token_agreement"] = simulated_int8_token_agreement(model, kp, ids)
         if int8_tensors:
