@@ -1,9 +1,12 @@
-"""``posetok eval``: metrics of a checkpoint on the fixed evaluation set."""
+"""``posetok eval``: metrics of a checkpoint on the fixed evaluation sets or a file of poses, and rate-distortion."""
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+import numpy as np
 
 
 def _kept_at(kept: dict) -> str:
@@ -12,6 +15,7 @@ def _kept_at(kept: dict) -> str:
 
 ROWS = (
     ("mpjpe_px", "MPJPE (px of 64-px frame)", "{:.4f}"),
+    ("upright_mpjpe_px", "MPJPE, upright set (px)", "{:.4f}"),
     ("codebook_usage", "codebook usage", "{:.3f}"),
     ("perplexity", "code perplexity", "{:.1f}"),
     ("num_tokens", "tokens per pose (M)", "{}"),
@@ -25,8 +29,11 @@ ROWS = (
     ("sim_int8_token_agreement", "simulated A8W8 token agreement", "{:.4f}"),
     ("sim_int8_tensor_agreement", "  ... one part rounded at a time",
      lambda d: "(worst 8)" + "".join(f"\n    {v:.4f}  {k}" for k, v in sorted(d.items(), key=lambda kv: kv[1])[:8])),
+    ("eval_set", "evaluation set", "{}"),
+    ("poses_file", "poses file", "{}"),
     ("eval_poses", "evaluation poses", "{}"),
     ("eval_seed", "evaluation seed", "{}"),
+    ("upright_eval_seed", "upright set seed", "{}"),
 )
 
 
@@ -40,10 +47,35 @@ def format_table(metrics: dict, source: str) -> str:
     return "\n".join(lines)
 
 
+def load_poses_file(path: Path) -> np.ndarray:
+    """A user's poses: an .npy file holding an [N,13,2] real array of pixel
+    keypoints in the 64-px frame, in the order of posetok.skeleton.KEYPOINT_NAMES."""
+    from posetok.skeleton import NUM_KEYPOINTS
+    try:
+        poses = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"cannot read {path} as a .npy array: {exc}") from exc
+    if not (np.issubdtype(poses.dtype, np.floating) or np.issubdtype(poses.dtype, np.integer)):
+        raise ValueError(f"{path}: poses must be a real array, got dtype {poses.dtype}")
+    if poses.ndim != 3 or poses.shape[1:] != (NUM_KEYPOINTS, 2) or len(poses) == 0:
+        raise ValueError(f"{path}: poses must have shape [N>0,{NUM_KEYPOINTS},2], got {list(poses.shape)}")
+    if not np.isfinite(poses).all():
+        raise ValueError(f"{path}: poses contain NaN or infinite values")
+    return poses.astype(np.float32)
+
+
 def main(argv: list[str], prog: str) -> int:
     p = argparse.ArgumentParser(prog=prog, description="Evaluate a tokenizer checkpoint on the fixed evaluation "
-                                                       "set (10,000 seeded poses never used in training).")
+                                                       "sets (10,000 seeded broad poses, and 10,000 upright ones; "
+                                                       "never used in training) or on a file of poses.")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file or folder (default: shipped model)")
+    p.add_argument("--poses", type=Path, default=None,
+                   help="evaluate these poses instead: an .npy [N,13,2] array of pixel keypoints in the 64-px "
+                        "frame, in the order of posetok.skeleton.KEYPOINT_NAMES")
+    p.add_argument("--rate-distortion", action="store_true",
+                   help="tokenizer vs uniform rounding of the 26 coordinates at 64, 128 and 256 bits per pose "
+                        "(the shipped token shapes) on the broad set")
+    p.add_argument("--plot", type=Path, default=None, help="with --rate-distortion: also write this PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-int8", action="store_true", help="skip the simulated int8 token agreement")
     p.add_argument("--int8-tensors", action="store_true",
@@ -51,14 +83,36 @@ def main(argv: list[str], prog: str) -> int:
     args = p.parse_args(argv)
     if args.no_int8 and args.int8_tensors:
         p.error("--int8-tensors is part of the int8 simulation that --no-int8 skips")
+    if args.rate_distortion and (args.poses or args.checkpoint or args.int8_tensors):
+        p.error("--rate-distortion uses the shipped token shapes on the broad set; "
+                "it takes no --checkpoint, --poses or --int8-tensors")
+    if args.plot and not args.rate_distortion:
+        p.error("--plot goes with --rate-distortion")
+
+    if args.rate_distortion:
+        from . import rate_distortion
+        report = rate_distortion.rate_distortion()
+        if args.plot:
+            rate_distortion.plot(report, args.plot)
+        print(json.dumps(report) if args.json else rate_distortion.format_table(report))
+        return 0
 
     from .checkpoint import load_for_command
     from .metrics import evaluate
 
+    poses = None
+    if args.poses is not None:
+        try:
+            poses = load_poses_file(args.poses)
+        except ValueError as exc:
+            print(f"{prog}: --poses: {exc}", file=sys.stderr)
+            return 2
     model, source = load_for_command(prog, args.checkpoint)
     if model is None:
         return 2
-    metrics = evaluate(model, int8=not args.no_int8, int8_tensors=args.int8_tensors)
+    metrics = evaluate(model, poses, int8=not args.no_int8, int8_tensors=args.int8_tensors)
     metrics["checkpoint"] = str(source)
+    if args.poses is not None:
+        metrics["poses_file"] = str(args.poses)
     print(json.dumps(metrics) if args.json else format_table(metrics, str(source)))
     return 0

@@ -1,4 +1,4 @@
-"""Evaluation of a tokenizer on the fixed evaluation set."""
+"""Evaluation of a tokenizer on the fixed evaluation sets (broad, and upright beside it) or on given poses."""
 from __future__ import annotations
 
 import math
@@ -138,8 +138,10 @@ def input_grid_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids
 
 def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: bool = True,
              int8_tensors: bool = False) -> dict:
-    """Metrics of encode -> quantize -> decode on ``poses_px`` (default: the fixed eval set);
-    ``int8_tensors`` adds ``int8_tensor_sensitivity`` (one simulated pass per tensor)."""
+    """Metrics of encode -> quantize -> decode on ``poses_px``, or by default on
+    the broad evaluation set, with ``upright_mpjpe_px`` of the upright set
+    beside it; ``int8_tensors`` adds ``int8_tensor_sensitivity`` (one
+    simulated pass per tensor)."""
     poses = _check_poses(data.eval_poses() if poses_px is None else poses_px)
     was_training = model.training
     model.eval()
@@ -148,8 +150,11 @@ def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: boo
         ids, recon = tokens_and_reconstruction(model, kp)
         cfg = model.config
         usage, perplexity = code_usage(ids, cfg.num_codes, cfg.codebook_per_token)
-        result = {
-            "mpjpe_px": mpjpe_px(recon, kp),
+        result = {"mpjpe_px": mpjpe_px(recon, kp)}
+        if poses_px is None:
+            upright = torch.from_numpy(pixels_to_normalized(data.eval_poses("upright")))
+            result["upright_mpjpe_px"] = mpjpe_px(tokens_and_reconstruction(model, upright)[1], upright)
+        result.update({
             "codebook_usage": usage,
             "perplexity": perplexity,
             "num_codes": cfg.num_codes,
@@ -159,8 +164,11 @@ def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: boo
             "bits_per_pose": cfg.bits_per_pose,
             "float32_bits_per_pose": 32 * 2 * cfg.num_keypoints,
             "eval_poses": len(poses),
+            "eval_set": data.DEFAULT_DISTRIBUTION if poses_px is None else "given poses",
             "eval_seed": data.EVAL_SEED if poses_px is None else None,
-        }
+        })
+        if poses_px is None:
+            result["upright_eval_seed"] = data.EVAL_SEEDS["upright"]
         result["noisy_token_agreement"] = {f"{px:g}px": noisy_token_agreement(model, kp, ids, px)
                                            for px in NOISE_PX}
         result["input_grid_token_agreement"] = input_grid_token_agreement(model, kp, ids)
