@@ -6,11 +6,13 @@ PY := .venv/bin/python
 QEMU_CPU ?= cortex-a76
 export POSETOK_QEMU_CPU ?= $(QEMU_CPU)
 
-.PHONY: setup test host-test device-test device-install demo kernels-host kernels-aarch64 kernels-ctest kernels-bench wheel clean help
+.PHONY: setup check lint test host-test device-test device-install demo kernels-host kernels-aarch64 kernels-ctest kernels-bench wheel clean help
 
 help:
 	@echo "make setup        install everything missing (apt, .venv, aarch64 Python)"
 	@echo "make test         setup, host tests, C tests (host + QEMU), device tests"
+	@echo "make check        the fast loop: lint + host tests without export, QEMU or slow ones"
+	@echo "make lint         ruff over the Python, clang-format --dry-run over kernels/"
 	@echo "make demo         setup, then the end-to-end demo"
 	@echo "make device-test  the device suite inside the emulated aarch64 Python"
 	@echo "make wheel        host and aarch64 wheels into dist/"
@@ -18,6 +20,23 @@ help:
 
 setup:
 	@bash cross/setup.sh
+
+# The fast loop (under 2 minutes warm): lint, then the host tests that need no
+# model export, no QEMU and no more than a few seconds each. The markers are
+# applied by tests/host/conftest.py; test_wheel needs the aarch64 library.
+FAST_MARKERS := not slow and not qemu and not export
+check: lint kernels-aarch64
+	@echo "== host tests: -m \"$(FAST_MARKERS)\""
+	$(PY) -m pytest tests/host -q -m "$(FAST_MARKERS)"
+
+# Lint: ruff (rules and excludes in [tool.ruff] of pyproject.toml) and
+# clang-format (style in the nearest .clang-format) over the C library.
+LINT_PY := sdk converters tests cross
+lint: setup
+	@echo "== lint: ruff check $(LINT_PY)"
+	.venv/bin/ruff check $(LINT_PY)
+	@echo "== lint: clang-format --dry-run --Werror kernels/"
+	clang-format --dry-run --Werror $$(find kernels -name '*.[ch]' -not -path '*/build/*' | sort)
 
 test: setup
 	@$(MAKE) --no-print-directory kernels-ctest
@@ -100,6 +119,7 @@ kernels-ctest: kernels-host kernels-aarch64
 
 # Full kernel benchmark (about 5 minutes): guest instructions per pixel under
 # QEMU, paired timings, OpenCV's aarch64 build as the peer, and a bar chart.
+# Host-only: the bench lives in posetok_converters/kernels_bench.py.
 kernels-bench: kernels-aarch64
 	mkdir -p build/kernels-bench
 	$(PY) -m posetok kernels-bench --json --check-count --plot build/kernels-bench/insn_per_px.png > build/kernels-bench/kernels.json

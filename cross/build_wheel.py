@@ -9,12 +9,15 @@ CPython ABI: it is tagged py3-none-manylinux_2_17_<arch> (glibc 2.17 is the
 aarch64 baseline; `auditwheel show` confirms the library stays within it).
 The device wheel holds only the runtime package ``posetok`` (numpy plus an
 optional inference runtime); ``--with-converters`` adds the host tooling.
-Metadata comes from pyproject.toml, so there is one place for it.
+Metadata comes from pyproject.toml and the version from ``__version__`` in
+sdk/posetok/__init__.py (pyproject declares it dynamic, read from there), so
+each has one place.
 Standard library only.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import base64
 import hashlib
 import os
@@ -47,6 +50,17 @@ def package_files(package: str) -> list[tuple[str, Path]]:
     return files
 
 
+def package_version() -> str:
+    """``__version__`` of sdk/posetok/__init__.py, read without importing it."""
+    init = PACKAGE_DIRS["posetok"] / "__init__.py"
+    for node in ast.parse(init.read_text()).body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__version__"
+                                                 for t in node.targets)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            return node.value.value
+    raise SystemExit(f"build_wheel: no __version__ = \"...\" string in {init}")
+
+
 def metadata(project: dict, extras: dict[str, list[str]]) -> str:
     lines = ["Metadata-Version: 2.1", f"Name: {project['name']}", f"Version: {project['version']}",
              f"Summary: {project['description']}", f"Requires-Python: {project['requires-python']}",
@@ -61,8 +75,11 @@ def metadata(project: dict, extras: dict[str, list[str]]) -> str:
 
 def build(arch: str, lib: Path, out_dir: Path, with_converters: bool) -> Path:
     if not lib.is_file():
-        raise SystemExit(f"build_wheel: kernel library {lib} not found (build it with 'make kernels-{'aarch64' if arch == 'aarch64' else 'host'}')")
+        target = "kernels-aarch64" if arch == "aarch64" else "kernels-host"
+        raise SystemExit(f"build_wheel: kernel library {lib} not found (build it with 'make {target}')")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    if "version" in project.get("dynamic", []):
+        project = {**project, "version": package_version()}
     optional = project.get("optional-dependencies", {})
     extras = {k: v for k, v in optional.items() if with_converters or k in RUNTIME_EXTRAS}
     name, version = project["name"], project["version"]

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(build-essential cmake ninja-build pkg-config
           gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
-          clang lld llvm libclang-rt-14-dev
+          clang lld llvm libclang-rt-14-dev clang-format
           binutils-aarch64-linux-gnu dpkg-dev file patchelf)
 BACKPORTS_LIST=/etc/apt/sources.list.d/posetok-bookworm-backports.sources
 

@@ -24,14 +24,14 @@ venv_step() {
   local want have=""
   want=$(sha256sum pyproject.toml | cut -c1-16)
   [ -f "$VENV/.posetok-ready" ] && have=$(cat "$VENV/.posetok-ready")
-  if [ "$want" = "$have" ] && [ -x "$VENV/bin/posetok" ]; then
+  if [ "$want" = "$have" ] && [ -x "$VENV/bin/posetok" ] && [ -x "$VENV/bin/ruff" ]; then
     echo "venv up to date"; return 0
   fi
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   # torch first, from the CPU build on disk, so nothing later pulls CUDA.
   echo "installing torch==2.13.0 (CPU build)"
   "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.13.0 2>&1 | { grep -v '^WARNING: Location' || true; }
-  echo "installing posetok (editable) with the host tooling"
+  echo "installing posetok (editable) with the host tooling and the dev tools (pytest, auditwheel, ruff)"
   "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[convert,dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
   local log
   if ! log=$("$VENV/bin/python" -c "import torch, onnx, onnxruntime, litert_torch" 2>&1); then

@@ -8,7 +8,7 @@ import torch
 
 from posetok.atomic import atomic_output
 
-from .model import PoseTokenizer, TokenizerConfig
+from .model import TokenizerConfig, TokenizerModel
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 CHECKPOINT_NAME = "tokenizer.pt"
@@ -17,7 +17,7 @@ FORMAT = "posetok-tokenizer-checkpoint"
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(path: str | os.PathLike, model: PoseTokenizer, meta: dict) -> Path:
+def save_checkpoint(path: str | os.PathLike, model: TokenizerModel, meta: dict) -> Path:
     """Write atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,13 +33,23 @@ def save_checkpoint(path: str | os.PathLike, model: PoseTokenizer, meta: dict) -
     return path
 
 
-def load_checkpoint(path: str | os.PathLike | None = None) -> tuple[PoseTokenizer, dict]:
+def resolve_checkpoint(path: str | os.PathLike | None = None) -> Path:
+    """The checkpoint file meant by ``path``: a file, a folder holding
+    ``tokenizer.pt``, or None for the shipped default model. Every command
+    and API that takes a checkpoint resolves it here."""
+    given = path is not None and str(path) != ""
+    resolved = Path(path) if given else DEFAULT_CHECKPOINT
+    if resolved.is_dir():
+        resolved = resolved / CHECKPOINT_NAME
+    if not resolved.is_file():
+        hint = "" if given else " (the shipped model is missing; pass --checkpoint FILE)"
+        raise FileNotFoundError(f"no tokenizer checkpoint at {resolved}{hint}")
+    return resolved
+
+
+def load_checkpoint(path: str | os.PathLike | None = None) -> tuple[TokenizerModel, dict]:
     """(model in eval mode on CPU, meta dict). Without a path: the shipped default model."""
-    path = Path(DEFAULT_CHECKPOINT if path is None else path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer checkpoint at {path}")
+    path = resolve_checkpoint(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt/foreign files
@@ -49,21 +59,21 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> tuple[PoseTokenize
     if payload.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path} has checkpoint format version {payload.get('format_version')!r}, "
                          f"this code reads version {FORMAT_VERSION}")
-    model = PoseTokenizer(TokenizerConfig.from_dict(payload["config"]))
+    model = TokenizerModel(TokenizerConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, dict(payload.get("meta", {}))
 
 
-def load_for_command(prog: str, path: str | os.PathLike | None) -> tuple[PoseTokenizer | None, Path]:
-    """load_checkpoint for a CLI: (model, source), or (None, source) after
+def load_for_command(prog: str, path: str | os.PathLike | None) -> tuple[TokenizerModel | None, Path | None]:
+    """load_checkpoint for a CLI: (model, checkpoint file), or (None, None) after
     printing the reason to stderr, so the command can exit with status 2."""
     import sys
 
-    source = Path(path) if path else DEFAULT_CHECKPOINT
     try:
+        source = resolve_checkpoint(path)
         model, _ = load_checkpoint(source)
     except (FileNotFoundError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        return None, source
+        return None, None
     return model, source

@@ -23,7 +23,9 @@ import numpy as np
 
 from posetok import PoseTokenizer
 from posetok.atomic import atomic_output
+from posetok.backends import FORMAT_OF_BACKEND
 from posetok.bundle import Bundle
+from posetok.info_cli import table as text_table
 from posetok.skeleton import LIMBS
 
 from .data import eval_poses, sample_poses
@@ -107,10 +109,7 @@ def write_png(path: Path, rgb: np.ndarray, model_input: np.ndarray, truth: np.nd
 
 
 def table(rows: list[tuple], header: tuple) -> str:
-    cells = [tuple(str(c) for c in r) for r in [header] + rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))
-    return "\n".join([line(cells[0]), line(tuple("-" * w for w in widths))] + [line(r) for r in cells[1:]])
+    return "\n".join(text_table(list(header), [[str(c) for c in r] for r in rows]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     say("3/5 running kernels + tokenizer inside the emulated aarch64 Python (installed wheel)")
     env = dict(os.environ, POSETOK_DEVICE_PYTHONPATH=str(args.device_site))
     result_path = out / "device.npz"
-    device = json.loads(run_logged([str(REPO / "cross" / "qemu-python"), "-m", "posetok.device_demo",
+    device = json.loads(run_logged([str(REPO / "cross" / "qemu-python"), str(REPO / "cross" / "device_demo.py"),
                                     "--bundle", str(bundle_dir), "--frame", str(frame_path),
                                     "--out", str(result_path)], env=env, capture=True))
 
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {device['machine']} under QEMU -cpu {device['emulated_cpu']}, kernels {device['kernels_isa']}\n")
     rows = []
     for r in device["tokenizer"]:
-        fmt = "onnx" if r["backend"] == "onnxruntime" else "tflite"
+        fmt = FORMAT_OF_BACKEND[r["backend"]]
         host = parity.get((fmt, r["precision"]), {})
         rows.append((r["runtime"], r["precision"], f"{host.get('size_bytes', 0) / 1024:.0f} KiB",
                      f"{host.get('token_agreement', float('nan')):.4f}", f"{r['token_agreement_vs_host']:.4f}",

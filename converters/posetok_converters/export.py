@@ -6,34 +6,29 @@ into place at the end, so an interrupted export never leaves a half bundle.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import os
 import shutil
-import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import onnx
 import torch
 
-import posetok
 from posetok import bundle as bundle_lib
 from posetok.atomic import write_bytes_atomic
-from posetok.skeleton import KEYPOINT_NAMES, NORMALIZATION, NUM_KEYPOINTS, pixels_to_normalized
+from posetok.skeleton import NUM_KEYPOINTS, pixels_to_normalized
 
-from . import quantize
-from .checkpoint import CHECKPOINT_NAME, DEFAULT_CHECKPOINT, load_checkpoint
+from . import parity as parity_lib, quantize_onnx, quantize_tflite, tflite_flatbuffer
+from .checkpoint import load_checkpoint, resolve_checkpoint
 from .data import calibration_poses
 from .graphs import DECODER_INPUT, DECODER_OUTPUT, ENCODER_INPUT, ENCODER_OUTPUT, split_graphs
-from .model import codebook_int8_grid
+from .manifest import SCHEMES, artifact_record, build_manifest, codebook_storage, tensor_spec
+from .util import quiet
 
-MODEL_NAME = "posetok-stick13"
 FORMATS = bundle_lib.FORMATS
 PRECISIONS = bundle_lib.PRECISIONS
 ONNX_OPSET = 18
@@ -50,8 +45,8 @@ class ExportOptions:
     formats: tuple[str, ...] = FORMATS
     precisions: tuple[str, ...] = PRECISIONS
     tflite_batches: tuple[int, ...] = TFLITE_BATCHES
-    onnx_int8: quantize.OnnxStaticInt8 = quantize.OnnxStaticInt8()
-    tflite_int8: quantize.TfliteStaticInt8 = quantize.TfliteStaticInt8()
+    onnx_int8: quantize_onnx.OnnxStaticInt8 = quantize_onnx.OnnxStaticInt8()
+    tflite_int8: quantize_tflite.TfliteStaticInt8 = quantize_tflite.TfliteStaticInt8()
     calibration_size: int = CALIBRATION_SIZE
     parity: bool = True  # measure parity and record it in the manifest
 
@@ -61,22 +56,13 @@ class ExportOptions:
                 raise ExportError(f"no {name}s chosen; choose from {', '.join(allowed)}")
             unknown = [g for g in given if g not in allowed]
             if unknown:
-                raise ExportError(f"unknown {name}(s) {', '.join(map(repr, unknown))}; choose from {', '.join(allowed)}")
+                raise ExportError(f"unknown {name}(s) {', '.join(map(repr, unknown))}; "
+                                  f"choose from {', '.join(allowed)}")
         if not self.tflite_batches or any(not isinstance(b, int) or b < 1 for b in self.tflite_batches):
             raise ExportError(f"TFLite batch sizes must be positive ints, got {self.tflite_batches!r}")
         if self.calibration_size < max(self.tflite_batches):
             raise ExportError(f"calibration_size {self.calibration_size} is smaller than the largest "
                               f"TFLite batch {max(self.tflite_batches)}")
-
-
-def resolve_checkpoint(checkpoint: Optional[os.PathLike | str]) -> Path:
-    path = Path(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise ExportError(f"no tokenizer checkpoint at {path}"
-                          + (" (the shipped model is missing; pass --checkpoint FILE)" if checkpoint is None else ""))
-    return path
 
 
 # -- serialization --------------------------------------------------------------
@@ -99,62 +85,13 @@ def compact_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     for init in graph.initializer:
         init.name = rename(init.name)
     for i, node in enumerate(graph.node):
-        scope = quantize.node_scope(node)
+        scope = quantize_onnx.node_scope(node)
         node.name = f"{scope}/{i}" if scope else f"n{i}"
         node.input[:] = [rename(n) for n in node.input]
         node.output[:] = [rename(n) for n in node.output]
         node.doc_string = ""
     del graph.value_info[:]
     return out
-
-
-def compact_tflite(model: bytes) -> bytes:
-    """Short tensor names (graph inputs/outputs and the signature keep theirs)."""
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
-    for subgraph in obj.subgraphs:
-        keep = {int(i) for i in subgraph.inputs} | {int(i) for i in subgraph.outputs}
-        for i, tensor in enumerate(subgraph.tensors):
-            if i not in keep:
-                tensor.name = f"t{i}"
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
-
-
-@contextlib.contextmanager
-def quiet():
-    """The exporters and quantizers print their own progress and log lines,
-    some from C++ straight to file descriptors 1 and 2; ours replaces them.
-    Captured output is shown only if the step fails."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            try:
-                with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                    warnings.simplefilter("ignore")
-                    yield
-            except BaseException:
-                _restore_fds(saved)
-                sink.seek(0)
-                captured = sink.read().decode(errors="replace") + out.getvalue() + err.getvalue()
-                sys.stderr.write(captured[-4000:])
-                raise
-    finally:
-        _restore_fds(saved)
-        os.close(saved[0])
-        os.close(saved[1])
-
-
-def _restore_fds(saved: tuple[int, int]) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(saved[0], 1)
-    os.dup2(saved[1], 2)
 
 
 # -- graph conversion -------------------------------------------------------------
@@ -168,7 +105,7 @@ def export_onnx_fp32(graph: torch.nn.Module, example: torch.Tensor, input_name: 
                                     dynamic_shapes={input_name: {0: batch}}, opset_version=ONNX_OPSET,
                                     dynamo=True, external_data=False, verbose=False)
     proto = program.model_proto
-    quantize.mark_float_nodes(proto)
+    quantize_onnx.mark_float_nodes(proto)
     return proto
 
 
@@ -177,13 +114,13 @@ def onnx_variant(fp32: onnx.ModelProto, precision: str, calibration: np.ndarray,
     if precision == "fp32":
         return fp32
     if precision == "fp16":
-        body = quantize.onnx_fp16_weights(fp32)
+        body = quantize_onnx.onnx_fp16_weights(fp32)
     elif precision == "int8w":
-        body = quantize.onnx_int8_weights(fp32)
+        body = quantize_onnx.onnx_int8_weights(fp32)
     else:
         with quiet():
-            body = quantize.onnx_int8_static(fp32, calibration, options.onnx_int8)
-    return quantize.onnx_codebook_int8(body)
+            body = quantize_onnx.onnx_int8_static(fp32, calibration, options.onnx_int8)
+    return quantize_onnx.onnx_codebook_int8(body)
 
 
 def export_tflite_fp32(graph: torch.nn.Module, example: torch.Tensor) -> bytes:
@@ -197,19 +134,17 @@ def export_tflite_fp32(graph: torch.nn.Module, example: torch.Tensor) -> bytes:
 def tflite_variant(fp32: bytes, precision: str, calibration: np.ndarray, options: ExportOptions) -> bytes:
     """Every batch variant is calibrated on the whole calibration set; exact
     min/max over the same samples gives the variants the same activation
-    ranges (see ``quantize.tflite_calibrate``)."""
+    ranges (see ``quantize_tflite.tflite_calibrate``)."""
     if precision == "fp32":
         return fp32
     with quiet():
-        return quantize.tflite_codebook_int8(quantize.tflite_quantize(fp32, precision, calibration,
-                                                                      options.tflite_int8))
+        quantized = quantize_tflite.tflite_quantize(fp32, precision, calibration, options.tflite_int8)
+        return tflite_flatbuffer.tflite_codebook_int8(quantized)
 
 
-def tflite_tensor_specs(model: bytes) -> tuple[list[dict], list[dict]]:
+def tflite_tensor_specs(model: bytes) -> tuple[list[bundle_lib.TensorSpec], list[bundle_lib.TensorSpec]]:
     """The real first input/output of a .tflite file (the converter names them, not us)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=model, num_threads=1)
+    interp = quantize_tflite.tflite_interpreter(model)
     spec = lambda d: tensor_spec(d["name"], [int(n) for n in d["shape"]], np.dtype(d["dtype"]).name)
     return [spec(interp.get_input_details()[0])], [spec(interp.get_output_details()[0])]
 
@@ -222,40 +157,6 @@ def check_onnx(model: onnx.ModelProto, what: str) -> None:
 
 
 # -- the bundle -------------------------------------------------------------------------
-
-def tensor_spec(name: str, shape: Sequence, dtype: str) -> dict:
-    return {"name": name, "shape": list(shape), "dtype": dtype}
-
-
-def artifact_record(path: Path, role: str, fmt: str, precision: str, batch: Optional[int],
-                    inputs: list[dict], outputs: list[dict], scheme: str) -> dict:
-    return {"file": path.name, "role": role, "format": fmt, "precision": precision, "batch": batch,
-            "sha256": bundle_lib.file_sha256(path), "size_bytes": path.stat().st_size,
-            "inputs": inputs, "outputs": outputs, "quantization": scheme, "parity": {}}
-
-
-def codebook_storage(model) -> str:
-    """"int8" when the reduced precisions can store the codebook losslessly as int8, else "float32"."""
-    return "float32" if codebook_int8_grid(model.quantizer.codebook.numpy()) is None else "int8"
-
-
-def build_manifest(model, checkpoint_sha256: str, reference: dict, artifacts: list[dict], meta: dict) -> dict:
-    cfg = model.config
-    return {
-        "schema_version": bundle_lib.SCHEMA_VERSION,
-        "model": {"name": MODEL_NAME, "version": posetok.__version__, "checkpoint_sha256": checkpoint_sha256,
-                  "config": cfg.to_dict(),
-                  "training": {k: meta[k] for k in ("preset", "schedule", "seed") if k in meta}},
-        "keypoints": list(KEYPOINT_NAMES),
-        "normalization": dict(NORMALIZATION),
-        "tokens": {"num_tokens": cfg.num_tokens, "num_codes": cfg.num_codes, "code_dim": cfg.code_dim,
-                   "codebooks": "per_token" if cfg.codebook_per_token else "shared"},
-        "float_lookup": bundle_lib.FLOAT_LOOKUP + " " + bundle_lib.CODEBOOK_STORAGE[codebook_storage(model)],
-        "reference": reference,
-        "artifacts": artifacts,
-        "parity": [],
-    }
-
 
 def _replace_dir(built: Path, out_dir: Path, force: bool) -> None:
     """Rename ``built`` to ``out_dir``; with ``force`` an existing bundle is moved aside first."""
@@ -275,10 +176,8 @@ def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike |
                   progress: Callable[[str], None] = print) -> dict:
     """Export ``checkpoint`` (default: the shipped model) to the bundle folder ``out_dir``.
 
-    Returns the manifest. Raises ExportError if ``out_dir`` exists and not ``force``.
+    Returns the manifest (the JSON object written). Raises ExportError if ``out_dir`` exists and not ``force``.
     """
-    from . import parity as parity_lib
-
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and not force:
         raise ExportError(f"{out_dir} already exists; pass --force to replace it")
@@ -315,7 +214,7 @@ def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike |
                                 [tensor_spec(ENCODER_OUTPUT, ["batch", m], "int32")]),
                     "decoder": ([tensor_spec(DECODER_INPUT, ["batch", m], "int32")],
                                 [tensor_spec(DECODER_OUTPUT, ["batch", NUM_KEYPOINTS, 2], "float32")])}
-        artifacts: list[dict] = []
+        artifacts: list[bundle_lib.Artifact] = []
         if "onnx" in options.formats:
             artifacts += _export_onnx(graphs, calibration, io_specs, options, work, step)
         if "tflite" in options.formats:
@@ -326,12 +225,12 @@ def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike |
         bundle_lib.write_manifest(work, manifest)
         if options.parity:
             rows = []
-            for fmt, precision in parity_lib.rows_of(manifest):
+            for fmt, precision in manifest.rows():
                 row = parity_lib.measure_row(work, fmt, precision, reference)
                 rows.append(row)
                 step(f"parity {fmt} {precision}: tokens {row['token_agreement']:.4f}, "
                      f"mpjpe {row['mpjpe_px']:.4f} px, decoder max err {row['decoder_max_abs_err_px']:.2e} px")
-            parity_lib.attach_parity(manifest, rows)
+            manifest = parity_lib.attach_parity(manifest, rows)
             bundle_lib.write_manifest(work, manifest)
         _replace_dir(work, out_dir, force)
     except BaseException:
@@ -340,11 +239,11 @@ def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike |
     finally:
         torch.set_grad_enabled(grad_was_enabled)
     progress(f"wrote {out_dir} ({len(artifacts)} files) in {time.perf_counter() - started:.0f} s")
-    return manifest
+    return manifest.to_dict()
 
 
 def _export_onnx(graphs: dict, calibration: dict, io_specs: dict, options: ExportOptions, work: Path,
-                 step: Callable[[str], None]) -> list[dict]:
+                 step: Callable[[str], None]) -> list[bundle_lib.Artifact]:
     artifacts = []
     for role, (graph, in_name, out_name) in graphs.items():
         example = torch.from_numpy(calibration[role][:4])
@@ -357,14 +256,14 @@ def _export_onnx(graphs: dict, calibration: dict, io_specs: dict, options: Expor
             path = work / what
             write_bytes_atomic(path, proto.SerializeToString())
             scheme = (options.onnx_int8.describe() if precision == "int8"
-                      else quantize.SCHEMES[("onnx", precision)])
+                      else SCHEMES[("onnx", precision)])
             artifacts.append(artifact_record(path, role, "onnx", precision, None, *io_specs[role], scheme))
             step(f"onnx {role} {precision}: {path.stat().st_size / 1024:.0f} KiB, checker ok")
     return artifacts
 
 
 def _export_tflite(graphs: dict, calibration: dict, options: ExportOptions, work: Path,
-                   step: Callable[[str], None]) -> list[dict]:
+                   step: Callable[[str], None]) -> list[bundle_lib.Artifact]:
     artifacts = []
     for role, (graph, _, _) in graphs.items():
         for batch in sorted(options.tflite_batches, reverse=True):
@@ -372,24 +271,24 @@ def _export_tflite(graphs: dict, calibration: dict, options: ExportOptions, work
             fp32 = export_tflite_fp32(graph, example)
             step(f"tflite {role} batch {batch}: converted fp32")
             for precision in options.precisions:
-                data = compact_tflite(tflite_variant(fp32, precision, calibration[role], options))
+                data = tflite_flatbuffer.compact_tflite(tflite_variant(fp32, precision, calibration[role], options))
                 path = work / f"{role}.{precision}.b{batch}.tflite"
                 write_bytes_atomic(path, data)
                 inputs, outputs = tflite_tensor_specs(data)
                 _check_tflite_io(path.name, inputs[0], outputs[0], role)
                 scheme = (options.tflite_int8.describe() if precision == "int8"
-                          else quantize.SCHEMES[("tflite", precision)])
+                          else SCHEMES[("tflite", precision)])
                 artifacts.append(artifact_record(path, role, "tflite", precision, batch, inputs, outputs,
                                                  scheme))
                 step(f"tflite {role} {precision} batch {batch}: {path.stat().st_size / 1024:.0f} KiB")
     return artifacts
 
 
-def _check_tflite_io(file: str, inp: dict, out: dict, role: str) -> None:
+def _check_tflite_io(file: str, inp: bundle_lib.TensorSpec, out: bundle_lib.TensorSpec, role: str) -> None:
     """Quantizers may turn graph inputs into int8; the runtime contract is float/int32 I/O."""
     want_in, want_out = ("float32", "int32") if role == "encoder" else ("int32", "float32")
-    if inp["dtype"] != want_in or out["dtype"] != want_out:
-        raise ExportError(f"{file}: input/output dtypes are {inp['dtype']}/{out['dtype']}, "
+    if inp.dtype != want_in or out.dtype != want_out:
+        raise ExportError(f"{file}: input/output dtypes are {inp.dtype}/{out.dtype}, "
                           f"the bundle contract needs {want_in}/{want_out}")
 
 

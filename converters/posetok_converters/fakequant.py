@@ -2,7 +2,7 @@
 
 Why: the exported int8 encoder must pick the same token ids as the float one.
 This module rounds, inside torch, what the exported int8 graphs (see
-quantize.py) hold in int8: the Linears of the Mixer blocks (the embedding of
+quantize_onnx.py, quantize_tflite.py) hold in int8: the Linears of the Mixer blocks (the embedding of
 the 2 coordinates, the keypoint-to-token map and the code projection stay
 float32, see ``graphs.outside_mixer``). Of each such Linear the weight
 is symmetric int8 per output channel (as in the ONNX file; the TFLite file's
@@ -14,14 +14,15 @@ the token ids kept, exported ONNX 0.877, TFLite 0.865. Rounding is
 straight-through, so the same simulation trains the encoder to be robust
 (quantization-aware fine-tuning).
 
-Nothing here is part of the model: ``simulated_int8`` patches ``forward`` of
-the modules only inside a ``with`` block, and restores them on exit, so the
-model that is saved and exported is the plain float model.
+Nothing here is part of the model: ``simulated_int8`` puts a wrapper
+(``SimulatedInt8Linear``) in place of each int8 Linear only inside a ``with``
+block and puts the Linears back on exit, so the model that is saved and
+exported is the plain float model. The wrapper holds the Linear itself, so
+the optimizer keeps training the same parameters.
 """
 from __future__ import annotations
 
 import contextlib
-import types
 
 import torch
 import torch.nn.functional as F
@@ -84,12 +85,18 @@ class ActivationRanges:
         return fake_quant_act(x, lo, hi)
 
 
-def _linear_forward(ranges: ActivationRanges, name: str):
-    def forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        weight = fake_quant_weight(self.weight) if ranges.round_weights else self.weight
-        y = F.linear(ranges.quant(name + ".in", x), weight, self.bias)
-        return ranges.quant(name + ".out", y)
-    return forward
+class SimulatedInt8Linear(nn.Module):
+    """A Linear run as the int8 graphs run it: int8-rounded input, weight and output."""
+
+    def __init__(self, linear: nn.Linear, ranges: ActivationRanges, name: str):
+        super().__init__()
+        self.linear, self.ranges, self.name = linear, ranges, name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        linear, ranges = self.linear, self.ranges
+        weight = fake_quant_weight(linear.weight) if ranges.round_weights else linear.weight
+        y = F.linear(ranges.quant(self.name + ".in", x), weight, linear.bias)
+        return ranges.quant(self.name + ".out", y)
 
 
 def int8_linears(encoder: nn.Module) -> list[tuple[str, nn.Linear]]:
@@ -103,15 +110,17 @@ def int8_linears(encoder: nn.Module) -> list[tuple[str, nn.Linear]]:
 @contextlib.contextmanager
 def simulated_int8(encoder: nn.Module, ranges: ActivationRanges):
     """Within the block, ``encoder`` runs with int8-rounded weights and activations."""
-    patched = []
+    swapped = []  # (parent module, attribute name, the original Linear)
     try:
-        for name, module in int8_linears(encoder):
-            module.forward = types.MethodType(_linear_forward(ranges, name), module)
-            patched.append(module)
+        for name, linear in int8_linears(encoder):
+            parent_name, _, attr = name.rpartition(".")
+            parent = encoder.get_submodule(parent_name)
+            setattr(parent, attr, SimulatedInt8Linear(linear, ranges, name))
+            swapped.append((parent, attr, linear))
         yield ranges
     finally:
-        for module in patched:
-            del module.forward  # the instance attribute goes; the class method is back
+        for parent, attr, linear in reversed(swapped):
+            setattr(parent, attr, linear)
 
 
 def calibrate(encoder: nn.Module, kp_norm: torch.Tensor, batch_size: int = 512) -> ActivationRanges:

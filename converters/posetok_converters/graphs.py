@@ -1,4 +1,4 @@
-"""The two deployable graphs cut from a trained PoseTokenizer.
+"""The two deployable graphs cut from a trained TokenizerModel (model.py).
 
 Encoder graph: ``keypoints`` float32 [B, 13, 2] (normalized) -> ``token_ids``
 int32 [B, M]; the nearest-code search runs inside the graph.
@@ -14,10 +14,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from posetok.skeleton import NUM_KEYPOINTS
+
 # Names of the float-only submodules; exporters keep them in tensor/node names.
 NEAREST_CODE_SCOPE = "nearest_code"
 CODE_GATHER_SCOPE = "code_gather"
 FLOAT_SCOPES = (NEAREST_CODE_SCOPE, CODE_GATHER_SCOPE)
+FLOAT_SCOPE_REGEX = "|".join(FLOAT_SCOPES)  # matches a tensor/node name inside a float-only scope
 
 ENCODER_INPUT = "keypoints"
 ENCODER_OUTPUT = "token_ids"
@@ -42,6 +45,17 @@ def outside_mixer(names: list, reads_token_ids: bool) -> list:
     return list(dict.fromkeys(coordinate_end + token_end))
 
 
+# How the int8 rows' manifest descriptions say ``outside_mixer``.
+OUTSIDE_MIXER_TEXT = ("layers outside the Mixer blocks (coordinate embedding or head, keypoint<->token map, "
+                      "code projection) kept float32")
+
+
+def mixes_keypoints(weight_shape) -> bool:
+    """A weight with a keypoint dimension: the token-mixing MLPs and the
+    keypoint<->token maps (~4% of the weights)."""
+    return NUM_KEYPOINTS in list(weight_shape)
+
+
 def codebook_of(model: nn.Module) -> torch.Tensor:
     """The model's codebooks as a detached float32 copy, [G, V, D] (G = 1 when shared)."""
     return model.quantizer.grouped().detach().to(torch.float32).clone()
@@ -64,7 +78,7 @@ class NearestCode(nn.Module):
         # ||c||^2 is computed in the graph from the one stored codebook:
         # onnxruntime folds it at load, so a file that stores the codebook in
         # int8 keeps no float32 copy of the norms (the TFLite converter folds
-        # it at conversion; quantize.tflite_codebook_int8 undoes that).
+        # it at conversion; tflite_flatbuffer.tflite_codebook_int8 undoes that).
         codebook_sq = (self.codebook_t * self.codebook_t).sum(dim=-2)
         # The literal must be a float (2.0): an int literal breaks PT2E calibration.
         if self.shared:

@@ -10,7 +10,7 @@ from posetok.skeleton import HALF_FRAME, NUM_KEYPOINTS, pixels_to_normalized
 
 from . import data
 from .fakequant import calibrate, fake_quant_act, simulated_int8
-from .model import PoseTokenizer
+from .model import TokenizerModel
 
 EVAL_BATCH = 2048
 
@@ -25,7 +25,7 @@ def _check_poses(poses_px: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def tokens_and_reconstruction(model: PoseTokenizer, kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def tokens_and_reconstruction(model: TokenizerModel, kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids [N,M] and decoded keypoints [N,K,2] (normalized), in batches."""
     ids, recon = [], []
     for start in range(0, len(kp), EVAL_BATCH):
@@ -35,8 +35,10 @@ def tokens_and_reconstruction(model: PoseTokenizer, kp: torch.Tensor) -> tuple[t
     return torch.cat(ids), torch.cat(recon)
 
 
-def mpjpe_px(pred_norm: torch.Tensor, true_norm: torch.Tensor) -> float:
-    """Mean per-joint Euclidean error in pixels of the 64-px frame."""
+def mpjpe_px_from_normalized(pred_norm: torch.Tensor, true_norm: torch.Tensor) -> float:
+    """Mean per-joint Euclidean error in pixels of the 64-px frame, of torch
+    tensors in model coordinates (for numpy arrays in pixels:
+    ``posetok.skeleton.mpjpe_px``)."""
     return float(((pred_norm - true_norm) * HALF_FRAME).norm(dim=-1).mean())
 
 
@@ -58,19 +60,19 @@ def _calibration_kp() -> torch.Tensor:
     return torch.from_numpy(pixels_to_normalized(data.calibration_poses()))
 
 
-def _calibrated_ranges(model: PoseTokenizer):
+def _calibrated_ranges(model: TokenizerModel):
     return calibrate(model.encoder, _calibration_kp())
 
 
 @torch.no_grad()
-def _ids_kept(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor) -> float:
+def _ids_kept(model: TokenizerModel, kp: torch.Tensor, float_ids: torch.Tensor) -> float:
     """Fraction of ``float_ids`` that the float model gives again on ``kp`` (a changed input)."""
     ids = torch.cat([model.tokenize(kp[start:start + EVAL_BATCH]) for start in range(0, len(kp), EVAL_BATCH)])
     return float((ids == float_ids).double().mean())
 
 
 @torch.no_grad()
-def _int8_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor, ranges) -> float:
+def _int8_agreement(model: TokenizerModel, kp: torch.Tensor, float_ids: torch.Tensor, ranges) -> float:
     ids = []
     with simulated_int8(model.encoder, ranges):
         for start in range(0, len(kp), EVAL_BATCH):
@@ -78,13 +80,13 @@ def _int8_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Ten
     return float((torch.cat(ids) == float_ids).double().mean())
 
 
-def simulated_int8_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor) -> float:
+def simulated_int8_token_agreement(model: TokenizerModel, kp: torch.Tensor, float_ids: torch.Tensor) -> float:
     """Fraction of token ids unchanged when the encoder runs A8W8 (simulated,
     calibrated on ``data.calibration_poses()``); the codebook lookup stays float."""
     return _int8_agreement(model, kp, float_ids, _calibrated_ranges(model))
 
 
-def int8_tensor_sensitivity(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor) -> dict[str, float]:
+def int8_tensor_sensitivity(model: TokenizerModel, kp: torch.Tensor, float_ids: torch.Tensor) -> dict[str, float]:
     """Token agreement with one int8 tensor rounded at a time: each activation
     tensor alone ("<layer>.in" / "<layer>.out", weights float), all the
     activations with float weights ("activations") and all the weights with
@@ -110,7 +112,7 @@ NOISE_PX = (0.01, 0.02, 0.05, 0.1)
 NOISE_SEED = 20_251_003
 
 
-def noisy_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor,
+def noisy_token_agreement(model: TokenizerModel, kp: torch.Tensor, float_ids: torch.Tensor,
                           sigma_px: float) -> float:
     """Fraction of token ids unchanged when every coordinate gets Gaussian noise of ``sigma_px`` pixels."""
     gen = torch.Generator().manual_seed(NOISE_SEED)
@@ -123,7 +125,7 @@ def noisy_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: tor
 INPUT_GRID_BITS = (8, 10, 12)
 
 
-def input_grid_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids: torch.Tensor,
+def input_grid_token_agreement(model: TokenizerModel, kp: torch.Tensor, float_ids: torch.Tensor,
                                bits: tuple[int, ...] = INPUT_GRID_BITS) -> dict[str, float]:
     """Keyed "<b>bit" for each b in ``bits``: the fraction of token ids
     unchanged when only the input coordinates are rounded to a b-bit grid over
@@ -136,7 +138,7 @@ def input_grid_token_agreement(model: PoseTokenizer, kp: torch.Tensor, float_ids
     return {f"{b}bit": _ids_kept(model, fake_quant_act(kp, lo, hi, b), float_ids) for b in bits}
 
 
-def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: bool = True,
+def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bool = True,
              int8_tensors: bool = False) -> dict:
     """Metrics of encode -> quantize -> decode on ``poses_px``, or by default on
     the broad evaluation set, with ``upright_mpjpe_px`` of the upright set
@@ -150,10 +152,11 @@ def evaluate(model: PoseTokenizer, poses_px: np.ndarray | None = None, int8: boo
         ids, recon = tokens_and_reconstruction(model, kp)
         cfg = model.config
         usage, perplexity = code_usage(ids, cfg.num_codes, cfg.codebook_per_token)
-        result = {"mpjpe_px": mpjpe_px(recon, kp)}
+        result = {"mpjpe_px": mpjpe_px_from_normalized(recon, kp)}
         if poses_px is None:
             upright = torch.from_numpy(pixels_to_normalized(data.eval_poses("upright")))
-            result["upright_mpjpe_px"] = mpjpe_px(tokens_and_reconstruction(model, upright)[1], upright)
+            upright_recon = tokens_and_reconstruction(model, upright)[1]
+            result["upright_mpjpe_px"] = mpjpe_px_from_normalized(upright_recon, upright)
         result.update({
             "codebook_usage": usage,
             "perplexity": perplexity,

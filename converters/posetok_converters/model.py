@@ -295,7 +295,12 @@ def codebook_int8_grid(codebook: np.ndarray) -> tuple[np.ndarray, float] | None:
     return q.astype(np.int8), float(scale)
 
 
-class PoseTokenizer(nn.Module):
+class TokenizerModel(nn.Module):
+    """The trainable VQ-VAE (torch). Not the runtime's ``posetok.PoseTokenizer``:
+    there ``encode`` means keypoints -> token ids; here ``encode`` gives the
+    continuous latents z_e and ``tokenize`` the ids. Checkpoints store the
+    config and the state_dict, not this class's name."""
+
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
         self.config = cfg

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 
 from posetok import bundle as bundle_lib
+from posetok.backends import FORMAT_OF_BACKEND
 from posetok.skeleton import HALF_FRAME, pixels_to_normalized
 
 from . import data, metrics
+from .checkpoint import load_checkpoint, resolve_checkpoint
 
 # Targets a row must meet (see the export issue); ``meets_targets`` in each row.
 TARGETS: dict[str, dict[str, float]] = {
@@ -32,7 +34,7 @@ TARGETS: dict[str, dict[str, float]] = {
     "int8w": {"min_token_agreement": 0.97, "max_mpjpe_over_reference_px": 0.05},
     "int8": {"min_token_agreement": 0.97, "max_mpjpe_over_reference_px": 0.1, "max_size_vs_fp32": 0.30},
 }
-BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert"}
+BACKEND_OF_FORMAT = {fmt: backend for backend, fmt in FORMAT_OF_BACKEND.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,26 +62,20 @@ def torch_reference(model, poses_px: Optional[np.ndarray] = None) -> Reference:
     model.eval()
     ids, recon = metrics.tokens_and_reconstruction(model, kp)
     return Reference(poses_norm=kp.numpy(), token_ids=ids.numpy().astype(np.int32), recon_norm=recon.numpy(),
-                     mpjpe_px=metrics.mpjpe_px(recon, kp),
+                     mpjpe_px=metrics.mpjpe_px_from_normalized(recon, kp),
                      eval_seed=data.EVAL_SEED if poses_px is None else None)
 
 
-def rows_of(manifest: dict) -> list[tuple[str, str]]:
-    """(format, precision) pairs with both an encoder and a decoder, in canonical order."""
-    have = {(a["format"], a["precision"], a["role"]) for a in manifest["artifacts"]}
-    return [(f, p) for f in bundle_lib.FORMATS for p in bundle_lib.PRECISIONS
-            if (f, p, "encoder") in have and (f, p, "decoder") in have]
-
-
-def row_files(manifest: dict, fmt: str, precision: str) -> tuple[list[dict], Optional[int]]:
+def row_files(manifest: bundle_lib.Manifest, fmt: str,
+              precision: str) -> tuple[list[bundle_lib.Artifact], Optional[int]]:
     """The artifacts whose sizes a row counts: encoder + decoder, for TFLite the largest batch."""
     chosen, batch = [], None
     for role in bundle_lib.ROLES:
-        found = [a for a in manifest["artifacts"] if (a["format"], a["precision"], a["role"]) == (fmt, precision, role)]
-        fixed = [a for a in found if a.get("batch") is not None]
-        pick = max(fixed, key=lambda a: a["batch"]) if fixed and len(fixed) == len(found) else \
-            next(a for a in found if a.get("batch") is None)
-        batch = pick.get("batch")
+        found = [a for a in manifest.artifacts if (a.format, a.precision, a.role) == (fmt, precision, role)]
+        fixed = [a for a in found if a.batch is not None]
+        pick = max(fixed, key=lambda a: a.batch) if fixed and len(fixed) == len(found) else \
+            next(a for a in found if a.batch is None)
+        batch = pick.batch
         chosen.append(pick)
     return chosen, batch
 
@@ -88,26 +84,26 @@ def measure_row(bundle_dir: Path | str, fmt: str, precision: str, reference: Ref
     """One parity row, running the bundle's files through the device runtime."""
     from posetok import PoseTokenizer
 
-    manifest = bundle_lib.Bundle.load(bundle_dir, verify=False).manifest
+    manifest = bundle_lib.Bundle.load(bundle_dir, verify=False).spec
     files, batch = row_files(manifest, fmt, precision)
     with PoseTokenizer.from_bundle(bundle_dir, backend=BACKEND_OF_FORMAT[fmt], precision=precision) as tok:
         ids = tok.encode_normalized(reference.poses_norm)
         recon = tok.decode_normalized(ids)
         decoded_torch_ids = tok.decode_normalized(reference.token_ids)
-    mpjpe = metrics.mpjpe_px(torch.from_numpy(recon), torch.from_numpy(reference.poses_norm))
+    mpjpe = metrics.mpjpe_px_from_normalized(torch.from_numpy(recon), torch.from_numpy(reference.poses_norm))
     return {
         "format": fmt,
         "precision": precision,
-        "files": [a["file"] for a in files],
-        "size_bytes": int(sum(a["size_bytes"] for a in files)),
+        "files": [a.file for a in files],
+        "size_bytes": int(sum(a.size_bytes for a in files)),
         "size_counts": "encoder + decoder" + (f", batch-{batch} files" if batch else ", any-batch files"),
         "token_agreement": float(np.mean(ids == reference.token_ids)),
         "mpjpe_px": mpjpe,
         "mpjpe_over_reference_px": mpjpe - reference.mpjpe_px,
         "decoder_max_abs_err_px": float(np.abs(decoded_torch_ids - reference.recon_norm).max() * HALF_FRAME),
-        "decoder_mpjpe_px": metrics.mpjpe_px(torch.from_numpy(decoded_torch_ids),
-                                             torch.from_numpy(reference.poses_norm)),
-        "quantization": files[0].get("quantization", ""),
+        "decoder_mpjpe_px": metrics.mpjpe_px_from_normalized(torch.from_numpy(decoded_torch_ids),
+                                                             torch.from_numpy(reference.poses_norm)),
+        "quantization": files[0].quantization,
     }
 
 
@@ -130,16 +126,18 @@ def judge(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def attach_parity(manifest: dict, rows: list[dict]) -> None:
-    """Put the rows into the manifest: top-level ``parity`` and each artifact's ``parity``."""
+def attach_parity(manifest: bundle_lib.Manifest, rows: list[dict]) -> bundle_lib.Manifest:
+    """The manifest with the judged rows: top-level ``parity`` and each artifact's ``parity``."""
     judge(rows)
-    manifest["parity"] = rows
     by_key = {(r["format"], r["precision"]): r for r in rows}
-    for artifact in manifest["artifacts"]:
-        row = by_key.get((artifact["format"], artifact["precision"]))
+    keys = ("token_agreement", "mpjpe_px", "decoder_max_abs_err_px", "size_bytes", "meets_targets")
+    artifacts = []
+    for artifact in manifest.artifacts:
+        row = by_key.get((artifact.format, artifact.precision))
         if row is not None:
-            artifact["parity"] = {k: row[k] for k in ("token_agreement", "mpjpe_px", "decoder_max_abs_err_px",
-                                                      "size_bytes", "meets_targets")}
+            artifact = dataclasses.replace(artifact, parity={k: row[k] for k in keys})
+        artifacts.append(artifact)
+    return dataclasses.replace(manifest, artifacts=tuple(artifacts), parity=tuple(rows))
 
 
 class ParityError(RuntimeError):
@@ -148,20 +146,17 @@ class ParityError(RuntimeError):
 
 def parity_report(bundle_dir: Path | str, checkpoint=None, progress=None) -> dict:
     """``{"bundle", "checkpoint", "reference", "artifacts": [rows]}`` for a bundle on disk."""
-    from .checkpoint import load_checkpoint
-    from .export import resolve_checkpoint
-
     bundle = bundle_lib.Bundle.load(bundle_dir)  # verifies every file's sha256
     ckpt_path = resolve_checkpoint(checkpoint)
     ckpt_sha = bundle_lib.file_sha256(ckpt_path)
-    expected = bundle.manifest["model"].get("checkpoint_sha256")
+    expected = bundle.spec.model.checkpoint_sha256
     if ckpt_sha != expected:
         raise ParityError(f"checkpoint {ckpt_path} (sha256 {ckpt_sha[:16]}...) is not the one this bundle was "
                           f"exported from (manifest: {str(expected)[:16]}...); pass --checkpoint with the right file")
     model, _ = load_checkpoint(ckpt_path)
     reference = torch_reference(model)
     rows = []
-    for fmt, precision in rows_of(bundle.manifest):
+    for fmt, precision in bundle.spec.rows():
         rows.append(measure_row(bundle_dir, fmt, precision, reference))
         if progress:
             progress(f"{fmt} {precision}: token agreement {rows[-1]['token_agreement']:.4f}")

@@ -6,9 +6,10 @@ import json
 import sys
 
 from posetok.bundle import BundleError
+from posetok.info_cli import table
 
-from .export import ExportError, quiet
 from .parity import ParityError, parity_report
+from .util import quiet
 
 
 def format_table(report: dict) -> str:
@@ -16,14 +17,13 @@ def format_table(report: dict) -> str:
     lines = [f"bundle     {report['bundle']}",
              f"checkpoint {report['checkpoint']}",
              f"reference  torch mpjpe {ref['mpjpe_px']:.4f} px on {ref['eval_poses']} eval poses", ""]
-    head = f"{'format':<7} {'precision':<9} {'size KiB':>9} {'vs fp32':>8} {'tokens':>8} {'mpjpe px':>9} " \
-           f"{'+ref px':>8} {'dec err px':>11}  targets"
-    lines += [head, "-" * len(head)]
-    for r in report["artifacts"]:
-        vs = f"{r['size_vs_fp32']:.1%}" if r.get("size_vs_fp32") is not None else "-"
-        lines.append(f"{r['format']:<7} {r['precision']:<9} {r['size_bytes'] / 1024:>9.1f} {vs:>8} "
-                     f"{r['token_agreement']:>8.4f} {r['mpjpe_px']:>9.4f} {r['mpjpe_over_reference_px']:>+8.4f} "
-                     f"{r['decoder_max_abs_err_px']:>11.2e}  {'met' if r['meets_targets'] else 'MISSED'}")
+    rows = [[r["format"], r["precision"], f"{r['size_bytes'] / 1024:.1f}",
+             f"{r['size_vs_fp32']:.1%}" if r.get("size_vs_fp32") is not None else "-",
+             f"{r['token_agreement']:.4f}", f"{r['mpjpe_px']:.4f}", f"{r['mpjpe_over_reference_px']:+.4f}",
+             f"{r['decoder_max_abs_err_px']:.2e}", "met" if r["meets_targets"] else "MISSED"]
+            for r in report["artifacts"]]
+    lines += table(["format", "precision", "size KiB", "vs fp32", "tokens", "mpjpe px", "+ref px", "dec err px",
+                    "targets"], rows, right={2, 3, 4, 5, 6, 7})
     return "\n".join(lines)
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str], prog: str) -> int:
         else:
             report = parity_report(args.bundle, args.checkpoint,
                                    progress=lambda m: print(m, file=sys.stderr, flush=True))
-    except (ParityError, BundleError, ExportError, FileNotFoundError, ValueError) as exc:
+    except (ParityError, BundleError, FileNotFoundError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2) if args.json else format_table(report))

@@ -40,7 +40,7 @@ from posetok.skeleton import HALF_FRAME, pixels_to_normalized
 
 from . import data
 from .fakequant import ActivationRanges, calibrate, simulated_int8
-from .model import PoseTokenizer, TokenizerConfig
+from .model import TokenizerConfig, TokenizerModel
 
 SCHEDULES = ("staged", "joint")
 
@@ -105,7 +105,7 @@ def joint_schedule(cfg: TrainConfig, steps: int) -> TrainConfig:
 
 @dataclass
 class TrainResult:
-    model: PoseTokenizer
+    model: TokenizerModel
     history: list[dict] = field(default_factory=list)   # one row per log interval
     phases: dict = field(default_factory=dict)           # phase -> summary
     seconds: float = 0.0
@@ -175,7 +175,7 @@ def expected_count_per_code(mc: TokenizerConfig, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def init_codebook_kmeans(model: PoseTokenizer, stream: "PoseStream", cfg: TrainConfig, gen: torch.Generator) -> None:
+def init_codebook_kmeans(model: TokenizerModel, stream: "PoseStream", cfg: TrainConfig, gen: torch.Generator) -> None:
     """Codebook := k-means centroids of the current encoder's outputs on fresh
     poses: one k-means over all tokens for a shared codebook, one per token
     position for per-token codebooks."""
@@ -190,37 +190,112 @@ def init_codebook_kmeans(model: PoseTokenizer, stream: "PoseStream", cfg: TrainC
     model.quantizer.ema_sum.copy_(model.quantizer.codebook * model.quantizer.ema_count[..., None])
 
 
+# --- one training step of each phase: (model, batch, cfg, ranges) -> (loss, stats) ---
+
+def autoencoder_step(model: TokenizerModel, kp: torch.Tensor, cfg: TrainConfig,
+                     ranges: ActivationRanges | None) -> tuple[torch.Tensor, dict]:
+    """Encoder straight into the decoder, no quantizer."""
+    recon = model.decode(model.encode(kp))
+    loss = reconstruction_loss(recon, kp, cfg.recon_loss)
+    return loss, {"recon_px": float(loss.detach())}
+
+
+def vq_step(model: TokenizerModel, kp: torch.Tensor, cfg: TrainConfig,
+            ranges: ActivationRanges | None) -> tuple[torch.Tensor, dict]:
+    """Straight-through VQ with commitment loss; EMA codebook update and dead-code restart."""
+    recon, z_e, z_q, idx = model(kp)
+    rec = reconstruction_loss(recon, kp, cfg.recon_loss)
+    commit = F.mse_loss(z_e, z_q.detach())
+    restart_below = cfg.restart_fraction * expected_count_per_code(model.config, cfg)
+    restarted = model.quantizer.update(z_e.detach(), idx, restart_below)
+    used = int(torch.unique(idx).numel())
+    return rec + cfg.beta * commit, {"recon_px": float(rec.detach()), "commit": float(commit.detach()),
+                                     "batch_codes_used": used, "restarted": restarted}
+
+
+def robust_step(model: TokenizerModel, kp: torch.Tensor, cfg: TrainConfig,
+                ranges: ActivationRanges | None) -> tuple[torch.Tensor, dict]:
+    """Codebook fixed. The float path picks the codes and trains the decoder;
+    the simulated-int8 path (activation ``ranges``) is pulled onto the float
+    path's codes, and a hinge keeps the float path's nearest code clearly
+    nearer than the next."""
+    recon, z_e, z_q, idx = model(kp)
+    with simulated_int8(model.encoder, ranges):
+        z_e_int8 = model.encode(kp)
+    rec = reconstruction_loss(recon, kp, cfg.recon_loss)
+    commit = F.mse_loss(z_e, z_q.detach())
+    commit_int8 = F.mse_loss(z_e_int8, z_q.detach())
+    nearest2 = model.quantizer.distances(z_e).topk(2, dim=-1, largest=False).values
+    gap = nearest2[..., 1] - nearest2[..., 0]
+    hinge = F.relu(cfg.robust_margin - gap).mean()
+    loss = rec + cfg.robust_beta * 0.5 * (commit + commit_int8) + cfg.robust_margin_weight * hinge
+    with torch.no_grad():
+        agree = float((model.quantizer(z_e_int8)[0] == idx).float().mean())
+    return loss, {"recon_px": float(rec.detach()), "commit": float(commit.detach()),
+                  "commit_int8": float(commit_int8.detach()), "hinge": float(hinge.detach()),
+                  "int8_agreement": agree}
+
+
+StepFn = Callable[[TokenizerModel, torch.Tensor, TrainConfig, "ActivationRanges | None"], tuple[torch.Tensor, dict]]
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    steps: int
+    lr: float
+    step_fn: StepFn
+    init_codebook: bool = False   # k-means codebook init before the phase (even with 0 steps)
+    calibrate_int8: bool = False  # calibrate int8 activation ranges on one batch before the phase
+
+
+def phase_plan(cfg: TrainConfig, fresh_model: bool) -> list[Phase]:
+    """The phases ``train`` runs, in order (see the module docstring)."""
+    if cfg.schedule == "joint":
+        return [Phase("joint", cfg.vq_steps, cfg.lr, vq_step)]
+    return [Phase("autoencoder", cfg.autoencoder_steps, cfg.lr, autoencoder_step),
+            Phase("vq", cfg.vq_steps, cfg.lr, vq_step, init_codebook=fresh_model and cfg.codebook_init == "kmeans"),
+            Phase("int8_robust", cfg.robust_steps, cfg.robust_lr, robust_step, calibrate_int8=True)]
+
+
 ProgressFn = Callable[[int, dict], None]
 
 
 def train(model_cfg: TokenizerConfig, cfg: TrainConfig, progress: ProgressFn | None = None,
-          model: PoseTokenizer | None = None,
-          on_phase_end: Callable[[str, PoseTokenizer], None] | None = None) -> TrainResult:
+          model: TokenizerModel | None = None,
+          on_phase_end: Callable[[str, TokenizerModel], None] | None = None) -> TrainResult:
     """Train a tokenizer; ``progress(step, stats)`` is called after every step.
 
     With ``model`` given, training continues from it (its codebook is kept).
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    fresh = model is None
-    model = PoseTokenizer(model_cfg) if fresh else model
+    plan = phase_plan(cfg, fresh_model=model is None)
+    model = TokenizerModel(model_cfg) if model is None else model
     stream = PoseStream(cfg.seed, cfg.batch_size, cfg.jitter_px, cfg.upright_fraction)
     result = TrainResult(model=model)
     started = time.perf_counter()
     step = 0
-
-    def run_phase(name: str, steps: int, lr: float, params, step_fn) -> None:
-        nonlocal step
-        if steps <= 0:
-            return
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    model.train()
+    for phase in plan:
+        if phase.init_codebook:
+            init_codebook_kmeans(model, stream, cfg, gen)
+        if phase.steps <= 0:
+            continue
+        ranges = None
+        if phase.calibrate_int8:
+            ranges = calibrate(model.encoder, stream.next())
+            ranges.mode = "ema"  # follow the encoder as it adapts
+        params = list(model.encoder.parameters()) + list(model.decoder.parameters())
+        opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=cfg.weight_decay)
+        warmup = min(cfg.warmup_steps, phase.steps // 4)
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, steps, min(cfg.warmup_steps, steps // 4), cfg.min_lr_ratio))
+            opt, lambda s, n=phase.steps, w=warmup: lr_factor(s, n, w, cfg.min_lr_ratio))
         window: dict[str, list[float]] = {}
         phase_start = time.perf_counter()
-        for i in range(steps):
+        for i in range(phase.steps):
             kp = stream.next()
-            loss, stats = step_fn(kp)
+            loss, stats = phase.step_fn(model, kp, cfg, ranges)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -229,85 +304,18 @@ def train(model_cfg: TokenizerConfig, cfg: TrainConfig, progress: ProgressFn | N
             for k, v in stats.items():
                 window.setdefault(k, []).append(v)
             if progress is not None:
-                progress(step, {"phase": name, **stats})
-            if (i + 1) % cfg.log_every == 0 or i + 1 == steps:
-                row = {"step": step, "phase": name, "lr": sched.get_last_lr()[0]}
+                progress(step, {"phase": phase.name, **stats})
+            if (i + 1) % cfg.log_every == 0 or i + 1 == phase.steps:
+                row = {"step": step, "phase": phase.name, "lr": sched.get_last_lr()[0]}
                 row.update({k: float(np.mean(v)) for k, v in window.items()})
                 result.history.append(row)
                 window = {}
-        result.phases[name] = {"steps": steps, "seconds": round(time.perf_counter() - phase_start, 1),
-                               "last": result.history[-1]}
+        result.phases[phase.name] = {"steps": phase.steps, "seconds": round(time.perf_counter() - phase_start, 1),
+                                     "last": result.history[-1]}
         if on_phase_end is not None:
             model.eval()
-            on_phase_end(name, model)
+            on_phase_end(phase.name, model)
             model.train()
-
-    def autoencoder_step(kp):
-        recon = model.decode(model.encode(kp))
-        loss = reconstruction_loss(recon, kp, cfg.recon_loss)
-        return loss, {"recon_px": float(loss.detach())}
-
-    def robust_step_fn(ranges: ActivationRanges):
-        """Codebook fixed. The float path picks the codes and trains the decoder;
-        the simulated-int8 path is pulled onto the float path's codes, and a
-        hinge keeps the float path's nearest code clearly nearer than the next."""
-        def robust_step(kp):
-            recon, z_e, z_q, idx = model(kp)
-            with simulated_int8(model.encoder, ranges):
-                z_e_int8 = model.encode(kp)
-            rec = reconstruction_loss(recon, kp, cfg.recon_loss)
-            commit = F.mse_loss(z_e, z_q.detach())
-            commit_int8 = F.mse_loss(z_e_int8, z_q.detach())
-            nearest2 = model.quantizer.distances(z_e).topk(2, dim=-1, largest=False).values
-            gap = nearest2[..., 1] - nearest2[..., 0]
-            hinge = F.relu(cfg.robust_margin - gap).mean()
-            loss = rec + cfg.robust_beta * 0.5 * (commit + commit_int8) + cfg.robust_margin_weight * hinge
-            with torch.no_grad():
-                agree = float((model.quantizer(z_e_int8)[0] == idx).float().mean())
-            return loss, {"recon_px": float(rec.detach()), "commit": float(commit.detach()),
-                          "commit_int8": float(commit_int8.detach()), "hinge": float(hinge.detach()),
-                          "int8_agreement": agree}
-        return robust_step
-
-    restart_below = cfg.restart_fraction * expected_count_per_code(model.config, cfg)
-
-    def vq_step_fn(beta: float, update_codebook: bool, ranges: ActivationRanges | None):
-        def vq_step(kp):
-            if ranges is None:
-                recon, z_e, z_q, idx = model(kp)
-            else:
-                with simulated_int8(model.encoder, ranges):
-                    recon, z_e, z_q, idx = model(kp)
-            rec = reconstruction_loss(recon, kp, cfg.recon_loss)
-            commit = F.mse_loss(z_e, z_q.detach())
-            restarted = 0
-            if update_codebook:
-                restarted = model.quantizer.update(z_e.detach(), idx, restart_below)
-            used = int(torch.unique(idx).numel())
-            return rec + beta * commit, {"recon_px": float(rec.detach()), "commit": float(commit.detach()),
-                                         "batch_codes_used": used, "restarted": restarted}
-        return vq_step
-
-    model.train()
-    if cfg.schedule == "joint":
-        run_phase("joint", cfg.vq_steps, cfg.lr,
-                  list(model.encoder.parameters()) + list(model.decoder.parameters()),
-                  vq_step_fn(cfg.beta, True, None))
-    else:
-        run_phase("autoencoder", cfg.autoencoder_steps, cfg.lr,
-                  list(model.encoder.parameters()) + list(model.decoder.parameters()), autoencoder_step)
-        if fresh and cfg.codebook_init == "kmeans":
-            init_codebook_kmeans(model, stream, cfg, gen)
-        run_phase("vq", cfg.vq_steps, cfg.lr,
-                  list(model.encoder.parameters()) + list(model.decoder.parameters()),
-                  vq_step_fn(cfg.beta, True, None))
-        if cfg.robust_steps > 0:
-            calib = stream.next()
-            ranges = calibrate(model.encoder, calib)
-            ranges.mode = "ema"  # follow the encoder as it adapts
-            run_phase("int8_robust", cfg.robust_steps, cfg.robust_lr,
-                      list(model.encoder.parameters()) + list(model.decoder.parameters()),
-                      robust_step_fn(ranges))
     model.quantizer.snap_to_int8_grid()
     model.eval()
     result.seconds = time.perf_counter() - started

@@ -16,9 +16,9 @@
 
 #include "posetok_kernels.h"
 
-static const char *const KERNELS[] = {"nv21_to_rgb888",   "nv12_to_rgb888",    "downscale_uv2x2",
-                                      "gaussian3x3",      "resize_bilinear_c1", "resize_bilinear_c3",
-                                      "conv2d_3x3_c3_c8", "normalize_c3"};
+static const char *const KERNELS[] = {
+    "nv21_to_rgb888",     "nv12_to_rgb888",     "downscale_uv2x2",  "gaussian3x3",
+    "resize_bilinear_c1", "resize_bilinear_c3", "conv2d_3x3_c3_c8", "normalize_c3"};
 
 static void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
@@ -79,8 +79,10 @@ int main(int argc, char **argv) {
     const int rw = w * 2 / 3, rh = h * 2 / 3;
 
     long long out_pixels = (long long)w * h;
-    if (!strcmp(kernel, "downscale_uv2x2")) out_pixels = (long long)(w / 2) * (h / 2);
-    else if (!strncmp(kernel, "resize_bilinear", 15)) out_pixels = (long long)rw * rh;
+    if (!strcmp(kernel, "downscale_uv2x2"))
+        out_pixels = (long long)(w / 2) * (h / 2);
+    else if (!strncmp(kernel, "resize_bilinear", 15))
+        out_pixels = (long long)rw * rh;
 
     printf("{\"kernel\": \"%s\", \"impl\": \"%s\", \"width\": %d, \"height\": %d, "
            "\"out_pixels\": %lld, \"ns_per_call\": [",
@@ -102,8 +104,8 @@ int main(int argc, char **argv) {
                 status = (neon ? posetok_gaussian3x3_u8_neon : posetok_gaussian3x3_u8_ref)(
                     src, w, dst, w, w, h, POSETOK_BORDER_REFLECT_101, 0);
             else if (!strcmp(kernel, "resize_bilinear_c1"))
-                status = (neon ? posetok_resize_bilinear_u8_neon : posetok_resize_bilinear_u8_ref)(
-                    src, w, w, h, dst, rw, rw, rh, 1);
+                status = (neon ? posetok_resize_bilinear_u8_neon
+                               : posetok_resize_bilinear_u8_ref)(src, w, w, h, dst, rw, rw, rh, 1);
             else if (!strcmp(kernel, "resize_bilinear_c3"))
                 status = (neon ? posetok_resize_bilinear_u8_neon : posetok_resize_bilinear_u8_ref)(
                     src, 3 * w, w, h, dst, 3 * rw, rw, rh, 3);
@@ -111,9 +113,9 @@ int main(int argc, char **argv) {
                 status = (neon ? posetok_conv2d_f32_neon : posetok_conv2d_f32_ref)(
                     fsrc, w, w, h, 3, weights, bias, 8, 3, 1, 1, fdst, w);
             else if (!strcmp(kernel, "normalize_c3"))
-                status = (neon ? posetok_normalize_u8_f32_chw_neon
-                               : posetok_normalize_u8_f32_chw_ref)(src, 3 * w, w, h, 3, mean,
-                                                                   scale, fdst, w);
+                status =
+                    (neon ? posetok_normalize_u8_f32_chw_neon : posetok_normalize_u8_f32_chw_ref)(
+                        src, 3 * w, w, h, 3, mean, scale, fdst, w);
             else {
                 fprintf(stderr, "\nunknown kernel %s\n", kernel);
                 return 2;

@@ -35,16 +35,17 @@ extern "C" {
 #endif
 
 /* ---- status codes ------------------------------------------------------ */
-#define POSETOK_OK 0
-#define POSETOK_ERR_NULL_POINTER (-1)  /* a required pointer is NULL */
-#define POSETOK_ERR_BAD_SIZE (-2)      /* width, height, channel or kernel count <= 0 */
-#define POSETOK_ERR_BAD_STRIDE (-3)    /* a row stride is smaller than the row it holds */
-#define POSETOK_ERR_ODD_SIZE (-4)      /* a 2x2 layout needs even width and height */
-#define POSETOK_ERR_BAD_OPTION (-5)    /* unknown border mode / range, unsupported channel
-                                          count, conv stride or padding out of range */
-#define POSETOK_ERR_NO_MEMORY (-6)     /* scratch allocation failed */
-#define POSETOK_ERR_NO_NEON (-7)       /* *_neon called in a library built without NEON */
-#define POSETOK_ERR_TOO_LARGE (-8)     /* a size product overflows 31 bits */
+#define POSETOK_OK               0
+#define POSETOK_ERR_NULL_POINTER (-1) /* a required pointer is NULL */
+#define POSETOK_ERR_BAD_SIZE     (-2) /* width, height, channel or kernel count <= 0 */
+#define POSETOK_ERR_BAD_STRIDE   (-3) /* a row stride is smaller than the row it holds */
+#define POSETOK_ERR_ODD_SIZE     (-4) /* a 2x2 layout needs even width and height */
+/* POSETOK_ERR_BAD_OPTION: unknown border mode / range, unsupported channel
+ * count, conv stride or padding out of range */
+#define POSETOK_ERR_BAD_OPTION   (-5)
+#define POSETOK_ERR_NO_MEMORY    (-6) /* scratch allocation failed */
+#define POSETOK_ERR_NO_NEON      (-7) /* *_neon called in a library built without NEON */
+#define POSETOK_ERR_TOO_LARGE    (-8) /* a size product overflows 31 bits */
 
 /* A static English message for any status code (never NULL). */
 POSETOK_API const char *posetok_kernels_strerror(int status);
@@ -69,7 +70,7 @@ POSETOK_API int posetok_kernels_have_neon(void);
  *   out = clamp((q + 32) >> 6, 0, 255)   (round half up, arithmetic shift)
  * Worst case vs the exact real-valued BT.601 formula: 2 LSB. */
 #define POSETOK_YUV_RANGE_VIDEO 0
-#define POSETOK_YUV_RANGE_FULL 1
+#define POSETOK_YUV_RANGE_FULL  1
 
 #define POSETOK_DECLARE_3(ret, name, args) \
     POSETOK_API ret name args;             \
@@ -77,19 +78,19 @@ POSETOK_API int posetok_kernels_have_neon(void);
     POSETOK_API ret name##_neon args;
 
 POSETOK_DECLARE_3(int, posetok_nv21_to_rgb888,
-                  (const uint8_t *y, int y_stride, const uint8_t *vu, int vu_stride,
-                   uint8_t *rgb, int rgb_stride, int width, int height, int range))
+                  (const uint8_t *y, int y_stride, const uint8_t *vu, int vu_stride, uint8_t *rgb,
+                   int rgb_stride, int width, int height, int range))
 POSETOK_DECLARE_3(int, posetok_nv12_to_rgb888,
-                  (const uint8_t *y, int y_stride, const uint8_t *uv, int uv_stride,
-                   uint8_t *rgb, int rgb_stride, int width, int height, int range))
+                  (const uint8_t *y, int y_stride, const uint8_t *uv, int uv_stride, uint8_t *rgb,
+                   int rgb_stride, int width, int height, int range))
 
 /* ---- 2. 2x2 box downscale of an interleaved UV plane ----------------------
  * src: height rows of width UV pairs (2*width bytes). width and height must be
  * even (POSETOK_ERR_ODD_SIZE otherwise). dst: height/2 rows of width/2 pairs.
  *   dst = (a + b + c + d + 2) >> 2   per channel (round half up) */
 POSETOK_DECLARE_3(int, posetok_downscale_uv2x2_u8,
-                  (const uint8_t *src, int src_stride, uint8_t *dst, int dst_stride,
-                   int width, int height))
+                  (const uint8_t *src, int src_stride, uint8_t *dst, int dst_stride, int width,
+                   int height))
 
 /* ---- 3. 3x3 Gaussian, kernel [1 2 1] x [1 2 1] / 16, one channel ---------
  *   dst = (sum_{i,j} k_i k_j src + 8) >> 4     (exact integer arithmetic)
@@ -101,12 +102,12 @@ POSETOK_DECLARE_3(int, posetok_downscale_uv2x2_u8,
  * REFLECT_101 equals cv2.GaussianBlur(img, (3,3), 0, borderType=BORDER_REFLECT_101)
  * bit for bit. Borders are formed in registers; the image is never copied. */
 #define POSETOK_BORDER_REFLECT_101 0
-#define POSETOK_BORDER_REPLICATE 1
-#define POSETOK_BORDER_CONSTANT 2
+#define POSETOK_BORDER_REPLICATE   1
+#define POSETOK_BORDER_CONSTANT    2
 
 POSETOK_DECLARE_3(int, posetok_gaussian3x3_u8,
-                  (const uint8_t *src, int src_stride, uint8_t *dst, int dst_stride,
-                   int width, int height, int border, int border_value))
+                  (const uint8_t *src, int src_stride, uint8_t *dst, int dst_stride, int width,
+                   int height, int border, int border_value))
 
 /* ---- 4. Bilinear resize, u8, 1 or 3 interleaved channels ------------------
  * Pixel-centre convention: half-pixel centres (OpenCV INTER_LINEAR, torch
@@ -123,9 +124,8 @@ POSETOK_DECLARE_3(int, posetok_gaussian3x3_u8,
  * Within 3 LSB of exact real-valued bilinear (Q7 weights and two roundings;
  * 2.5 measured on random images). Any scale up or down. */
 POSETOK_DECLARE_3(int, posetok_resize_bilinear_u8,
-                  (const uint8_t *src, int src_stride, int src_width, int src_height,
-                   uint8_t *dst, int dst_stride, int dst_width, int dst_height,
-                   int channels))
+                  (const uint8_t *src, int src_stride, int src_width, int src_height, uint8_t *dst,
+                   int dst_stride, int dst_width, int dst_height, int channels))
 
 /* ---- 5. 2-D convolution, f32, NCHW (one image) ----------------------------
  * src: in_c planes of in_height rows of in_width floats; element (c, y, x) at
@@ -138,8 +138,8 @@ POSETOK_DECLARE_3(int, posetok_resize_bilinear_u8,
  * stride >= 1, 0 <= pad < ksize; out_w and out_h must be >= 1. */
 POSETOK_DECLARE_3(int, posetok_conv2d_f32,
                   (const float *src, int src_stride, int in_width, int in_height, int in_c,
-                   const float *weight, const float *bias, int out_c, int ksize,
-                   int stride, int pad, float *dst, int dst_stride))
+                   const float *weight, const float *bias, int out_c, int ksize, int stride,
+                   int pad, float *dst, int dst_stride))
 
 /* ---- 6. u8 HWC -> f32 CHW normalize ----------------------------------------
  * src: height rows of width pixels of channels (1..4) interleaved bytes.

@@ -46,10 +46,10 @@ static int check_plane(const void *p, int stride, long long count) {
 
 /* Order of the checks: pointers, then sizes and options, then strides (so a
  * zero width is reported as a size problem, not as a stride problem). */
-#define RETURN_IF(expr)                 \
-    do {                                \
-        int status_ = (expr);           \
-        if (status_) return status_;    \
+#define RETURN_IF(expr)              \
+    do {                             \
+        int status_ = (expr);        \
+        if (status_) return status_; \
     } while (0)
 
 int posetok_check_yuv(const uint8_t *y, int y_stride, const uint8_t *c, int c_stride,
@@ -74,9 +74,8 @@ int posetok_check_downscale_uv(const uint8_t *src, int src_stride, const uint8_t
     return POSETOK_OK;
 }
 
-int posetok_check_gaussian(const uint8_t *src, int src_stride, const uint8_t *dst,
-                           int dst_stride, int width, int height, int border,
-                           int border_value) {
+int posetok_check_gaussian(const uint8_t *src, int src_stride, const uint8_t *dst, int dst_stride,
+                           int width, int height, int border, int border_value) {
     if (!src || !dst) return POSETOK_ERR_NULL_POINTER;
     if (width <= 0 || height <= 0) return POSETOK_ERR_BAD_SIZE;
     if (border != POSETOK_BORDER_REFLECT_101 && border != POSETOK_BORDER_REPLICATE &&
@@ -92,8 +91,7 @@ int posetok_check_resize(const uint8_t *src, int src_stride, int src_width, int 
                          const uint8_t *dst, int dst_stride, int dst_width, int dst_height,
                          int channels) {
     if (!src || !dst) return POSETOK_ERR_NULL_POINTER;
-    if (src_width <= 0 || src_height <= 0 || dst_width <= 0 || dst_height <= 0 ||
-        channels <= 0)
+    if (src_width <= 0 || src_height <= 0 || dst_width <= 0 || dst_height <= 0 || channels <= 0)
         return POSETOK_ERR_BAD_SIZE;
     if (channels != 1 && channels != 3) return POSETOK_ERR_BAD_OPTION;
     /* (2x+1) * src_len * 65536 must fit in int64 — always true for int sizes. */
@@ -102,9 +100,9 @@ int posetok_check_resize(const uint8_t *src, int src_stride, int src_width, int 
     return POSETOK_OK;
 }
 
-int posetok_check_conv2d(const float *src, int src_stride, int in_width, int in_height,
-                         int in_c, const float *weight, int out_c, int ksize, int stride,
-                         int pad, const float *dst, int dst_stride) {
+int posetok_check_conv2d(const float *src, int src_stride, int in_width, int in_height, int in_c,
+                         const float *weight, int out_c, int ksize, int stride, int pad,
+                         const float *dst, int dst_stride) {
     if (!src || !weight || !dst) return POSETOK_ERR_NULL_POINTER;
     if (in_width <= 0 || in_height <= 0 || in_c <= 0 || out_c <= 0 || ksize <= 0)
         return POSETOK_ERR_BAD_SIZE;
@@ -120,9 +118,9 @@ int posetok_check_conv2d(const float *src, int src_stride, int in_width, int in_
     return POSETOK_OK;
 }
 
-int posetok_check_normalize(const uint8_t *src, int src_stride, int width, int height,
-                            int channels, const float *mean, const float *scale,
-                            const float *dst, int dst_stride) {
+int posetok_check_normalize(const uint8_t *src, int src_stride, int width, int height, int channels,
+                            const float *mean, const float *scale, const float *dst,
+                            int dst_stride) {
     if (!src || !mean || !scale || !dst) return POSETOK_ERR_NULL_POINTER;
     if (width <= 0 || height <= 0 || channels <= 0) return POSETOK_ERR_BAD_SIZE;
     if (channels > 4) return POSETOK_ERR_BAD_OPTION;

@@ -20,19 +20,19 @@ static inline __attribute__((always_inline)) float32x4_t load4(const float *p, i
     return vld1q_lane_f32(p + 3 * stride, v, 3);
 }
 
-#define FMA4(acc, x, w)                               \
-    do {                                              \
-        acc[0] = vfmaq_laneq_f32(acc[0], x, w, 0);    \
-        acc[1] = vfmaq_laneq_f32(acc[1], x, w, 1);    \
-        acc[2] = vfmaq_laneq_f32(acc[2], x, w, 2);    \
-        acc[3] = vfmaq_laneq_f32(acc[3], x, w, 3);    \
+#define FMA4(acc, x, w)                            \
+    do {                                           \
+        acc[0] = vfmaq_laneq_f32(acc[0], x, w, 0); \
+        acc[1] = vfmaq_laneq_f32(acc[1], x, w, 1); \
+        acc[2] = vfmaq_laneq_f32(acc[2], x, w, 2); \
+        acc[3] = vfmaq_laneq_f32(acc[3], x, w, 3); \
     } while (0)
 
 /* `pixels` output pixels (4 or 8) of four output channels at ox. */
 static inline __attribute__((always_inline)) void
 conv_block(const float *src, int src_stride, int in_height, int in_c, const float *wp,
-           float32x4_t bias4, int ksize, int stride, int pad, int ox, int oy, int ky_lo,
-           int ky_hi, float *const *out, int nvalid, int pixels, int unit) {
+           float32x4_t bias4, int ksize, int stride, int pad, int ox, int oy, int ky_lo, int ky_hi,
+           float *const *out, int nvalid, int pixels, int unit) {
     float32x4_t a[4], b[4];
     a[0] = b[0] = vdupq_laneq_f32(bias4, 0);
     a[1] = b[1] = vdupq_laneq_f32(bias4, 1);
@@ -88,28 +88,28 @@ conv_rows(const float *src, int src_stride, int in_width, int in_height, int in_
             for (; ox < out_w; ++ox) {
                 if (ox >= ox_lo && ox + 4 <= ox_end) break;
                 for (int j = 0; j < nvalid; ++j)
-                    out[j][ox] = posetok_conv2d_point_ref(src, src_stride, in_width, in_height,
-                                                          in_c, weight, bias, ob * 4 + j, ksize,
-                                                          stride, pad, ox, oy);
+                    out[j][ox] =
+                        posetok_conv2d_point_ref(src, src_stride, in_width, in_height, in_c, weight,
+                                                 bias, ob * 4 + j, ksize, stride, pad, ox, oy);
             }
             for (; ox + 8 <= ox_end; ox += 8)
-                conv_block(src, src_stride, in_height, in_c, wp, bias4, ksize, stride, pad, ox,
-                           oy, ky_lo, ky_hi, out, nvalid, 8, unit);
+                conv_block(src, src_stride, in_height, in_c, wp, bias4, ksize, stride, pad, ox, oy,
+                           ky_lo, ky_hi, out, nvalid, 8, unit);
             for (; ox + 4 <= ox_end; ox += 4)
-                conv_block(src, src_stride, in_height, in_c, wp, bias4, ksize, stride, pad, ox,
-                           oy, ky_lo, ky_hi, out, nvalid, 4, unit);
+                conv_block(src, src_stride, in_height, in_c, wp, bias4, ksize, stride, pad, ox, oy,
+                           ky_lo, ky_hi, out, nvalid, 4, unit);
             for (; ox < out_w; ++ox)
                 for (int j = 0; j < nvalid; ++j)
-                    out[j][ox] = posetok_conv2d_point_ref(src, src_stride, in_width, in_height,
-                                                          in_c, weight, bias, ob * 4 + j, ksize,
-                                                          stride, pad, ox, oy);
+                    out[j][ox] =
+                        posetok_conv2d_point_ref(src, src_stride, in_width, in_height, in_c, weight,
+                                                 bias, ob * 4 + j, ksize, stride, pad, ox, oy);
         }
     }
 }
 
-int posetok_conv2d_f32_neon(const float *src, int src_stride, int in_width, int in_height,
-                            int in_c, const float *weight, const float *bias, int out_c,
-                            int ksize, int stride, int pad, float *dst, int dst_stride) {
+int posetok_conv2d_f32_neon(const float *src, int src_stride, int in_width, int in_height, int in_c,
+                            const float *weight, const float *bias, int out_c, int ksize,
+                            int stride, int pad, float *dst, int dst_stride) {
     int status = posetok_check_conv2d(src, src_stride, in_width, in_height, in_c, weight, out_c,
                                       ksize, stride, pad, dst, dst_stride);
     if (status) return status;

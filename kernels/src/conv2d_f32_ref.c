@@ -3,8 +3,8 @@
 #include "internal.h"
 
 float posetok_conv2d_point_ref(const float *src, int src_stride, int in_width, int in_height,
-                               int in_c, const float *weight, const float *bias, int oc,
-                               int ksize, int stride, int pad, int ox, int oy) {
+                               int in_c, const float *weight, const float *bias, int oc, int ksize,
+                               int stride, int pad, int ox, int oy) {
     float acc = bias ? bias[oc] : 0.0f;
     const float *w = weight + (ptrdiff_t)oc * in_c * ksize * ksize;
     for (int ic = 0; ic < in_c; ++ic)
@@ -21,9 +21,9 @@ float posetok_conv2d_point_ref(const float *src, int src_stride, int in_width, i
     return acc;
 }
 
-int posetok_conv2d_f32_ref(const float *src, int src_stride, int in_width, int in_height,
-                           int in_c, const float *weight, const float *bias, int out_c,
-                           int ksize, int stride, int pad, float *dst, int dst_stride) {
+int posetok_conv2d_f32_ref(const float *src, int src_stride, int in_width, int in_height, int in_c,
+                           const float *weight, const float *bias, int out_c, int ksize, int stride,
+                           int pad, float *dst, int dst_stride) {
     int status = posetok_check_conv2d(src, src_stride, in_width, in_height, in_c, weight, out_c,
                                       ksize, stride, pad, dst, dst_stride);
     if (status) return status;

@@ -10,14 +10,14 @@
 
 int posetok_nv21_to_rgb888(const uint8_t *y, int y_stride, const uint8_t *vu, int vu_stride,
                            uint8_t *rgb, int rgb_stride, int width, int height, int range) {
-    return POSETOK_IMPL(posetok_nv21_to_rgb888)(y, y_stride, vu, vu_stride, rgb, rgb_stride,
-                                                width, height, range);
+    return POSETOK_IMPL(posetok_nv21_to_rgb888)(y, y_stride, vu, vu_stride, rgb, rgb_stride, width,
+                                                height, range);
 }
 
 int posetok_nv12_to_rgb888(const uint8_t *y, int y_stride, const uint8_t *uv, int uv_stride,
                            uint8_t *rgb, int rgb_stride, int width, int height, int range) {
-    return POSETOK_IMPL(posetok_nv12_to_rgb888)(y, y_stride, uv, uv_stride, rgb, rgb_stride,
-                                                width, height, range);
+    return POSETOK_IMPL(posetok_nv12_to_rgb888)(y, y_stride, uv, uv_stride, rgb, rgb_stride, width,
+                                                height, range);
 }
 
 int posetok_downscale_uv2x2_u8(const uint8_t *src, int src_stride, uint8_t *dst, int dst_stride,
@@ -32,9 +32,9 @@ int posetok_gaussian3x3_u8(const uint8_t *src, int src_stride, uint8_t *dst, int
                                                 border, border_value);
 }
 
-int posetok_resize_bilinear_u8(const uint8_t *src, int src_stride, int src_width,
-                               int src_height, uint8_t *dst, int dst_stride, int dst_width,
-                               int dst_height, int channels) {
+int posetok_resize_bilinear_u8(const uint8_t *src, int src_stride, int src_width, int src_height,
+                               uint8_t *dst, int dst_stride, int dst_width, int dst_height,
+                               int channels) {
     return POSETOK_IMPL(posetok_resize_bilinear_u8)(src, src_stride, src_width, src_height, dst,
                                                     dst_stride, dst_width, dst_height, channels);
 }

@@ -4,14 +4,14 @@
  * vrshrn_n_u16(sum, 2) is (sum + 2) >> 2, vst2q_u8 re-interleaves.
  * 16 output pairs per iteration; the leftover is done by overlapping the last
  * 16-pair block (recomputing a few pairs with identical values), and rows
- * narrower than 16 output pairs use the scalar row. */
+ * narrower than 16 output pairs use the C row. The plane loop is the
+ * reference's (posetok_downscale_uv_plane). */
 #include <arm_neon.h>
 
 #include "internal.h"
 
-static inline __attribute__((always_inline)) void block16(const uint8_t *row0,
-                                                          const uint8_t *row1, uint8_t *dst,
-                                                          int x) {
+static inline __attribute__((always_inline)) void block16(const uint8_t *row0, const uint8_t *row1,
+                                                          uint8_t *dst, int x) {
     const uint8x16x2_t a0 = vld2q_u8(row0 + 4 * x), a1 = vld2q_u8(row0 + 4 * x + 32);
     const uint8x16x2_t b0 = vld2q_u8(row1 + 4 * x), b1 = vld2q_u8(row1 + 4 * x + 32);
     uint8x16x2_t out;
@@ -23,22 +23,23 @@ static inline __attribute__((always_inline)) void block16(const uint8_t *row0,
     vst2q_u8(dst + 2 * x, out);
 }
 
+/* The NEON row (posetok_downscale_uv_row_fn). */
+static void downscale_uv_row_neon(const uint8_t *row0, const uint8_t *row1, uint8_t *dst,
+                                  int out_w) {
+    if (out_w < 16) {
+        posetok_downscale_uv_row_ref(row0, row1, dst, out_w);
+        return;
+    }
+    int x = 0;
+    for (; x + 16 <= out_w; x += 16) block16(row0, row1, dst, x);
+    if (x < out_w) block16(row0, row1, dst, out_w - 16);
+}
+
 int posetok_downscale_uv2x2_u8_neon(const uint8_t *src, int src_stride, uint8_t *dst,
                                     int dst_stride, int width, int height) {
     int status = posetok_check_downscale_uv(src, src_stride, dst, dst_stride, width, height);
     if (status) return status;
-    const int out_w = width / 2;
-    for (int y = 0; y < height / 2; ++y) {
-        const uint8_t *row0 = src + (ptrdiff_t)(2 * y) * src_stride;
-        const uint8_t *row1 = row0 + src_stride;
-        uint8_t *out = dst + (ptrdiff_t)y * dst_stride;
-        if (out_w < 16) {
-            posetok_downscale_uv_row_ref(row0, row1, out, 0, out_w);
-            continue;
-        }
-        int x = 0;
-        for (; x + 16 <= out_w; x += 16) block16(row0, row1, out, x);
-        if (x < out_w) block16(row0, row1, out, out_w - 16);
-    }
+    posetok_downscale_uv_plane(downscale_uv_row_neon, src, src_stride, dst, dst_stride, width,
+                               height);
     return POSETOK_OK;
 }

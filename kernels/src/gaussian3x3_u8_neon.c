@@ -13,7 +13,8 @@
  * previous / next block's sums carried in registers.
  * Borders live in registers: constant rows are vdupq_n_u8, the columns left of
  * 0 and right of width-1 are lanes set with vdupq_n_u16; the image is never
- * copied. Widths that are not a multiple of 16 finish with the scalar row. */
+ * copied. Widths that are not a multiple of 16 finish with the C row; the plane
+ * loop (and so the vertical border) is the reference's, posetok_gaussian_plane. */
 #include <arm_neon.h>
 
 #include "internal.h"
@@ -40,8 +41,7 @@ static inline __attribute__((always_inline)) vsums
 vertical16(const uint8_t *top, const uint8_t *mid, const uint8_t *bottom, int x,
            uint16x8_t constant_row, multipliers k, int top_const, int bottom_const) {
     const uint16x8_t t = top_const ? constant_row : vreinterpretq_u16_u8(vld1q_u8(top + x));
-    const uint16x8_t b =
-        bottom_const ? constant_row : vreinterpretq_u16_u8(vld1q_u8(bottom + x));
+    const uint16x8_t b = bottom_const ? constant_row : vreinterpretq_u16_u8(vld1q_u8(bottom + x));
     const uint16x8_t m = vreinterpretq_u16_u8(vld1q_u8(mid + x));
     vsums v;
     v.odd = vmlaq_u16(vsraq_n_u16(vshrq_n_u16(t, 8), b, 8), vshrq_n_u16(m, 8), k.two);
@@ -54,7 +54,7 @@ vertical16(const uint8_t *top, const uint8_t *mid, const uint8_t *bottom, int x,
  * 7 = column x-1) and the next block's even sums (lane 0 = column x+16). */
 static inline __attribute__((always_inline)) void
 horizontal16(vsums v, uint16x8_t prev_odd, uint16x8_t next_even, multipliers k, uint8_t *dst) {
-    const uint16x8_t left_odd = vextq_u16(prev_odd, v.odd, 7);    /* V[2i-1] */
+    const uint16x8_t left_odd = vextq_u16(prev_odd, v.odd, 7);     /* V[2i-1] */
     const uint16x8_t right_even = vextq_u16(v.even, next_even, 1); /* V[2i+2] */
     const uint16x8_t out_even = vmlaq_u16(vaddq_u16(left_odd, v.odd), v.even, k.two);
     const uint16x8_t out_odd = vmlaq_u16(vaddq_u16(v.even, right_even), v.odd, k.two);
@@ -63,8 +63,8 @@ horizontal16(vsums v, uint16x8_t prev_odd, uint16x8_t next_even, multipliers k, 
 }
 
 static inline __attribute__((always_inline)) void
-gaussian_row_neon(const uint8_t *top, const uint8_t *mid, const uint8_t *bottom, uint8_t *dst,
-                  int width, int border, int border_value, int top_const, int bottom_const) {
+gaussian_blocks(const uint8_t *top, const uint8_t *mid, const uint8_t *bottom, uint8_t *dst,
+                int width, int border, int border_value, int top_const, int bottom_const) {
     const uint16x8_t constant_row = vreinterpretq_u16_u8(vdupq_n_u8((uint8_t)border_value));
     const unsigned outside = 4u * (unsigned)border_value;
     const multipliers k = make_multipliers();
@@ -78,18 +78,18 @@ gaussian_row_neon(const uint8_t *top, const uint8_t *mid, const uint8_t *bottom,
 
     int x = 0;
     for (; x + 48 <= width; x += 32) {
-        const vsums n1 = vertical16(top, mid, bottom, x + 16, constant_row, k, top_const,
-                                    bottom_const);
+        const vsums n1 =
+            vertical16(top, mid, bottom, x + 16, constant_row, k, top_const, bottom_const);
         horizontal16(v, prev_odd, n1.even, k, dst + x);
-        const vsums n2 = vertical16(top, mid, bottom, x + 32, constant_row, k, top_const,
-                                    bottom_const);
+        const vsums n2 =
+            vertical16(top, mid, bottom, x + 32, constant_row, k, top_const, bottom_const);
         horizontal16(n1, v.odd, n2.even, k, dst + x + 16);
         prev_odd = n1.odd;
         v = n2;
     }
     for (; x + 32 <= width; x += 16) {
-        const vsums n = vertical16(top, mid, bottom, x + 16, constant_row, k, top_const,
-                                   bottom_const);
+        const vsums n =
+            vertical16(top, mid, bottom, x + 16, constant_row, k, top_const, bottom_const);
         horizontal16(v, prev_odd, n.even, k, dst + x);
         prev_odd = v.odd;
         v = n;
@@ -101,37 +101,36 @@ gaussian_row_neon(const uint8_t *top, const uint8_t *mid, const uint8_t *bottom,
                 : border == POSETOK_BORDER_REPLICATE ? vgetq_lane_u16(v.odd, 7)  /* x+15 */
                                                      : outside;
     else
-        right = posetok_gaussian_column(top_const ? NULL : top, mid,
-                                        bottom_const ? NULL : bottom, x + 16, border_value);
+        right = posetok_gaussian_column(top_const ? NULL : top, mid, bottom_const ? NULL : bottom,
+                                        x + 16, border_value);
     horizontal16(v, prev_odd, vdupq_n_u16((uint16_t)right), k, dst + x);
     if (x + 16 < width)
-        posetok_gaussian_row_ref(top_const ? NULL : top, mid, bottom_const ? NULL : bottom, dst,
-                                 width, x + 16, width, border, border_value);
+        posetok_gaussian_span_ref(top_const ? NULL : top, mid, bottom_const ? NULL : bottom, dst,
+                                  width, x + 16, width, border, border_value);
 }
 
-int posetok_gaussian3x3_u8_neon(const uint8_t *src, int src_stride, uint8_t *dst,
-                                int dst_stride, int width, int height, int border,
-                                int border_value) {
+/* The NEON row (posetok_gaussian_row_fn): specialised per constant top /
+ * bottom row; rows narrower than 16 pixels use the C row. */
+static void gaussian_row_neon(const uint8_t *top, const uint8_t *mid, const uint8_t *bottom,
+                              uint8_t *dst, int width, int border, int border_value) {
+    if (width < 16)
+        posetok_gaussian_row_ref(top, mid, bottom, dst, width, border, border_value);
+    else if (top && bottom)
+        gaussian_blocks(top, mid, bottom, dst, width, border, border_value, 0, 0);
+    else if (bottom)
+        gaussian_blocks(top, mid, bottom, dst, width, border, border_value, 1, 0);
+    else if (top)
+        gaussian_blocks(top, mid, bottom, dst, width, border, border_value, 0, 1);
+    else
+        gaussian_blocks(top, mid, bottom, dst, width, border, border_value, 1, 1);
+}
+
+int posetok_gaussian3x3_u8_neon(const uint8_t *src, int src_stride, uint8_t *dst, int dst_stride,
+                                int width, int height, int border, int border_value) {
     int status = posetok_check_gaussian(src, src_stride, dst, dst_stride, width, height, border,
                                         border_value);
     if (status) return status;
-    for (int y = 0; y < height; ++y) {
-        const uint8_t *top, *bottom;
-        const uint8_t *mid = src + (ptrdiff_t)y * src_stride;
-        uint8_t *out = dst + (ptrdiff_t)y * dst_stride;
-        posetok_gaussian_rows(src, src_stride, height, y, border, &top, &bottom);
-        if (width < 16) {
-            posetok_gaussian_row_ref(top, mid, bottom, out, width, 0, width, border,
-                                     border_value);
-        } else if (top && bottom) {
-            gaussian_row_neon(top, mid, bottom, out, width, border, border_value, 0, 0);
-        } else if (bottom) {
-            gaussian_row_neon(top, mid, bottom, out, width, border, border_value, 1, 0);
-        } else if (top) {
-            gaussian_row_neon(top, mid, bottom, out, width, border, border_value, 0, 1);
-        } else {
-            gaussian_row_neon(top, mid, bottom, out, width, border, border_value, 1, 1);
-        }
-    }
+    posetok_gaussian_plane(gaussian_row_neon, src, src_stride, dst, dst_stride, width, height,
+                           border, border_value);
     return POSETOK_OK;
 }

@@ -5,7 +5,7 @@
  *  1. vertical: the two source rows are blended over the full source row into
  *     a scratch row, 32 bytes a turn (see vertical_lanes); a row with zero
  *     vertical weight is used in place.
- *  2. horizontal: a plan built once per call cuts the destination row into
+ *  2. horizontal: a column plan built once per call cuts the destination row into
  *     groups of 16 output bytes. When the taps of a group fit one 64-byte
  *     source window, two vqtbl4q_u8 gather the (left, right) pairs of its even
  *     and odd outputs into u16 lanes and the lerp is done in those lanes (see
@@ -16,9 +16,9 @@
  *     past the row. Blocks whose taps span more than 64 bytes (downscale by
  *     more than ~7x) or rows shorter than 64 bytes fall back to scalar lerps.
  * The last group or block overlaps the previous one when the row is not a
- * multiple of its size. */
+ * multiple of its size. The plane loop, its one allocation (taps, column plan,
+ * scratch row) and the tap tables are the reference's (posetok_resize_plane). */
 #include <arm_neon.h>
-#include <stdlib.h>
 
 #include "internal.h"
 
@@ -59,10 +59,10 @@ static int pair_blocks(gather_block *blocks, int nvec, gather_pair *pairs, int *
  * left * (128 - w) + right * w modulo 2^16 (the sum is at most 255 * 128);
  * vrshrq_n_u16(., 7) rounds and vsliq_n_u16 interleaves odd and even bytes. */
 typedef struct {
-    int32_t base;     /* window start in the row */
-    int32_t k0;       /* first output byte */
-    uint8_t idx[32];  /* (left, right) index pairs: 8 even outputs, then 8 odd */
-    uint16_t w[32];   /* even: 8 x W0, 8 x K; odd: 8 x W0, 8 x K */
+    int32_t base;    /* window start in the row */
+    int32_t k0;      /* first output byte */
+    uint8_t idx[32]; /* (left, right) index pairs: 8 even outputs, then 8 odd */
+    uint16_t w[32];  /* even: 8 x W0, 8 x K; odd: 8 x W0, 8 x K */
 } lane_pair;
 
 /* Fills lp for outputs k0..k0+15; 0 when their taps span 64 bytes or more.
@@ -152,8 +152,10 @@ static void plan_row(const posetok_lerp_tap *xt, int channels, int row_len, int 
     if (out_len < 16) {
         k0s[0] = 0, k0s[1] = out_len - 8, nk = out_len > 8 ? 2 : 1; /* overlapping */
         for (int i = 0; i < nk; ++i) {
-            if (plan_block(xt, channels, row_len, k0s[i], &blocks[*nvec])) ++*nvec;
-            else scalar_k0[(*nscalar)++] = k0s[i];
+            if (plan_block(xt, channels, row_len, k0s[i], &blocks[*nvec]))
+                ++*nvec;
+            else
+                scalar_k0[(*nscalar)++] = k0s[i];
         }
         return;
     }
@@ -165,8 +167,10 @@ static void plan_row(const posetok_lerp_tap *xt, int channels, int row_len, int 
             continue;
         }
         for (int h = 0; h < 2; ++h) {
-            if (plan_block(xt, channels, row_len, k0 + 8 * h, &blocks[*nvec])) ++*nvec;
-            else scalar_k0[(*nscalar)++] = k0 + 8 * h;
+            if (plan_block(xt, channels, row_len, k0 + 8 * h, &blocks[*nvec]))
+                ++*nvec;
+            else
+                scalar_k0[(*nscalar)++] = k0 + 8 * h;
         }
     }
 }
@@ -184,9 +188,9 @@ vertical_lanes(uint8x16_t ra, uint8x16_t rb, uint16x8_t w0, uint16x8_t w1, uint1
     return vreinterpretq_u8_u16(vsliq_n_u16(vrshrq_n_u16(even, 7), vrshrq_n_u16(odd, 7), 8));
 }
 
-static inline __attribute__((always_inline)) void
-vertical16(const uint8_t *r0, const uint8_t *r1, uint8_t *out, int i, uint16x8_t w0,
-           uint16x8_t w1, uint16x8_t c256) {
+static inline __attribute__((always_inline)) void vertical16(const uint8_t *r0, const uint8_t *r1,
+                                                             uint8_t *out, int i, uint16x8_t w0,
+                                                             uint16x8_t w1, uint16x8_t c256) {
     vst1q_u8(out + i, vertical_lanes(vld1q_u8(r0 + i), vld1q_u8(r1 + i), w0, w1, c256));
 }
 
@@ -194,7 +198,7 @@ static void vertical_row(const uint8_t *r0, const uint8_t *r1, uint8_t *out, int
     const uint16x8_t w1 = vdupq_n_u16((uint16_t)wy), w0 = vdupq_n_u16((uint16_t)(128 - wy));
     const uint16x8_t c256 = vdupq_n_u16(256);
     if (len < 16) {
-        for (int i = 0; i < len; ++i) out[i] = posetok_lerp_q7(r0[i], r1[i], (unsigned)wy);
+        posetok_resize_vertical_ref(r0, r1, out, len, wy);
         return;
     }
     /* 32 bytes a turn: two-register loads, a store pair, walking pointers */
@@ -212,13 +216,62 @@ static void vertical_row(const uint8_t *r0, const uint8_t *r1, uint8_t *out, int
     if (i < len) vertical16(r0, r1, out, len - 16, w0, w1, c256); /* overlap the last block */
 }
 
-static void scalar_values(const uint8_t *v, const posetok_lerp_tap *xt, int channels,
-                          uint8_t *out, int k_begin, int k_end) {
-    for (int k = k_begin; k < k_end; ++k) {
-        const int p = k / channels, c = k % channels;
-        out[k] = posetok_lerp_q7(v[xt[p].i0 * channels + c], v[xt[p].i1 * channels + c],
-                                 (unsigned)xt[p].w);
+/* The column plan: the groups and blocks of plan_row, paired, in one block of
+ * memory (sized by cols_bytes, filled by cols_plan). */
+typedef struct {
+    int nlpairs, npairs, nsingle, nscalar;
+    int vector; /* 0: the row is shorter than 8 bytes, all scalar */
+    const lane_pair *lpairs;
+    const gather_pair *pairs;
+    const gather_block *singles;
+    const int32_t *scalar_k0;
+} cols_plan;
+
+/* plan_row's worst case: one lane pair or two blocks of 8 per group of 16
+ * output bytes; pair_blocks makes at most one pair per two blocks */
+static int max_blocks(int out_len) { return out_len >= 8 ? 2 * ((out_len + 15) / 16) : 0; }
+
+static size_t cols_bytes(int row_len, int out_len) {
+    (void)row_len;
+    const size_t nblocks = (size_t)max_blocks(out_len), ngroups = nblocks / 2;
+    return sizeof(cols_plan) + ngroups * (sizeof(lane_pair) + sizeof(gather_pair)) +
+           nblocks * (sizeof(gather_block) + sizeof(int32_t));
+}
+
+static void cols_plan_build(const posetok_lerp_tap *xt, int channels, int row_len, int out_len,
+                            void *mem) {
+    const int nblocks = max_blocks(out_len), ngroups = nblocks / 2;
+    cols_plan *cp = mem;
+    lane_pair *lpairs = (lane_pair *)(cp + 1);
+    gather_pair *pairs = (gather_pair *)(lpairs + ngroups);
+    gather_block *blocks = (gather_block *)(pairs + ngroups);
+    int32_t *scalar_k0 = (int32_t *)(blocks + nblocks);
+    int nvec = 0;
+    *cp = (cols_plan){0, 0, 0, 0, nblocks > 0, lpairs, pairs, blocks, scalar_k0};
+    if (!nblocks) return;
+    plan_row(xt, channels, row_len, out_len, lpairs, &cp->nlpairs, blocks, &nvec, scalar_k0,
+             &cp->nscalar);
+    cp->npairs = pair_blocks(blocks, nvec, pairs, &cp->nsingle);
+}
+
+/* The NEON horizontal row: lane pairs, gather pairs, single gather blocks,
+ * then the scalar blocks. */
+static void horizontal_neon(const uint8_t *v, uint8_t *out, const posetok_resize_plan *plan) {
+    const cols_plan *cp = plan->cols;
+    const posetok_lerp_tap *xt = plan->xt;
+    const int channels = plan->channels;
+    if (!cp->vector) {
+        posetok_resize_span_ref(v, xt, channels, out, 0, plan->out_len);
+        return;
     }
+    for (const lane_pair *g = cp->lpairs, *end = g + cp->nlpairs; g < end; ++g)
+        vst1q_u8(out + g->k0, lane_pair16(v, g));
+    for (const gather_pair *p = cp->pairs, *end = p + cp->npairs; p < end; ++p)
+        vst1q_u8(out + p->a.k0, vcombine_u8(gather8(v, &p->a), gather8(v, &p->b)));
+    for (int i = 0; i < cp->nsingle; ++i)
+        vst1_u8(out + cp->singles[i].k0, gather8(v, &cp->singles[i]));
+    for (int i = 0; i < cp->nscalar; ++i)
+        posetok_resize_span_ref(v, xt, channels, out, cp->scalar_k0[i], cp->scalar_k0[i] + 8);
 }
 
 int posetok_resize_bilinear_u8_neon(const uint8_t *src, int src_stride, int src_width,
@@ -227,50 +280,8 @@ int posetok_resize_bilinear_u8_neon(const uint8_t *src, int src_stride, int src_
     int status = posetok_check_resize(src, src_stride, src_width, src_height, dst, dst_stride,
                                       dst_width, dst_height, channels);
     if (status) return status;
-    const int row_len = src_width * channels, out_len = dst_width * channels;
-    /* plan_row's worst case: two blocks of 8 for each group of 16 output bytes */
-    const int nblocks = out_len >= 8 ? 2 * ((out_len + 15) / 16) : 0;
-    int nvec = 0, nscalar = 0, npairs = 0, nsingle = 0;
-    posetok_lerp_tap *xt = malloc(sizeof *xt * (size_t)dst_width);
-    posetok_lerp_tap *yt = malloc(sizeof *yt * (size_t)dst_height);
-    gather_block *blocks = malloc(sizeof *blocks * (size_t)(nblocks ? nblocks : 1));
-    int32_t *scalar_k0 = malloc(sizeof *scalar_k0 * (size_t)(nblocks ? nblocks : 1));
-    gather_pair *pairs = malloc(sizeof *pairs * (size_t)(nblocks ? nblocks : 1));
-    lane_pair *lpairs = malloc(sizeof *lpairs * (size_t)(nblocks ? nblocks : 1));
-    int nlpairs = 0;
-    uint8_t *vrow = malloc((size_t)row_len);
-    if (!xt || !yt || !blocks || !scalar_k0 || !pairs || !lpairs || !vrow) {
-        free(xt), free(yt), free(blocks), free(scalar_k0), free(pairs), free(lpairs), free(vrow);
-        return POSETOK_ERR_NO_MEMORY;
-    }
-    posetok_resize_taps(src_width, dst_width, xt);
-    posetok_resize_taps(src_height, dst_height, yt);
-    if (nblocks) {
-        plan_row(xt, channels, row_len, out_len, lpairs, &nlpairs, blocks, &nvec, scalar_k0,
-                 &nscalar);
-        npairs = pair_blocks(blocks, nvec, pairs, &nsingle);
-    }
-
-    for (int y = 0; y < dst_height; ++y) {
-        const uint8_t *r0 = src + (ptrdiff_t)yt[y].i0 * src_stride;
-        const uint8_t *v = r0;
-        if (yt[y].w) {
-            vertical_row(r0, src + (ptrdiff_t)yt[y].i1 * src_stride, vrow, row_len, yt[y].w);
-            v = vrow;
-        }
-        uint8_t *out = dst + (ptrdiff_t)y * dst_stride;
-        if (!nblocks) {
-            scalar_values(v, xt, channels, out, 0, out_len);
-            continue;
-        }
-        for (const lane_pair *g = lpairs, *end = lpairs + nlpairs; g < end; ++g)
-            vst1q_u8(out + g->k0, lane_pair16(v, g));
-        for (const gather_pair *p = pairs, *end = pairs + npairs; p < end; ++p)
-            vst1q_u8(out + p->a.k0, vcombine_u8(gather8(v, &p->a), gather8(v, &p->b)));
-        for (int i = 0; i < nsingle; ++i) vst1_u8(out + blocks[i].k0, gather8(v, &blocks[i]));
-        for (int i = 0; i < nscalar; ++i)
-            scalar_values(v, xt, channels, out, scalar_k0[i], scalar_k0[i] + 8);
-    }
-    free(xt), free(yt), free(blocks), free(scalar_k0), free(pairs), free(lpairs), free(vrow);
-    return POSETOK_OK;
+    static const posetok_resize_rows rows = {vertical_row, horizontal_neon, cols_bytes,
+                                             cols_plan_build};
+    return posetok_resize_plane(&rows, src, src_stride, src_width, src_height, dst, dst_stride,
+                                dst_width, dst_height, channels);
 }

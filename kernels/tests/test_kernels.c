@@ -22,16 +22,16 @@
 
 static int failures;
 static long checks;
-#define CHECK(cond, ...)                                    \
-    do {                                                    \
-        ++checks;                                           \
-        if (!(cond)) {                                      \
-            if (failures++ < 30) {                          \
+#define CHECK(cond, ...)                                        \
+    do {                                                        \
+        ++checks;                                               \
+        if (!(cond)) {                                          \
+            if (failures++ < 30) {                              \
                 fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); \
-                fprintf(stderr, __VA_ARGS__);               \
-                fputc('\n', stderr);                        \
-            }                                               \
-        }                                                   \
+                fprintf(stderr, __VA_ARGS__);                   \
+                fputc('\n', stderr);                            \
+            }                                                   \
+        }                                                       \
     } while (0)
 
 /* ---- guarded buffers ---------------------------------------------------- */
@@ -86,8 +86,8 @@ static size_t image_bytes(int rows, int row_bytes, int stride) {
 #define SENTINEL 0xA5
 /* Fills stride padding with SENTINEL. */
 static void fill_padding(uint8_t *p, int rows, int row_bytes, int stride) {
-    for (int r = 0; r + 1 < rows; ++r) memset(p + (size_t)r * stride + row_bytes, SENTINEL,
-                                              (size_t)(stride - row_bytes));
+    for (int r = 0; r + 1 < rows; ++r)
+        memset(p + (size_t)r * stride + row_bytes, SENTINEL, (size_t)(stride - row_bytes));
 }
 static int padding_intact(const uint8_t *p, int rows, int row_bytes, int stride) {
     for (int r = 0; r + 1 < rows; ++r)
@@ -115,15 +115,13 @@ typedef int (*u8_runner)(int impl, const uint8_t *s, const uint8_t *s2, uint8_t 
 
 /* Runs ref (and NEON where available) on guarded buffers at both placements;
  * checks statuses, padding and byte equality. */
-static void check_u8_case(const char *name, u8_runner run, const u8_shape *sh,
-                          const int *params) {
+static void check_u8_case(const char *name, u8_runner run, const u8_shape *sh, const int *params) {
     for (int at_end = 0; at_end < 2; ++at_end) {
-        guarded s = guarded_alloc(image_bytes(sh->src_rows, sh->src_row_bytes, sh->src_stride),
-                                  at_end);
-        guarded s2 = guarded_alloc(sh->src2_rows ? image_bytes(sh->src2_rows, sh->src2_row_bytes,
-                                                               sh->src2_stride)
-                                                 : 1,
-                                   at_end);
+        guarded s =
+            guarded_alloc(image_bytes(sh->src_rows, sh->src_row_bytes, sh->src_stride), at_end);
+        guarded s2 = guarded_alloc(
+            sh->src2_rows ? image_bytes(sh->src2_rows, sh->src2_row_bytes, sh->src2_stride) : 1,
+            at_end);
         const size_t dlen = image_bytes(sh->dst_rows, sh->dst_row_bytes, sh->dst_stride);
         guarded d_ref = guarded_alloc(dlen, at_end), d_neon = guarded_alloc(dlen, at_end);
         fill_random(s.p, s.len);
@@ -141,8 +139,8 @@ static void check_u8_case(const char *name, u8_runner run, const u8_shape *sh,
             CHECK(st == 0, "%s neon: status %d", name, st);
             CHECK(padding_intact(d_neon.p, sh->dst_rows, sh->dst_row_bytes, sh->dst_stride),
                   "%s neon wrote into stride padding", name);
-            long diff = first_diff(d_ref.p, d_neon.p, sh->dst_rows, sh->dst_row_bytes,
-                                   sh->dst_stride);
+            long diff =
+                first_diff(d_ref.p, d_neon.p, sh->dst_rows, sh->dst_row_bytes, sh->dst_stride);
             CHECK(diff < 0, "%s: neon != ref at row %ld byte %ld (dst %d rows x %d bytes)", name,
                   diff / 100000, diff % 100000, sh->dst_rows, sh->dst_row_bytes);
         }
@@ -165,14 +163,14 @@ static int run_uv(int impl, const uint8_t *s, const uint8_t *s2, uint8_t *d, con
     return (impl ? posetok_downscale_uv2x2_u8_neon : posetok_downscale_uv2x2_u8_ref)(
         s, sh->src_stride, d, sh->dst_stride, p[0], p[1]);
 }
-static int run_gauss(int impl, const uint8_t *s, const uint8_t *s2, uint8_t *d,
-                     const u8_shape *sh, const int *p) { /* p: width, height, border, value */
+static int run_gauss(int impl, const uint8_t *s, const uint8_t *s2, uint8_t *d, const u8_shape *sh,
+                     const int *p) { /* p: width, height, border, value */
     (void)s2;
     return (impl ? posetok_gaussian3x3_u8_neon : posetok_gaussian3x3_u8_ref)(
         s, sh->src_stride, d, sh->dst_stride, p[0], p[1], p[2], p[3]);
 }
-static int run_resize(int impl, const uint8_t *s, const uint8_t *s2, uint8_t *d,
-                      const u8_shape *sh, const int *p) { /* p: sw, sh, dw, dh, channels */
+static int run_resize(int impl, const uint8_t *s, const uint8_t *s2, uint8_t *d, const u8_shape *sh,
+                      const int *p) { /* p: sw, sh, dw, dh, channels */
     (void)s2;
     return (impl ? posetok_resize_bilinear_u8_neon : posetok_resize_bilinear_u8_ref)(
         s, sh->src_stride, p[0], p[1], d, sh->dst_stride, p[2], p[3], p[4]);
@@ -233,11 +231,10 @@ static void conv_case(int w, int h, int in_c, int out_c, int k, int stride, int 
                 maxerr = fmaxf(maxerr, fabsf(r[i] - n[i]));
             }
             CHECK(maxerr <= 1e-5f * fmaxf(maxabs, 1e-30f),
-                  "conv2d %dx%d c%d->%d k%d s%d p%d: max err %g vs max|ref| %g", w, h, in_c,
-                  out_c, k, stride, pad, maxerr, maxabs);
+                  "conv2d %dx%d c%d->%d k%d s%d p%d: max err %g vs max|ref| %g", w, h, in_c, out_c,
+                  k, stride, pad, maxerr, maxabs);
         }
-        guarded_free(&s), guarded_free(&wt), guarded_free(&b), guarded_free(&d0),
-            guarded_free(&d1);
+        guarded_free(&s), guarded_free(&wt), guarded_free(&b), guarded_free(&d0), guarded_free(&d1);
     }
 }
 
@@ -271,12 +268,11 @@ static void normalize_case(int w, int h, int c, int spad, int dpad, int set) {
         fill_random(s.p, s.len);
         memset(d0.p, 0, d0.len);
         memset(d1.p, 0, d1.len);
-        int st = posetok_normalize_u8_f32_chw_ref(s.p, ss, w, h, c, mean, scale, (float *)d0.p,
-                                                  ds);
+        int st = posetok_normalize_u8_f32_chw_ref(s.p, ss, w, h, c, mean, scale, (float *)d0.p, ds);
         CHECK(st == 0, "normalize ref status %d", st);
         if (posetok_kernels_have_neon()) {
-            st = posetok_normalize_u8_f32_chw_neon(s.p, ss, w, h, c, mean, scale,
-                                                   (float *)d1.p, ds);
+            st =
+                posetok_normalize_u8_f32_chw_neon(s.p, ss, w, h, c, mean, scale, (float *)d1.p, ds);
             CHECK(st == 0, "normalize neon status %d", st);
             CHECK(memcmp(d0.p, d1.p, d0.len) == 0, "normalize %dx%d c%d set %d: neon != ref bits",
                   w, h, c, set);
@@ -340,12 +336,28 @@ static void bad_arguments(void) {
                   "neon stub must report NO_NEON");
             continue;
         }
-#define G (impl == 0 ? posetok_gaussian3x3_u8 : impl == 1 ? posetok_gaussian3x3_u8_ref : posetok_gaussian3x3_u8_neon)
-#define UV (impl == 0 ? posetok_downscale_uv2x2_u8 : impl == 1 ? posetok_downscale_uv2x2_u8_ref : posetok_downscale_uv2x2_u8_neon)
-#define NV (impl == 0 ? posetok_nv21_to_rgb888 : impl == 1 ? posetok_nv21_to_rgb888_ref : posetok_nv21_to_rgb888_neon)
-#define RS (impl == 0 ? posetok_resize_bilinear_u8 : impl == 1 ? posetok_resize_bilinear_u8_ref : posetok_resize_bilinear_u8_neon)
-#define CV (impl == 0 ? posetok_conv2d_f32 : impl == 1 ? posetok_conv2d_f32_ref : posetok_conv2d_f32_neon)
-#define NZ (impl == 0 ? posetok_normalize_u8_f32_chw : impl == 1 ? posetok_normalize_u8_f32_chw_ref : posetok_normalize_u8_f32_chw_neon)
+#define G                                     \
+    (impl == 0   ? posetok_gaussian3x3_u8     \
+     : impl == 1 ? posetok_gaussian3x3_u8_ref \
+                 : posetok_gaussian3x3_u8_neon)
+#define UV                                        \
+    (impl == 0   ? posetok_downscale_uv2x2_u8     \
+     : impl == 1 ? posetok_downscale_uv2x2_u8_ref \
+                 : posetok_downscale_uv2x2_u8_neon)
+#define NV                                    \
+    (impl == 0   ? posetok_nv21_to_rgb888     \
+     : impl == 1 ? posetok_nv21_to_rgb888_ref \
+                 : posetok_nv21_to_rgb888_neon)
+#define RS                                        \
+    (impl == 0   ? posetok_resize_bilinear_u8     \
+     : impl == 1 ? posetok_resize_bilinear_u8_ref \
+                 : posetok_resize_bilinear_u8_neon)
+#define CV \
+    (impl == 0 ? posetok_conv2d_f32 : impl == 1 ? posetok_conv2d_f32_ref : posetok_conv2d_f32_neon)
+#define NZ                                          \
+    (impl == 0   ? posetok_normalize_u8_f32_chw     \
+     : impl == 1 ? posetok_normalize_u8_f32_chw_ref \
+                 : posetok_normalize_u8_f32_chw_neon)
         CHECK(G(NULL, 8, dst, 8, 8, 8, 0, 0) == POSETOK_ERR_NULL_POINTER, "gauss null src");
         CHECK(G(src, 8, NULL, 8, 8, 8, 0, 0) == POSETOK_ERR_NULL_POINTER, "gauss null dst");
         CHECK(G(src, 8, dst, 8, 0, 8, 0, 0) == POSETOK_ERR_BAD_SIZE, "gauss zero width");
@@ -424,7 +436,6 @@ int main(int argc, char **argv) {
         }
         conv_case(160, 120, 3, 8, 3, 1, 1, 0, 1);
     }
-    printf("test_kernels (%s): %ld checks, %d failures\n", posetok_kernels_isa(), checks,
-           failures);
+    printf("test_kernels (%s): %ld checks, %d failures\n", posetok_kernels_isa(), checks, failures);
     return failures ? 1 : 0;
 }

@@ -19,7 +19,19 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
 
     The temporary name keeps ``path``'s extension, for writers that pick the
-    format from it (matplotlib's savefig, numpy's savez).
+    format from it (matplotlib's savefig, numpy's savez). Missing parent
+    folders are created; the file ends up with mode 0644.
+
+    Args:
+        path: the file to write.
+
+    Returns:
+        A context manager whose value is the temporary ``Path`` to write to.
+
+    Raises:
+        OSError: the folder cannot be created or the rename fails; any
+            exception raised inside the ``with`` block propagates after the
+            temporary file is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,14 +48,42 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
 
 
 def write_bytes_atomic(path: os.PathLike | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see ``atomic_output``).
+
+    Args:
+        path: the file to write; parent folders are created.
+        data: the file's whole content.
+
+    Raises:
+        OSError: the file cannot be written.
+    """
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
 
 
 def write_text_atomic(path: os.PathLike | str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, in the locale's encoding.
+
+    Args:
+        path: the file to write; parent folders are created.
+        text: the file's whole content.
+
+    Raises:
+        OSError: the file cannot be written.
+    """
     with atomic_output(path) as tmp:
         tmp.write_text(text)
 
 
 def write_json_atomic(path: os.PathLike | str, obj: Any) -> None:
+    """Write ``obj`` as indented JSON plus a final newline, atomically.
+
+    Args:
+        path: the file to write; parent folders are created.
+        obj: anything ``json.dumps`` accepts.
+
+    Raises:
+        TypeError: ``obj`` is not JSON serializable (nothing is written).
+        OSError: the file cannot be written.
+    """
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")

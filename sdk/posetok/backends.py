@@ -12,16 +12,32 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .errors import PosetokError
+
 BACKENDS = ("onnxruntime", "litert")
 FORMAT_OF_BACKEND = {"onnxruntime": "onnx", "litert": "tflite"}
 
 
-class BackendUnavailable(ImportError):
-    pass
+class BackendUnavailable(PosetokError, ImportError):
+    """The inference runtime a backend needs is not installed.
+
+    Also an ``ImportError``, so ``except ImportError`` still catches it. The
+    message names the pip package (extra) that provides the runtime.
+    """
 
 
-def litert_interpreter_class():
-    """The LiteRT Interpreter class and the distribution it came from."""
+def litert_interpreter_class() -> tuple[type, str]:
+    """The LiteRT Interpreter class and the distribution it came from.
+
+    Tries ``ai_edge_litert`` first, then ``tflite_runtime``.
+
+    Returns:
+        ``(Interpreter, distribution)``, distribution being
+        ``"ai-edge-litert"`` or ``"tflite-runtime"``.
+
+    Raises:
+        BackendUnavailable: neither package is installed.
+    """
     try:
         from ai_edge_litert.interpreter import Interpreter
         return Interpreter, "ai-edge-litert"
@@ -36,6 +52,13 @@ def litert_interpreter_class():
 
 
 def installed_backends() -> list[str]:
+    """The backends whose runtime is installed, without importing any runtime.
+
+    Returns:
+        A sub-list of ``BACKENDS`` in its order: ``"onnxruntime"`` if
+        ``onnxruntime`` is importable, ``"litert"`` if ``ai_edge_litert`` or
+        ``tflite_runtime`` is.
+    """
     found = []
     if importlib.util.find_spec("onnxruntime") is not None:
         found.append("onnxruntime")
@@ -45,6 +68,18 @@ def installed_backends() -> list[str]:
 
 
 def runtime_version(backend: str) -> str:
+    """The name and version of the runtime behind a backend (imports it).
+
+    Args:
+        backend: ``"onnxruntime"`` or ``"litert"``.
+
+    Returns:
+        For example ``"onnxruntime 1.20.1"`` or ``"ai-edge-litert 1.4.0"``
+        (``"?"`` for a version the package does not report).
+
+    Raises:
+        BackendUnavailable: the backend's runtime is not installed.
+    """
     if backend == "onnxruntime":
         import onnxruntime
         return f"onnxruntime {onnxruntime.__version__}"
@@ -54,7 +89,20 @@ def runtime_version(backend: str) -> str:
 
 
 class OnnxSession:
-    """onnxruntime InferenceSession on the CPU provider; any batch size."""
+    """onnxruntime InferenceSession on the CPU provider; any batch size.
+
+    Args:
+        path: the ``.onnx`` file; its first input and first output are used.
+        num_threads: intra-op threads; None keeps onnxruntime's default.
+
+    Attributes:
+        batch: None: the graph takes any batch size.
+        input_dtype: numpy dtype the graph's input expects (inputs are cast
+            to it).
+
+    Raises:
+        BackendUnavailable: onnxruntime is not installed.
+    """
 
     def __init__(self, path: Path, num_threads: Optional[int] = None):
         try:
@@ -76,11 +124,32 @@ class OnnxSession:
                                      "tensor(int64)": np.int64}.get(self._input.type, np.float32))
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Run the graph once.
+
+        Args:
+            x: the input batch; cast to ``input_dtype`` if needed.
+
+        Returns:
+            The graph's first output.
+        """
         return self._session.run([self._output], {self._input.name: x.astype(self.input_dtype, copy=False)})[0]
 
 
 class LiteRTSession:
-    """A LiteRT interpreter for one fixed-batch .tflite graph."""
+    """A LiteRT interpreter for one fixed-batch .tflite graph.
+
+    Args:
+        path: the ``.tflite`` file; its first input and first output are used.
+        num_threads: interpreter threads; None keeps LiteRT's default (1).
+
+    Attributes:
+        batch: the batch size the graph was exported with.
+        input_dtype: numpy dtype the graph's input expects.
+        distribution: ``"ai-edge-litert"`` or ``"tflite-runtime"``.
+
+    Raises:
+        BackendUnavailable: neither LiteRT package is installed.
+    """
 
     def __init__(self, path: Path, num_threads: Optional[int] = None):
         interpreter_class, self.distribution = litert_interpreter_class()
@@ -92,6 +161,14 @@ class LiteRTSession:
         self.input_dtype = np.dtype(self._in["dtype"])
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Run the graph once.
+
+        Args:
+            x: the input batch, exactly ``batch`` rows; cast to ``input_dtype``.
+
+        Returns:
+            A copy of the graph's first output.
+        """
         self._interp.set_tensor(self._in["index"], np.ascontiguousarray(x, dtype=self.input_dtype))
         self._interp.invoke()
         return self._interp.get_tensor(self._out["index"]).copy()
@@ -105,6 +182,14 @@ class BatchRunner:
     remainder goes to whichever fixed batch costs least, padding its last
     call: cost = calls * (batch + CALL_OVERHEAD), the overhead of one invoke
     counted as that many extra rows.
+
+    Args:
+        sessions: ``OnnxSession``/``LiteRTSession`` objects of one graph
+            (anything with ``batch`` and ``run``); a session with ``batch``
+            None takes every batch.
+
+    Raises:
+        ValueError: ``sessions`` is empty.
     """
 
     CALL_OVERHEAD = 8
@@ -117,10 +202,20 @@ class BatchRunner:
         self._by_batch = {s.batch: s for s in sessions if s.batch is not None}
 
     def _remainder_batch(self, rest: int) -> int:
-        cost = lambda b: -(-rest // b) * (b + self.CALL_OVERHEAD)
+        def cost(b: int) -> int:
+            return -(-rest // b) * (b + self.CALL_OVERHEAD)
         return min(sorted(self._by_batch, reverse=True), key=cost)
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """Run a batch of any size through the sessions.
+
+        Args:
+            x: the input batch, batch on axis 0 (at least one row).
+
+        Returns:
+            The outputs for the ``x.shape[0]`` rows, concatenated on axis 0
+            (padding rows removed).
+        """
         if self._dynamic is not None:
             return self._dynamic.run(x)
         n = x.shape[0]
@@ -138,7 +233,21 @@ class BatchRunner:
         return np.concatenate(outputs, axis=0)
 
 
-def open_session(path: Path, format: str, num_threads: Optional[int] = None):
+def open_session(path: Path, format: str, num_threads: Optional[int] = None) -> "OnnxSession | LiteRTSession":
+    """Open one model file with the runtime for its format.
+
+    Args:
+        path: the model file.
+        format: ``"onnx"`` (onnxruntime) or ``"tflite"`` (LiteRT).
+        num_threads: runtime threads; None keeps the runtime's default.
+
+    Returns:
+        An ``OnnxSession`` or a ``LiteRTSession``.
+
+    Raises:
+        ValueError: an unknown format.
+        BackendUnavailable: the format's runtime is not installed.
+    """
     if format == "onnx":
         return OnnxSession(path, num_threads)
     if format == "tflite":

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from . import backends
+from .bundle import PRECISIONS
 from .skeleton import FRAME_SIZE, NUM_KEYPOINTS
 from .tokenizer import PoseTokenizer, TokenizerOptions
 
@@ -76,7 +77,7 @@ def main(argv: list[str], prog: str = "posetok bench") -> int:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("bundle", help="bundle folder made by 'posetok export'")
     ap.add_argument("--backend", default="auto", choices=("auto",) + backends.BACKENDS)
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8w", "int8"))
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ap.add_argument("--batch", type=int, default=1, help="poses per inference (default 1)")
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)

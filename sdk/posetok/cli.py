@@ -8,7 +8,9 @@ import sys
 
 from . import __version__
 
-# name -> (module with a ``main(argv, prog)`` function, one-line help, needs host tooling)
+# name -> (module with a ``main(argv, prog)`` function, one-line help, host-only).
+# Host-only commands live in posetok_converters, which the device wheel leaves
+# out; on a board they print how to get the host tooling instead of a traceback.
 COMMANDS: dict[str, tuple[str, str, bool]] = {
     "train": ("posetok_converters.train_cli", "train a pose tokenizer (VQ-VAE) on synthetic stick figures", True),
     "eval": ("posetok_converters.eval_cli", "evaluate a checkpoint on the fixed evaluation set", True),
@@ -17,15 +19,16 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "parity": ("posetok_converters.parity_cli", "report bundle parity against the torch model", True),
     "info": ("posetok.info_cli", "print a bundle's manifest as a table", False),
     "bench": ("posetok.bench_cli", "benchmark a bundle with onnxruntime or LiteRT", False),
-    "kernels-bench": ("posetok.kernels.bench_cli", "count instructions of the NEON kernels under QEMU", False),
+    "kernels-bench": ("posetok_converters.kernels_bench", "count instructions of the NEON kernels under QEMU", True),
 }
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: posetok [--version] [--help] COMMAND [ARGS...]", "", "commands:"]
-    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_, _) in COMMANDS.items()]
-    lines += ["", "Run 'posetok COMMAND --help' for a command's options."]
+    lines += [f"  {name:<{width}}  {help_}{' [host]' if host else ''}" for name, (_, help_, host) in COMMANDS.items()]
+    lines += ["", "Run 'posetok COMMAND --help' for a command's options. [host]: needs the host tooling",
+              "(posetok_converters), which the device wheel leaves out."]
     return "\n".join(lines)
 
 
@@ -46,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         if host_only and module_name.startswith("posetok_converters"):
-            print(f"posetok {name}: needs the host converters and torch ({exc}); "
-                  "install with: pip install 'posetok[convert]'", file=sys.stderr)
+            print(f"posetok {name}: a host-only command, it needs the host tooling ({exc}); "
+                  "install the host wheel with: pip install 'posetok[convert]'", file=sys.stderr)
             return 2
         raise
     return int(module.main(rest, prog=f"posetok {name}") or 0)

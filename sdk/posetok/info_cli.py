@@ -7,7 +7,9 @@ import sys
 from .bundle import Bundle, BundleError
 
 
-def _table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
+def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
+    """Lines of a plain-text table: a header, a rule, one line per row;
+    columns in ``right`` are right-aligned. Every CLI table is printed by this."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     fmt = lambda cells: "  ".join(c.rjust(w) if i in right else c.ljust(w)
                                    for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
@@ -22,45 +24,43 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _codebooks(tokens: dict) -> str:
-    size = f"{tokens['num_codes']} x {tokens['code_dim']}"
-    if tokens.get("codebooks") == "per_token":
+def _codebooks(tokens) -> str:
+    size = f"{tokens.num_codes} x {tokens.code_dim}"
+    if tokens.codebooks == "per_token":
         return f"one codebook of {size} per token position"
     return f"codebook {size}"
 
 
 def describe(bundle: Bundle, verified: bool) -> str:
-    m = bundle.manifest
-    model, tokens, ref = m["model"], m["tokens"], m.get("reference") or {}
+    m = bundle.spec
+    model, tokens, ref = m.model, m.tokens, m.reference
     lines = [
         f"bundle      {bundle.root}",
-        f"model       {model.get('name')} {model.get('version')}  checkpoint sha256 "
-        f"{str(model.get('checkpoint_sha256'))[:16]}...",
-        f"tokens      {tokens['num_tokens']} per pose, " + _codebooks(tokens),
-        f"keypoints   {len(m['keypoints'])}: {', '.join(m['keypoints'])}",
-        f"coordinates {m['normalization'].get('formula')} (frame {m['normalization'].get('frame_px')} px)",
+        f"model       {model.name} {model.version}  checkpoint sha256 {str(model.checkpoint_sha256)[:16]}...",
+        f"tokens      {tokens.num_tokens} per pose, " + _codebooks(tokens),
+        f"keypoints   {len(m.keypoints)}: {', '.join(m.keypoints)}",
+        f"coordinates {m.normalization.get('formula')} (frame {m.normalization.get('frame_px')} px)",
         f"reference   torch mpjpe {_fmt(ref.get('mpjpe_px'), '.4f')} px on {ref.get('eval_poses', '-')} eval poses",
-        f"lookup      {m.get('float_lookup', '-')}",
-        f"files       {len(bundle.artifacts)}, sha256 " + ("verified" if verified else "NOT verified (--no-verify)"),
+        f"lookup      {m.float_lookup or '-'}",
+        f"files       {len(m.artifacts)}, sha256 " + ("verified" if verified else "NOT verified (--no-verify)"),
         "",
     ]
     rows = [[a.file, a.role, a.format, a.precision, "any" if a.batch is None else str(a.batch),
              f"{a.size_bytes / 1024:.1f}", f"{a.inputs[0].name} {_shape(a.inputs[0])} {a.inputs[0].dtype}",
-             f"{a.outputs[0].name} {_shape(a.outputs[0])} {a.outputs[0].dtype}"] for a in bundle.artifacts]
-    lines += _table(["file", "role", "format", "precision", "batch", "KiB", "input", "output"], rows, right={5})
-    parity = m.get("parity") or []
-    if parity:
+             f"{a.outputs[0].name} {_shape(a.outputs[0])} {a.outputs[0].dtype}"] for a in m.artifacts]
+    lines += table(["file", "role", "format", "precision", "batch", "KiB", "input", "output"], rows, right={5})
+    if m.parity:
         rows = [[r["format"], r["precision"], f"{r['size_bytes'] / 1024:.1f}",
                  _fmt(r.get("size_vs_fp32"), ".1%"), f"{r['token_agreement']:.4f}", f"{r['mpjpe_px']:.4f}",
                  f"{r['decoder_max_abs_err_px']:.2e}",
-                 {True: "met", False: "MISSED"}.get(r.get("meets_targets"), "-")] for r in parity]
+                 {True: "met", False: "MISSED"}.get(r.get("meets_targets"), "-")] for r in m.parity]
         lines += ["", "parity (eval set, vs the torch model)"]
-        lines += _table(["format", "precision", "KiB", "vs fp32", "tokens", "mpjpe px", "dec err px", "targets"],
-                        rows, right={2, 3, 4, 5, 6})
+        lines += table(["format", "precision", "KiB", "vs fp32", "tokens", "mpjpe px", "dec err px", "targets"],
+                       rows, right={2, 3, 4, 5, 6})
     schemes = {}
-    for a in m["artifacts"]:
-        if a.get("quantization"):
-            schemes.setdefault((a["format"], a["precision"]), a["quantization"])
+    for a in m.artifacts:
+        if a.quantization:
+            schemes.setdefault((a.format, a.precision), a.quantization)
     if schemes:
         lines += ["", "quantization"]
         lines += [f"  {f}/{p}: {text}" for (f, p), text in schemes.items()]

@@ -58,18 +58,48 @@ NORMALIZATION = {
 
 
 def pixels_to_normalized(px: np.ndarray) -> np.ndarray:
-    """Pixel coordinates in the 64-px frame -> model coordinates in [-1, 1]."""
+    """Pixel coordinates in the 64-px frame -> model coordinates in [-1, 1].
+
+    ``u = px / 32 - 1``; values outside the frame map outside [-1, 1].
+
+    Args:
+        px: array of any shape (usually [..., 13, 2]) in frame pixels.
+
+    Returns:
+        float32 array of the same shape.
+    """
     return (np.asarray(px, dtype=np.float32) / HALF_FRAME - 1.0).astype(np.float32)
 
 
 def normalized_to_pixels(u: np.ndarray) -> np.ndarray:
-    """Model coordinates in [-1, 1] -> pixel coordinates in the 64-px frame."""
+    """Model coordinates in [-1, 1] -> pixel coordinates in the 64-px frame.
+
+    ``px = (u + 1) * 32``, the inverse of ``pixels_to_normalized``.
+
+    Args:
+        u: array of any shape (usually [..., 13, 2]) in model coordinates.
+
+    Returns:
+        float32 array of the same shape.
+    """
     return ((np.asarray(u, dtype=np.float32) + 1.0) * HALF_FRAME).astype(np.float32)
 
 
 def mpjpe_px(predicted_px: np.ndarray, true_px: np.ndarray) -> float:
     """Mean per-joint position error: the mean Euclidean distance between
-    matching keypoints, in pixels of the 64-px frame."""
+    matching keypoints, in pixels of the 64-px frame.
+
+    Args:
+        predicted_px: [..., 13, 2] keypoints (any [..., 2] works).
+        true_px: keypoints of the same (or a broadcastable) shape.
+
+    Returns:
+        The mean distance over all keypoints of all poses (NaN if any input
+        is NaN).
+
+    Raises:
+        ValueError: shapes that do not broadcast.
+    """
     return float(np.linalg.norm(np.asarray(predicted_px) - np.asarray(true_px), axis=-1).mean())
 
 

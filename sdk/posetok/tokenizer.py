@@ -5,6 +5,9 @@
         back = tok.decode(ids)              # pixels of the 64-px frame, float32
 
 Inputs are checked before any runtime sees them; errors name the problem.
+Settings can also travel as one ``TokenizerOptions`` value
+(``PoseTokenizer.from_bundle(path, options=opts)``), like onnxruntime's
+``SessionOptions`` or MediaPipe's ``PoseLandmarkerOptions``.
 """
 from __future__ import annotations
 
@@ -15,20 +18,50 @@ from typing import Optional
 import numpy as np
 
 from . import backends
-from .bundle import Bundle, BundleError
+from .bundle import PRECISIONS, Bundle, BundleError
 from .skeleton import NUM_KEYPOINTS, normalized_to_pixels, pixels_to_normalized
+
+
+def _one_of(allowed: tuple) -> str:
+    """'a', 'b' or 'c'."""
+    quoted = [repr(v) for v in allowed]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
 
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerOptions:
-    backend: str = "auto"          # "auto" | "onnxruntime" | "litert"
-    precision: str = "fp32"        # "fp32" | "fp16" | "int8w" | "int8"
-    num_threads: Optional[int] = None  # None: the runtime's default (LiteRT: 1)
-    verify: bool = True            # check every file's sha256 against the manifest
+    """How ``PoseTokenizer.from_bundle`` opens a bundle. Frozen; change a copy
+    with ``dataclasses.replace(options, precision="int8")``.
+
+    Attributes:
+        backend: the inference runtime: ``"onnxruntime"``, ``"litert"``
+            (``ai_edge_litert``, else ``tflite_runtime``) or ``"auto"``
+            (onnxruntime if installed and the bundle has ONNX graphs of
+            ``precision``, else LiteRT). Default ``"auto"``.
+        precision: which of the bundle's graphs to run: ``"fp32"``,
+            ``"fp16"``, ``"int8w"`` (int8 weights, float activations) or
+            ``"int8"`` (int8 weights and activations). The bundle must hold
+            an encoder and a decoder of that precision. Default ``"fp32"``.
+        num_threads: threads per inference session, a positive int; None
+            keeps the runtime's default (onnxruntime: one per core; LiteRT: 1).
+        verify: check every model file's size and sha256 against the
+            manifest when loading (a few ms per MB). Default True.
+
+    Raises:
+        ValueError: an unknown backend or precision (the message lists the
+            allowed values), or num_threads that is not None or a positive int.
+    """
+
+    backend: str = "auto"
+    precision: str = "fp32"
+    num_threads: Optional[int] = None
+    verify: bool = True
 
     def __post_init__(self):
         if self.backend not in ("auto",) + backends.BACKENDS:
-            raise ValueError(f"backend must be 'auto', 'onnxruntime' or 'litert', got {self.backend!r}")
+            raise ValueError(f"backend must be {_one_of(('auto',) + backends.BACKENDS)}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be {_one_of(PRECISIONS)}, got {self.precision!r}")
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise ValueError(f"num_threads must be None or a positive int, got {self.num_threads!r}")
 
@@ -51,7 +84,31 @@ def _choose_backend(bundle: Bundle, options: TokenizerOptions) -> str:
 
 
 class PoseTokenizer:
-    """Encoder and decoder graphs of one (format, precision) from a bundle."""
+    """Encoder and decoder graphs of one (format, precision) from a bundle.
+
+    Build one with ``PoseTokenizer.from_bundle``; use it as a context manager
+    (or call ``close``) to release the runtime sessions promptly.
+
+    Args:
+        bundle: a loaded ``Bundle``.
+        options: backend, precision and threads; ``options.verify`` is not
+            used here (``Bundle.load`` verifies).
+
+    Attributes:
+        bundle: the ``Bundle``.
+        options: the ``TokenizerOptions`` used.
+        backend: the runtime chosen, ``"onnxruntime"`` or ``"litert"``.
+        format: the model format run, ``"onnx"`` or ``"tflite"``.
+        precision: the graphs' precision.
+        num_tokens: M, token ids per pose.
+        num_codes: V, token ids lie in ``[0, V)``.
+        files: ``{"encoder": [...], "decoder": [...]}``, the model files opened.
+
+    Raises:
+        BundleError: the bundle has no graphs of ``options.precision`` (the
+            message lists what it offers).
+        BackendUnavailable: the runtime needed is not installed.
+    """
 
     def __init__(self, bundle: Bundle, options: TokenizerOptions):
         self.bundle = bundle
@@ -71,15 +128,55 @@ class PoseTokenizer:
                       for role in ("encoder", "decoder")}
 
     @classmethod
-    def from_bundle(cls, path: os.PathLike | str, backend: str = "auto", precision: str = "fp32",
-                    num_threads: Optional[int] = None, verify: bool = True,
+    def from_bundle(cls, path: os.PathLike | str, backend: Optional[str] = None,
+                    precision: Optional[str] = None, num_threads: Optional[int] = None,
+                    verify: Optional[bool] = None,
                     options: Optional[TokenizerOptions] = None) -> "PoseTokenizer":
-        options = options or TokenizerOptions(backend=backend, precision=precision,
-                                              num_threads=num_threads, verify=verify)
+        """Load (and verify) a bundle and open its encoder and decoder.
+
+        Pass the settings either as keywords or as one ``options`` value, not
+        both. A keyword left at None takes ``TokenizerOptions``' default.
+
+        Args:
+            path: the bundle folder (holding ``manifest.json``).
+            backend: ``"auto"`` (default), ``"onnxruntime"`` or ``"litert"``;
+                see ``TokenizerOptions.backend``.
+            precision: ``"fp32"`` (default), ``"fp16"``, ``"int8w"`` or ``"int8"``.
+            num_threads: threads per session; None: the runtime's default.
+            verify: check each file's size and sha256 (default True).
+            options: all of the above as one ``TokenizerOptions``.
+
+        Returns:
+            An open ``PoseTokenizer``.
+
+        Raises:
+            TypeError: ``options`` together with any of backend, precision,
+                num_threads or verify (the message names them), or an
+                ``options`` that is not a ``TokenizerOptions``.
+            ValueError: an unknown backend or precision, a bad num_threads.
+            BundleError: no bundle at ``path``, a malformed manifest, or no
+                graphs of the precision.
+            IntegrityError: a model file's size or sha256 differs from the
+                manifest.
+            BackendUnavailable: the runtime needed is not installed.
+        """
+        given = {name: value for name, value in (("backend", backend), ("precision", precision),
+                                                 ("num_threads", num_threads), ("verify", verify))
+                 if value is not None}
+        if options is None:
+            options = TokenizerOptions(**given)
+        elif not isinstance(options, TokenizerOptions):
+            raise TypeError(f"options must be a TokenizerOptions, got {type(options).__name__}")
+        elif given:
+            names = ", ".join(f"{name}=" for name in given)
+            raise TypeError(f"PoseTokenizer.from_bundle() got options= together with {names}; "
+                            "pass the settings either as keywords or inside TokenizerOptions "
+                            "(dataclasses.replace(options, ...)), not both")
         return cls(Bundle.load(path, verify=options.verify), options)
 
     # -- context manager: sessions hold native memory; release it promptly --
     def close(self) -> None:
+        """Release the runtime sessions; later calls raise RuntimeError. Idempotent."""
         self._runners = {}
 
     def __enter__(self) -> "PoseTokenizer":
@@ -143,26 +240,87 @@ class PoseTokenizer:
         return out.astype(np.float32, copy=False).reshape(-1, NUM_KEYPOINTS, 2)
 
     def encode_normalized(self, keypoints_norm) -> np.ndarray:
+        """Like ``encode``, for keypoints in model coordinates (``u = px / 32 - 1``).
+
+        Args:
+            keypoints_norm: (13, 2) or (B, 13, 2) real array in [-1, 1].
+
+        Returns:
+            int32 token ids, (M,) or (B, M).
+
+        Raises:
+            ValueError: a wrong shape or dtype, an empty batch, NaN or inf.
+            RuntimeError: the tokenizer is closed.
+        """
         kp, single = self._check_keypoints(keypoints_norm)
         ids = self._encode_batch(kp)
         return ids[0] if single else ids
 
     def decode_normalized(self, token_ids) -> np.ndarray:
+        """Like ``decode``, returning model coordinates (``u = px / 32 - 1``).
+
+        Args:
+            token_ids: (M,) or (B, M) integer array with values in ``[0, V)``.
+
+        Returns:
+            float32 keypoints, (13, 2) or (B, 13, 2), about [-1, 1].
+
+        Raises:
+            ValueError: a wrong shape or dtype, an empty batch, ids outside
+                ``[0, num_codes)``.
+            RuntimeError: the tokenizer is closed.
+        """
         ids, single = self._check_token_ids(token_ids)
         kp = self._decode_batch(ids)
         return kp[0] if single else kp
 
     # -- the public API in pixels of the 64-px frame --
     def encode(self, keypoints) -> np.ndarray:
-        """Keypoints in pixels, (13, 2) or (B, 13, 2) -> int32 token ids (M,) or (B, M)."""
+        """Keypoints in pixels of the 64-px frame -> token ids.
+
+        Args:
+            keypoints: (13, 2) or (B, 13, 2) real array, (x, y) per keypoint
+                in ``posetok.skeleton.KEYPOINT_NAMES`` order; any real dtype.
+
+        Returns:
+            int32 token ids, (M,) for one pose or (B, M) for a batch.
+
+        Raises:
+            ValueError: a wrong shape or dtype, an empty batch, NaN or inf
+                (the message gives the first bad index).
+            RuntimeError: the tokenizer is closed.
+        """
         kp, single = self._check_keypoints(keypoints)
         ids = self._encode_batch(pixels_to_normalized(kp))
         return ids[0] if single else ids
 
     def decode(self, token_ids) -> np.ndarray:
-        """Token ids (M,) or (B, M) -> keypoints in pixels, (13, 2) or (B, 13, 2) float32."""
+        """Token ids -> keypoints in pixels of the 64-px frame.
+
+        Args:
+            token_ids: (M,) or (B, M) integer array with values in ``[0, V)``.
+
+        Returns:
+            float32 keypoints, (13, 2) or (B, 13, 2).
+
+        Raises:
+            ValueError: a wrong shape or dtype, an empty batch, ids outside
+                ``[0, num_codes)``.
+            RuntimeError: the tokenizer is closed.
+        """
         return normalized_to_pixels(self.decode_normalized(token_ids))
 
     def roundtrip(self, keypoints) -> np.ndarray:
-        """Encode then decode: what a receiver of the tokens reconstructs."""
+        """Encode then decode: what a receiver of the tokens reconstructs.
+
+        Args:
+            keypoints: as ``encode``.
+
+        Returns:
+            float32 keypoints in pixels, the shape of ``keypoints``.
+
+        Raises:
+            ValueError: as ``encode``.
+            RuntimeError: the tokenizer is closed.
+        """
         return self.decode(self.encode(keypoints))

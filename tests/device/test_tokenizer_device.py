@@ -44,10 +44,12 @@ def test_same_tokens_and_keypoints_as_the_host(host_result, backend, precision):
     if tflite_runtime_int8(backend, precision):
         assert agreement >= 0.90, f"tflite-runtime int8: only {agreement:.5f} of token ids match the host"
         assert err <= 1.5 and mean_err <= 0.25, f"tflite-runtime int8 decoder vs host: max {err}, mean {mean_err} px"
-        assert device_mpjpe <= host_mpjpe + 0.05, f"tflite-runtime int8 roundtrip {device_mpjpe} px vs host {host_mpjpe} px"
+        assert device_mpjpe <= host_mpjpe + 0.05, \
+            f"tflite-runtime int8 roundtrip {device_mpjpe} px vs host {host_mpjpe} px"
         return
     assert agreement >= 0.999, f"{backend}/{precision}: only {agreement:.5f} of token ids match the host"
-    assert device_mpjpe <= host_mpjpe + 0.01, f"{backend}/{precision}: roundtrip {device_mpjpe} px vs host {host_mpjpe} px"
+    assert device_mpjpe <= host_mpjpe + 0.01, \
+        f"{backend}/{precision}: roundtrip {device_mpjpe} px vs host {host_mpjpe} px"
     if precision == "fp32":
         assert err <= 1e-4, f"fp32 decoder differs from the host by {err} px"
     else:

@@ -28,9 +28,10 @@ def device_bundle(host_results_dir):
 @pytest.mark.parametrize("backend, precision", COMBOS)
 def test_host_outputs_saved_for_the_device(device_bundle, backend, precision):
     import torch
+
+    from posetok.skeleton import pixels_to_normalized
     from posetok_converters.checkpoint import load_checkpoint
     from posetok_converters.data import eval_poses
-    from posetok.skeleton import pixels_to_normalized
 
     poses = eval_poses()[:DEVICE_POSES]
     with PoseTokenizer.from_bundle(device_bundle, backend=backend, precision=precision) as tok:

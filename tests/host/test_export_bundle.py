@@ -64,7 +64,8 @@ def test_bundle_has_every_format_precision_and_role(exported):
     assert len(manifest["artifacts"]) == len(combos) == 4 * 2 * 3
     assert manifest["keypoints"] == list(KEYPOINT_NAMES)
     assert manifest["normalization"] == NORMALIZATION
-    assert manifest["float_lookup"] == bundle_lib.FLOAT_LOOKUP + " " + bundle_lib.CODEBOOK_STORAGE["int8"]
+    from posetok_converters import manifest as manifest_text
+    assert manifest["float_lookup"] == manifest_text.FLOAT_LOOKUP + " " + manifest_text.CODEBOOK_STORAGE["int8"]
     # progress: one numbered line per step, the last one names the bundle
     assert lines[0].startswith("[ 1/") and str(out) in lines[-1]
     # no temporary folders or files left beside or inside the bundle
@@ -161,6 +162,7 @@ def test_reduced_precisions_store_the_exact_codebook_as_int8(exported, quick_che
     the float32 codebook, and no file keeps the TFLite encoder's folded
     float32 squared norms (M*V floats) beside an int8 codebook."""
     from ai_edge_litert.tools import flatbuffer_utils
+
     from posetok_converters.checkpoint import load_checkpoint
     from posetok_converters.model import codebook_int8_grid
 
@@ -206,6 +208,7 @@ def test_tflite_int8_weight_scales_per_channel_only_where_keypoints_mix(exported
     int8 files scale the wide channel MLPs per tensor and only the 13-wide
     keypoint/token-mixing layers per channel."""
     from ai_edge_litert.tools import flatbuffer_utils
+
     from posetok.skeleton import NUM_KEYPOINTS
 
     out, manifest, _ = exported
@@ -228,8 +231,9 @@ def test_int8_files_keep_exactly_the_layers_outside_the_mixer_float(exported, qu
     decoder: code projection, token->keypoint map and head float; every Mixer
     layer int8 (weights and activations)."""
     from ai_edge_litert.tools import flatbuffer_utils
-    from posetok_converters.checkpoint import load_checkpoint
+
     from posetok.skeleton import NUM_KEYPOINTS as K
+    from posetok_converters.checkpoint import load_checkpoint
 
     cfg = load_checkpoint(quick_checkpoint)[0].config
     h, m, d = cfg.hidden, cfg.num_tokens, cfg.code_dim
@@ -268,8 +272,9 @@ def test_tflite_batch_variants_give_the_same_tokens(exported):
     """Batch 1 and batch 64 files of one precision must be interchangeable: the
     runtime mixes them when it splits a batch (int8 ranges used to differ)."""
     from ai_edge_litert.interpreter import Interpreter
-    from posetok_converters.data import eval_poses
+
     from posetok.skeleton import pixels_to_normalized
+    from posetok_converters.data import eval_poses
 
     out, manifest, _ = exported
     kp = pixels_to_normalized(eval_poses()[:64])
@@ -450,8 +455,8 @@ def test_info_reports_a_damaged_bundle(exported, tmp_path, capsys):
 
 def tiny_tokenizer(codebook_per_token: bool, fourier_bands: int = 0):
     """A small random tokenizer that exports in seconds."""
-    from posetok_converters.model import PoseTokenizer, TokenizerConfig
-    return PoseTokenizer(TokenizerConfig(num_tokens=4, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
+    from posetok_converters.model import TokenizerConfig, TokenizerModel
+    return TokenizerModel(TokenizerConfig(num_tokens=4, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
                                          token_hidden=8, num_blocks=1, codebook_per_token=codebook_per_token,
                                          fourier_bands=fourier_bands)).eval()
 
@@ -460,7 +465,8 @@ def test_sine_keypoint_features_export_to_both_formats():
     """--fourier-bands models: one Sin op in each format, the same tokens as torch."""
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
-    from posetok_converters import quantize
+
+    from posetok_converters import quantize_tflite
     from posetok_converters.export import export_onnx_fp32, export_tflite_fp32
     from posetok_converters.graphs import split_graphs
 
@@ -474,7 +480,7 @@ def test_sine_keypoint_features_export_to_both_formats():
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     assert np.array_equal(session.run(None, {"keypoints": kp.numpy()})[0], want)
     tflite = export_tflite_fp32(encoder, kp)
-    assert quantize.tflite_op_summary(tflite).get("SIN") == 1
+    assert quantize_tflite.tflite_op_summary(tflite).get("SIN") == 1
     interp = Interpreter(model_content=tflite)
     interp.allocate_tensors()
     interp.set_tensor(interp.get_input_details()[0]["index"], kp.numpy())
@@ -486,7 +492,8 @@ def test_codebook_off_the_int8_grid_stays_float32():
     """An older checkpoint's codebook (not snapped) is not rounded by the
     exporter: the int8 storage passes leave it float32, and the manifest says so."""
     import onnxruntime as ort
-    from posetok_converters import quantize
+
+    from posetok_converters import quantize_onnx, tflite_flatbuffer
     from posetok_converters.export import codebook_storage, export_onnx_fp32, export_tflite_fp32
     from posetok_converters.graphs import split_graphs
 
@@ -498,7 +505,7 @@ def test_codebook_off_the_int8_grid_stays_float32():
             model.quantizer.snap_to_int8_grid()
         encoder, _ = split_graphs(model)
         proto = export_onnx_fp32(encoder, kp, "keypoints", "token_ids")
-        stored = quantize.onnx_codebook_int8(proto)
+        stored = quantize_onnx.onnx_codebook_int8(proto)
         int8 = [i for i in stored.graph.initializer if i.data_type == onnx.TensorProto.INT8]
         assert len(int8) == (1 if snapped else 0)
         assert codebook_storage(model) == ("int8" if snapped else "float32")
@@ -507,7 +514,7 @@ def test_codebook_off_the_int8_grid_stays_float32():
         assert np.array_equal(ids, model.tokenize(kp).numpy())
     model.quantizer.codebook.add_(1e-3)  # off the grid again
     fp32 = export_tflite_fp32(split_graphs(model)[0], kp)
-    assert quantize.tflite_codebook_int8(fp32) == fp32
+    assert tflite_flatbuffer.tflite_codebook_int8(fp32) == fp32
 
 
 def test_shared_codebook_is_stored_as_int8_in_tflite_too():
@@ -515,7 +522,8 @@ def test_shared_codebook_is_stored_as_int8_in_tflite_too():
     scope (not a BATCH_MATMUL operand); it is stored as int8 all the same and
     the tokens do not change."""
     from ai_edge_litert.interpreter import Interpreter
-    from posetok_converters import quantize
+
+    from posetok_converters import tflite_flatbuffer
     from posetok_converters.export import export_tflite_fp32
     from posetok_converters.graphs import split_graphs
 
@@ -523,7 +531,7 @@ def test_shared_codebook_is_stored_as_int8_in_tflite_too():
     model = tiny_tokenizer(codebook_per_token=False)
     model.quantizer.snap_to_int8_grid()
     kp = torch.rand(8, 13, 2) * 2 - 1
-    stored = quantize.tflite_codebook_int8(export_tflite_fp32(split_graphs(model)[0], kp))
+    stored = tflite_flatbuffer.tflite_codebook_int8(export_tflite_fp32(split_graphs(model)[0], kp))
     interp = Interpreter(model_content=stored)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     sources = [tensors[op["inputs"][0]] for op in interp._get_ops_details() if op["op_name"] == "DEQUANTIZE"]

@@ -194,7 +194,7 @@ def test_save_results_for_the_device_suite(host_results_dir):
 
 
 def test_block_trace_count_weights_each_execution_by_block_length():
-    from posetok.kernels.bench_cli import count_tb_trace
+    from posetok_converters.kernels_bench import count_tb_trace
     trace = [
         "IN: posetok_a\n", "0x00401000:  add x0, x0, #1\n", "0x00401004:  b.ne #0x401000\n", "\n",
         "Trace 0: 0x7f00 [00000000/0000000000401000/00000000/ff000000] posetok_a\n",
@@ -208,7 +208,7 @@ def test_block_trace_count_weights_each_execution_by_block_length():
 
 def test_qemu_instruction_counts_are_exact_and_neon_is_cheaper():
     """Both counting methods on a real (tiny) run agree to the instruction."""
-    from posetok.kernels.bench_cli import Bench, find_repo
+    from posetok_converters.kernels_bench import Bench, find_repo
     repo = find_repo()
     bench = Bench(repo, repo / "build" / "aarch64-gcc", "cortex-a76", "tb")
     counts = {impl: (bench.count("gaussian3x3", impl, 64, 48, 1, "tb"),

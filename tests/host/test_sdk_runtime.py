@@ -177,6 +177,47 @@ def test_manifest_problems_are_named(linear_bundle, tmp_path):
         Bundle.load(tmp_path)
 
 
+def _with_manifest(src, dst, edit):
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / MANIFEST_NAME).read_text())
+    edit(manifest)
+    (dst / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return dst
+
+
+def test_manifest_with_another_keypoint_order_is_refused(linear_bundle, tmp_path):
+    def swap(m):
+        m["keypoints"][2], m["keypoints"][3] = m["keypoints"][3], m["keypoints"][2]
+    dst = _with_manifest(linear_bundle[0], tmp_path / "b", swap)
+    with pytest.raises(BundleError, match="keypoint order mismatch: keypoint 2 is 'right_shoulder' in the bundle, "
+                                          "'left_shoulder' in this posetok"):
+        PoseTokenizer.from_bundle(dst)
+    dst = _with_manifest(linear_bundle[0], tmp_path / "c", lambda m: m["keypoints"].pop())
+    with pytest.raises(BundleError, match="the bundle has 12 keypoints, this posetok has 13"):
+        Bundle.load(dst)
+
+
+def test_manifest_with_another_normalization_is_refused(linear_bundle, tmp_path):
+    def other(m):
+        m["normalization"]["formula"] = "u = px / 64"
+    dst = _with_manifest(linear_bundle[0], tmp_path / "b", other)
+    with pytest.raises(BundleError, match=r"normalization mismatch: normalization.formula is 'u = px / 64' in the "
+                                          r"bundle, this posetok applies 'u = px / 32 - 1'"):
+        PoseTokenizer.from_bundle(dst)
+    dst = _with_manifest(linear_bundle[0], tmp_path / "c", lambda m: m["normalization"].pop("frame_px"))
+    with pytest.raises(BundleError, match="normalization.frame_px is None in the bundle"):
+        Bundle.load(dst)
+
+
+def test_manifest_round_trips_through_the_typed_schema(linear_bundle):
+    from posetok.bundle import Manifest
+    bundle = Bundle.load(linear_bundle[0])
+    spec = bundle.spec
+    assert isinstance(spec, Manifest) and spec.tokens.num_tokens == M and spec.keypoints == KEYPOINT_NAMES
+    assert Manifest.from_dict(spec.to_dict()) == spec
+    assert spec.to_dict()["artifacts"] == bundle.manifest["artifacts"]
+
+
 def test_missing_precision_names_what_the_bundle_offers(linear_bundle):
     with pytest.raises(BundleError, match="has no int8 graphs; it offers onnx/fp32"):
         PoseTokenizer.from_bundle(linear_bundle[0], precision="int8")

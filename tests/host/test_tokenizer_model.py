@@ -7,7 +7,7 @@ import torch
 
 from posetok_converters.checkpoint import load_checkpoint, save_checkpoint
 from posetok_converters.fakequant import calibrate, fake_quant_act, fake_quant_weight, simulated_int8
-from posetok_converters.model import KeypointEmbedding, PoseTokenizer, TokenizerConfig, codebook_int8_grid
+from posetok_converters.model import KeypointEmbedding, TokenizerConfig, TokenizerModel, codebook_int8_grid
 
 SMALL = TokenizerConfig(num_tokens=6, num_codes=16, code_dim=3, hidden=16, channel_hidden=24,
                         token_hidden=8, num_blocks=2)
@@ -16,7 +16,7 @@ SMALL = TokenizerConfig(num_tokens=6, num_codes=16, code_dim=3, hidden=16, chann
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    return PoseTokenizer(SMALL).eval()
+    return TokenizerModel(SMALL).eval()
 
 
 def kp(n=5, seed=1):
@@ -63,7 +63,7 @@ PER_TOKEN = TokenizerConfig(**{**SMALL.to_dict(), "codebook_per_token": True})
 
 def test_per_token_codebooks_pick_the_nearest_code_of_their_own_position():
     torch.manual_seed(0)
-    model = PoseTokenizer(PER_TOKEN).eval()
+    model = TokenizerModel(PER_TOKEN).eval()
     assert model.codebook.shape == (6, 16, 3)
     z = torch.randn(400, 6, 3) * 1.5
     idx, z_q = model.quantize(z)
@@ -80,7 +80,7 @@ def test_per_token_codebooks_pick_the_nearest_code_of_their_own_position():
 
 def test_per_token_restart_draws_from_its_own_position():
     torch.manual_seed(0)
-    q = PoseTokenizer(PER_TOKEN).quantizer
+    q = TokenizerModel(PER_TOKEN).quantizer
     # position m's vectors all sit near (m, m, m); only code 0 of each position is used
     z = torch.arange(6.0)[None, :, None].expand(50, 6, 3) + 0.01 * torch.randn(50, 6, 3)
     idx = torch.zeros(50, 6, dtype=torch.long)
@@ -188,7 +188,7 @@ def test_simulated_int8_only_inside_the_block(model):
 
 
 def test_codebook_snaps_onto_an_exact_int8_grid():
-    vq = PoseTokenizer(TokenizerConfig(num_codes=16, code_dim=4, num_tokens=3, codebook_per_token=True)).quantizer
+    vq = TokenizerModel(TokenizerConfig(num_codes=16, code_dim=4, num_tokens=3, codebook_per_token=True)).quantizer
     vq.codebook.copy_(torch.randn(3, 16, 4) * 7.3)
     before = vq.codebook.clone()
     scale = vq.snap_to_int8_grid()
@@ -217,7 +217,7 @@ def test_int8_layers_are_the_mixer_blocks():
     assert outside_mixer(["from_code", "to_keypoints", "a", "head"], reads_token_ids=True) == \
         ["head", "from_code", "to_keypoints"]
     assert outside_mixer([], reads_token_ids=True) == []
-    model = PoseTokenizer(SMALL)
+    model = TokenizerModel(SMALL)
     names = [name for name, _ in int8_linears(model.encoder)]
     assert len(names) == 4 * SMALL.num_blocks and all(n.startswith("blocks.") for n in names), names
 

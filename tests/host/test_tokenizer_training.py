@@ -91,13 +91,60 @@ def test_eval_command_prints_one_json_object(quick_run, capsys):
     assert eval_cli.main(["--checkpoint", str(quick_run), "--json", "--no-int8"], prog="posetok eval") == 0
     result = json.loads(capsys.readouterr().out)
     stored = json.loads((quick_run / "metrics.json").read_text())
-    for key in ("mpjpe_px", "codebook_usage", "perplexity", "num_codes", "num_tokens", "eval_poses"):
+    for key in ("mpjpe_px", "upright_mpjpe_px", "codebook_usage", "perplexity", "num_codes", "num_tokens",
+                "eval_poses"):
         assert result[key] == pytest.approx(stored[key], rel=1e-5), key
+    assert result["eval_set"] == "broad" and result["upright_eval_seed"] != result["eval_seed"]
+    # the two sets are scored apart: the numbers differ
+    assert result["upright_mpjpe_px"] != pytest.approx(result["mpjpe_px"], rel=1e-3)
     assert eval_cli.main(["--checkpoint", str(quick_run), "--no-int8"], prog="posetok eval") == 0
     table = capsys.readouterr().out
     assert "MPJPE (px of 64-px frame)" in table and f"{stored['mpjpe_px']:.4f}" in table
+    assert "MPJPE, upright set (px)" in table and f"{stored['upright_mpjpe_px']:.4f}" in table
     assert "tokens kept under input noise" in table and "@ 0.02px" in table
     assert f"{stored['input_grid_token_agreement']['8bit']:.4f} @ 8bit" in table
+
+
+def test_eval_poses_file_scores_a_users_poses(quick_run, tmp_path, capsys):
+    from posetok_converters import data
+    from posetok_converters.checkpoint import load_checkpoint
+    from posetok_converters.metrics import evaluate
+
+    poses = data.sample_poses(300, seed=77, distribution="upright").astype(np.float64)
+    path = tmp_path / "mine.npy"
+    np.save(path, poses)
+    assert eval_cli.main(["--checkpoint", str(quick_run), "--poses", str(path), "--json", "--no-int8"],
+                         prog="posetok eval") == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = evaluate(load_checkpoint(quick_run)[0], poses[:300], int8=False)
+    assert result["mpjpe_px"] == pytest.approx(expected["mpjpe_px"], rel=1e-6)
+    assert result["eval_poses"] == 300 and result["eval_set"] == "given poses" and result["poses_file"] == str(path)
+    assert "upright_mpjpe_px" not in result
+    # a pose moved far from its figure is scored worse: the file's poses are what is measured
+    np.save(path, poses + np.where(np.arange(13)[:, None] == 0, 20.0, 0.0))
+    assert eval_cli.main(["--checkpoint", str(quick_run), "--poses", str(path), "--json", "--no-int8"],
+                         prog="posetok eval") == 0
+    assert json.loads(capsys.readouterr().out)["mpjpe_px"] > result["mpjpe_px"] + 0.5
+
+
+@pytest.mark.parametrize("content, message", [
+    (np.zeros((4, 12, 2)), r"shape \[N>0,13,2\], got \[4, 12, 2\]"),
+    (np.zeros((0, 13, 2)), r"shape \[N>0,13,2\], got \[0, 13, 2\]"),
+    (np.full((2, 13, 2), np.nan), "NaN or infinite"),
+    (np.array(["a", "b"]), "real array, got dtype <U1"),
+    (b"not an npy file", "cannot read"),
+])
+def test_eval_poses_file_errors_name_the_problem(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.npy"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        np.save(path, content)
+    assert eval_cli.main(["--poses", str(path), "--json"], prog="posetok eval") == 2
+    err = capsys.readouterr().err
+    assert "posetok eval: --poses:" in err
+    import re
+    assert re.search(message, err), err
 
 
 def test_eval_names_a_missing_checkpoint(tmp_path, capsys):

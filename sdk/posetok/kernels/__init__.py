@@ -25,6 +25,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import PosetokError
+
 __all__ = [
     "KernelError", "library_path", "load_library", "isa", "have_neon",
     "nv21_to_rgb888", "nv12_to_rgb888", "downscale_uv2x2", "gaussian3x3",
@@ -38,9 +40,20 @@ _RANGES = {False: 0, True: 1}
 _INT_MAX = 2**31 - 1
 
 
-class KernelError(RuntimeError):
+class KernelError(PosetokError, RuntimeError):
     """The C library returned a negative status (should not happen for inputs
-    that passed the Python checks, except ``impl="neon"`` without NEON)."""
+    that passed the Python checks, except ``impl="neon"`` without NEON).
+
+    Also a ``RuntimeError``, so ``except RuntimeError`` still catches it.
+
+    Args:
+        function: the C function that failed (e.g. ``posetok_gaussian3x3_u8_neon``).
+        status: its negative return code.
+        message: the library's text for the code (``posetok_kernels_strerror``).
+
+    Attributes:
+        status: the C return code.
+    """
 
     def __init__(self, function: str, status: int, message: str):
         super().__init__(f"{function}: {message} (status {status})")
@@ -48,7 +61,12 @@ class KernelError(RuntimeError):
 
 
 def library_path() -> Path:
-    """Where the library is looked up (the file need not exist)."""
+    """Where the library is looked up (the file need not exist).
+
+    Returns:
+        ``$POSETOK_KERNELS_LIB`` if set, else
+        ``<package>/lib/<platform.machine()>/libposetok_kernels.so``.
+    """
     env = os.environ.get("POSETOK_KERNELS_LIB")
     if env:
         return Path(env)
@@ -75,7 +93,18 @@ _lib_env: Optional[str] = None
 
 
 def load_library() -> ctypes.CDLL:
-    """Loads (once per path) and returns the kernel library."""
+    """Loads (once per path) and returns the kernel library.
+
+    Reloads when ``$POSETOK_KERNELS_LIB`` names another file.
+
+    Returns:
+        The ``ctypes.CDLL`` with every kernel's argument types set.
+
+    Raises:
+        FileNotFoundError: no library at ``library_path()``.
+        OSError: the file is not a loadable library for this machine.
+        AttributeError: the library lacks a kernel (an older build).
+    """
     global _lib, _lib_path, _lib_env
     env = os.environ.get("POSETOK_KERNELS_LIB")
     if _lib is not None and env == _lib_env:  # fast path: every kernel call comes here
@@ -108,11 +137,26 @@ def load_library() -> ctypes.CDLL:
 
 
 def isa() -> str:
-    """"neon" when the dispatched functions use NEON, else "ref"."""
+    """Which implementation ``impl="auto"`` dispatches to.
+
+    Returns:
+        ``"neon"`` when the dispatched functions use NEON, else ``"ref"``.
+
+    Raises:
+        FileNotFoundError: the library is missing (see ``load_library``).
+    """
     return load_library().posetok_kernels_isa().decode()
 
 
 def have_neon() -> bool:
+    """Whether the library was built with NEON and the CPU has it.
+
+    Returns:
+        True when ``impl="neon"`` can run.
+
+    Raises:
+        FileNotFoundError: the library is missing (see ``load_library``).
+    """
     return bool(load_library().posetok_kernels_have_neon())
 
 
@@ -200,20 +244,60 @@ def nv21_to_rgb888(y: np.ndarray, vu: np.ndarray, *, full_range: bool = False,
                    impl: str = "auto") -> np.ndarray:
     """NV21 (Y plane + interleaved V,U plane) to (H, W, 3) RGB, BT.601.
 
-    y: (H, W) u8; vu: (ceil(H/2), ceil(W/2), 2) or (ceil(H/2), 2*ceil(W/2)) u8.
-    full_range: JPEG/full-range YUV instead of video range (Y 16..235)."""
+    Args:
+        y: (H, W) u8 luma plane.
+        vu: (ceil(H/2), ceil(W/2), 2) or (ceil(H/2), 2*ceil(W/2)) u8, V first.
+        full_range: JPEG/full-range YUV instead of video range (Y 16..235).
+        impl: ``"auto"``, ``"ref"`` or ``"neon"``.
+
+    Returns:
+        (H, W, 3) u8 RGB.
+
+    Raises:
+        ValueError: a wrong shape, dtype, stride, ``full_range`` or ``impl``.
+        KernelError: the C library refused (``impl="neon"`` without NEON).
+        FileNotFoundError: the library is missing.
+    """
     return _yuv("posetok_nv21_to_rgb888", y, vu, "vu", full_range, impl)
 
 
 def nv12_to_rgb888(y: np.ndarray, uv: np.ndarray, *, full_range: bool = False,
                    impl: str = "auto") -> np.ndarray:
-    """NV12 (Y plane + interleaved U,V plane) to (H, W, 3) RGB, BT.601."""
+    """NV12 (Y plane + interleaved U,V plane) to (H, W, 3) RGB, BT.601.
+
+    Args:
+        y: (H, W) u8 luma plane.
+        uv: (ceil(H/2), ceil(W/2), 2) or (ceil(H/2), 2*ceil(W/2)) u8, U first.
+        full_range: JPEG/full-range YUV instead of video range (Y 16..235).
+        impl: ``"auto"``, ``"ref"`` or ``"neon"``.
+
+    Returns:
+        (H, W, 3) u8 RGB.
+
+    Raises:
+        ValueError: a wrong shape, dtype, stride, ``full_range`` or ``impl``.
+        KernelError: the C library refused (``impl="neon"`` without NEON).
+        FileNotFoundError: the library is missing.
+    """
     return _yuv("posetok_nv12_to_rgb888", y, uv, "uv", full_range, impl)
 
 
 def downscale_uv2x2(uv: np.ndarray, *, impl: str = "auto") -> np.ndarray:
     """2x2 box average of an interleaved UV plane: (H, W, 2) -> (H/2, W/2, 2),
-    (a + b + c + d + 2) >> 2. H and W must be even."""
+    (a + b + c + d + 2) >> 2.
+
+    Args:
+        uv: (H, W, 2) u8 with even H and W.
+        impl: ``"auto"``, ``"ref"`` or ``"neon"``.
+
+    Returns:
+        (H/2, W/2, 2) u8.
+
+    Raises:
+        ValueError: a wrong shape (or odd size), dtype, stride or ``impl``.
+        KernelError: the C library refused (``impl="neon"`` without NEON).
+        FileNotFoundError: the library is missing.
+    """
     suffix = _check_impl(impl)
     uv = _array("uv", uv, np.uint8, (3,))
     h, w, c = uv.shape
@@ -229,8 +313,23 @@ def downscale_uv2x2(uv: np.ndarray, *, impl: str = "auto") -> np.ndarray:
 def gaussian3x3(img: np.ndarray, *, border: str = "reflect_101", border_value: int = 0,
                 impl: str = "auto") -> np.ndarray:
     """3x3 Gaussian [1 2 1]x[1 2 1]/16, (acc + 8) >> 4, on an (H, W) u8 image.
-    border: "reflect_101" (OpenCV's default), "replicate" or "constant"
-    (with border_value 0..255)."""
+
+    Args:
+        img: (H, W) u8.
+        border: ``"reflect_101"`` (OpenCV's default), ``"replicate"`` or
+            ``"constant"``.
+        border_value: the pixel value outside the image for ``"constant"``,
+            0..255.
+        impl: ``"auto"``, ``"ref"`` or ``"neon"``.
+
+    Returns:
+        (H, W) u8.
+
+    Raises:
+        ValueError: a wrong shape, dtype, stride, border, border_value or impl.
+        KernelError: the C library refused (``impl="neon"`` without NEON).
+        FileNotFoundError: the library is missing.
+    """
     suffix = _check_impl(impl)
     img = _array("img", img, np.uint8, (2,))
     if border not in BORDERS:
@@ -245,8 +344,21 @@ def gaussian3x3(img: np.ndarray, *, border: str = "reflect_101", border_value: i
 
 
 def resize_bilinear(img: np.ndarray, size: Tuple[int, int], *, impl: str = "auto") -> np.ndarray:
-    """Bilinear resize of an (H, W), (H, W, 1) or (H, W, 3) u8 image to
-    size = (width, height), half-pixel centres (like cv2.INTER_LINEAR)."""
+    """Bilinear resize of a u8 image, half-pixel centres (like cv2.INTER_LINEAR).
+
+    Args:
+        img: (H, W), (H, W, 1) or (H, W, 3) u8.
+        size: the output's (width, height), positive integers.
+        impl: ``"auto"``, ``"ref"`` or ``"neon"``.
+
+    Returns:
+        (height, width) plus ``img``'s channel axis, u8.
+
+    Raises:
+        ValueError: a wrong shape, dtype, stride, size or impl.
+        KernelError: the C library refused (``impl="neon"`` without NEON).
+        FileNotFoundError: the library is missing.
+    """
     suffix = _check_impl(impl)
     img, c = _u8_image("img", img, (1, 3))
     try:
@@ -266,8 +378,24 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
            stride: int = 1, padding: int = 0, impl: str = "auto") -> np.ndarray:
     """2-D convolution in f32 like torch.nn.functional.conv2d (zero padding).
 
-    x: (C_in, H, W) or (N, C_in, H, W); weight: (C_out, C_in, k, k) C-contiguous;
-    bias: (C_out,) or None. Returns (C_out, H', W') or (N, C_out, H', W')."""
+    Args:
+        x: (C_in, H, W) or (N, C_in, H, W) f32, C-contiguous apart from an
+            optional row stride.
+        weight: (C_out, C_in, k, k) f32, C-contiguous.
+        bias: (C_out,) f32, or None.
+        stride: step in both directions, >= 1.
+        padding: zero padding on every side, 0..k-1.
+        impl: ``"auto"``, ``"ref"`` or ``"neon"``.
+
+    Returns:
+        (C_out, H', W') or (N, C_out, H', W') f32, with
+        ``H' = (H + 2 * padding - k) // stride + 1`` (same for W').
+
+    Raises:
+        ValueError: a wrong shape, dtype, layout, stride, padding or impl.
+        KernelError: the C library refused (``impl="neon"`` without NEON).
+        FileNotFoundError: the library is missing.
+    """
     suffix = _check_impl(impl)
     x = _array("x", x, np.float32, (3, 4))
     weight = _array("weight", weight, np.float32, (4,))
@@ -310,8 +438,24 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
 
 def normalize(img: np.ndarray, mean: Sequence[float], scale: Sequence[float], *,
               impl: str = "auto") -> np.ndarray:
-    """u8 (H, W) or (H, W, C) image (C = 1..4) to f32 (C, H, W):
-    (float(pixel) - mean[c]) * scale[c] (f32 subtract, then f32 multiply)."""
+    """u8 HWC image to f32 CHW: (float(pixel) - mean[c]) * scale[c].
+
+    The subtraction and the multiplication are each rounded to f32.
+
+    Args:
+        img: (H, W) or (H, W, C) u8, C = 1..4.
+        mean: C values, one per channel.
+        scale: C values, one per channel.
+        impl: ``"auto"``, ``"ref"`` or ``"neon"``.
+
+    Returns:
+        (C, H, W) f32.
+
+    Raises:
+        ValueError: a wrong shape, dtype, stride, mean/scale length or impl.
+        KernelError: the C library refused (``impl="neon"`` without NEON).
+        FileNotFoundError: the library is missing.
+    """
     suffix = _check_impl(impl)
     img, c = _u8_image("img", img, (1, 2, 3, 4))
     m = np.ascontiguousarray(np.asarray(mean, dtype=np.float32).reshape(-1))

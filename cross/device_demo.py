@@ -1,6 +1,12 @@
+#!/usr/bin/env python3
 """The device half of ``make demo``; also a self-test to run on a real board.
 
-    python -m posetok.device_demo --bundle BUNDLE --frame frame.npz --out result.npz
+    python cross/device_demo.py --bundle BUNDLE --frame frame.npz --out result.npz
+
+A standalone script, not part of the wheel: it needs only the installed
+``posetok`` runtime (numpy, onnxruntime and/or LiteRT), so copy this one file
+to a board next to a bundle and a frame. ``make demo`` runs it inside the
+emulated aarch64 Python against the wheel installed in build/device-site.
 
 Takes an NV21 camera frame, runs the pre-processing kernels to a normalized
 model-input tensor (blur the luma, NV21 -> RGB, crop, resize, normalize),
@@ -19,11 +25,11 @@ import time
 
 import numpy as np
 
-from . import backends, kernels
-from .atomic import atomic_output
-from .bench_cli import bench
-from .skeleton import mpjpe_px
-from .tokenizer import PoseTokenizer, TokenizerOptions
+from posetok import backends, kernels
+from posetok.atomic import atomic_output
+from posetok.bench_cli import bench
+from posetok.skeleton import mpjpe_px
+from posetok.tokenizer import PoseTokenizer, TokenizerOptions
 
 # ImageNet-style per-channel statistics, the usual input of a pose detector.
 MEAN_RGB = (123.675, 116.28, 103.53)
@@ -102,7 +108,7 @@ def run(bundle: str, frame_path: str, repeats: int = 5) -> tuple[dict, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m posetok.device_demo", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="device_demo.py", description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--frame", required=True, help=".npz with y, vu, crop, keypoints_px [, eval_poses, host_ids_*]")
     ap.add_argument("--out", help="write the RGB frame, model input and decoded poses here (.npz)")

@@ -1,5 +1,7 @@
 """posetok kernels-bench: cost of the NEON kernels vs their scalar references
 (and OpenCV) on an emulated aarch64 CPU, run from the x86_64 build host.
+Host tooling: it drives qemu-aarch64 and the cross binutils, so it lives with
+the converters and is not part of the device wheel.
 
 Per kernel and frame size it reports
   insn_per_px_ref / insn_per_px_neon   guest instructions per output pixel,
@@ -29,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..atomic import atomic_output
+from posetok.atomic import atomic_output
 
 # name -> (OpenCV operation doing the same, or None)
 KERNELS: Dict[str, Optional[str]] = {
@@ -230,8 +232,12 @@ def plot(rows: List[dict], cpu: str, path: Path) -> None:
 def evaluate_targets(rows: List[dict]) -> dict:
     gauss = [r for r in rows if r["name"] == "gaussian3x3" and (r["width"], r["height"]) == (1920, 1080)]
     largest = {}
+
+    def area(r: dict) -> int:
+        return r["width"] * r["height"]
+
     for r in rows:  # each kernel judged at its largest measured size
-        if r["name"] not in largest or r["width"] * r["height"] > largest[r["name"]]["width"] * largest[r["name"]]["height"]:
+        if r["name"] not in largest or area(r) > area(largest[r["name"]]):
             largest[r["name"]] = r
     return {
         "gaussian3x3_1080p_neon_insn_per_px_le_1_5": (gauss[0]["insn_per_px_neon"] <= 1.5) if gauss else None,
