@@ -170,7 +170,7 @@ def test_bad_arguments_raise_value_error_naming_the_argument(message, call):
 def test_missing_library_names_the_path(monkeypatch, tmp_path):
     missing = tmp_path / "nowhere" / "libposetok_kernels.so"
     monkeypatch.setenv("POSETOK_KERNELS_LIB", str(missing))
-    monkeypatch.setattr(K, "_lib", None)
+    monkeypatch.setattr(K.library, "_lib", None)
     with pytest.raises(FileNotFoundError, match=f"not found at {missing}"):
         K.gaussian3x3(U8)
 
