@@ -42,15 +42,15 @@ def test_host_outputs_saved_for_the_device(device_bundle, backend, precision):
         torch_ids = model.tokenize(torch.from_numpy(pixels_to_normalized(poses))).numpy()
     agreement = float((ids == torch_ids).mean())
     # fp32: the parity target. int8: a regression floor under the shipped
-    # model's measured 0.877 / 0.865 (the issue's 0.97 is not met, see README).
-    assert agreement >= (0.999 if precision == "fp32" else 0.85), agreement
+    # model's measured 0.951 ONNX / 0.947 TFLite (int8 is judged by reconstruction, README "Known limits").
+    assert agreement >= (0.999 if precision == "fp32" else 0.93), agreement
     np.savez(device_bundle.parent / f"tokens_{backend}_{precision}.npz", poses=poses, ids=ids, keypoints=keypoints)
 
 
 def test_shipped_int8_meets_the_size_and_error_targets(device_bundle):
     """The issue's int8 targets on the shipped model: at most 30% of the fp32
     bytes and at most 0.1 px above the torch MPJPE, in both formats (token
-    agreement: 0.877 / 0.865, below its 0.97, see README "Known limits")."""
+    agreement, a regression floor: measured 0.951 / 0.947, README "Known limits")."""
     from posetok.bundle import Bundle
 
     manifest = Bundle.load(device_bundle).manifest
@@ -60,7 +60,7 @@ def test_shipped_int8_meets_the_size_and_error_targets(device_bundle):
         int8, fp32 = rows[(fmt, "int8")], rows[(fmt, "fp32")]
         assert int8["size_bytes"] <= 0.30 * fp32["size_bytes"], (fmt, int8["size_bytes"] / fp32["size_bytes"])
         assert int8["mpjpe_px"] <= reference + 0.1, (fmt, int8["mpjpe_px"], reference)
-        assert int8["token_agreement"] >= 0.85, (fmt, int8["token_agreement"])
+        assert int8["token_agreement"] >= 0.93, (fmt, int8["token_agreement"])
 
 
 def test_readme_api_example_runs(device_bundle, monkeypatch, capsys):
