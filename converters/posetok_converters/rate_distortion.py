@@ -53,17 +53,22 @@ def rate_distortion(checkpoints: dict[int, Path] | None = None) -> dict:
     """Rows for every bit budget of ``checkpoints`` (default ``RD_CHECKPOINTS``):
     the tokenizer's and uniform rounding's MPJPE on the broad evaluation set,
     plus the rounding curve at every whole number of bits per coordinate."""
+    import torch
+
+    from posetok.skeleton import pixels_to_normalized
+
     from .checkpoint import load_checkpoint
-    from .metrics import evaluate
+    from .metrics import mpjpe_px_from_normalized, tokens_and_reconstruction
 
     checkpoints = RD_CHECKPOINTS if checkpoints is None else checkpoints
     poses = data.eval_poses()
+    kp = torch.from_numpy(pixels_to_normalized(poses))
     rows = []
     for bits, path in sorted(checkpoints.items()):
         model, _ = load_checkpoint(path)
         if model.config.bits_per_pose > bits:
             raise ValueError(f"{path} spends {model.config.bits_per_pose:g} bits per pose, more than {bits}")
-        tokenizer = evaluate(model, poses, int8=False)["mpjpe_px"]
+        tokenizer = mpjpe_px_from_normalized(tokens_and_reconstruction(model, kp)[1], kp)
         rounding = rounding_mpjpe_px(poses, bits)
         rows.append({
             "bits_per_pose": bits,
