@@ -15,6 +15,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
+import reprlib
 from pathlib import Path
 from typing import Optional
 
@@ -27,6 +29,15 @@ MANIFEST_NAME = "manifest.json"
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8w", "int8")
 ROLES = ("encoder", "decoder")
+CODEBOOKS = ("shared", "per_token")
+MAX_MANIFEST_BYTES = 16 << 20  # a real manifest is a few tens of KiB
+MAX_DEPTH = 32                 # JSON nesting; a real manifest nests 6 levels
+MAX_INT = 2**31 - 1            # token layout and batch sizes (token ids are int32)
+MAX_NAME_BYTES = 255           # longest file name on common file systems
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+_short.maxlevel = 3
 
 
 class BundleError(PosetokError, ValueError):
@@ -48,6 +59,75 @@ def file_sha256(path: os.PathLike | str, chunk: int = 1 << 20) -> str:
 def _require(cond: bool, message: str) -> None:
     if not cond:
         raise BundleError(f"invalid manifest: {message}")
+
+
+def _show(value: object) -> str:
+    """A short repr of a manifest value for an error message (long or deep values are cut)."""
+    try:
+        return _short.repr(value)
+    except (RecursionError, ValueError):
+        return f"<{type(value).__name__}>"
+
+
+def _is_int(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _optional(d: dict, key: str, types: type | tuple, where: str, what: str) -> None:
+    """``d[key]``, when present and not null, must be of ``types``."""
+    value = d.get(key)
+    _require(value is None or isinstance(value, types), f"{where}{key} must be {what}, not {_show(value)}")
+
+
+def _check_tensors(specs: object, where: str) -> None:
+    _require(isinstance(specs, list), f"{where} must be a list of tensor specs, not {_show(specs)}")
+    for j, spec in enumerate(specs):
+        at = f"{where}[{j}]"
+        _require(isinstance(spec, dict), f"{at} must be an object, not {_show(spec)}")
+        for key in ("name", "shape", "dtype"):
+            _require(key in spec, f"{at} is missing {key!r}")
+        _require(isinstance(spec["name"], str), f"{at}.name must be a string, not {_show(spec['name'])}")
+        _require(isinstance(spec["dtype"], str), f"{at}.dtype must be a string, not {_show(spec['dtype'])}")
+        shape = spec["shape"]
+        _require(isinstance(shape, list) and all(d == "batch" or _is_int(d, 0, MAX_INT) for d in shape),
+                 f"{at}.shape must be a list of sizes (ints, or \"batch\"), not {_show(shape)}")
+
+
+def _check_file_name(name: object, where: str) -> None:
+    """An artifact's ``file``: a plain file name inside the bundle folder, no path."""
+    _require(isinstance(name, str), f"{where}.file must be a string, not {_show(name)}")
+    _require(name not in ("", ".", ".."), f"{where}.file {_show(name)} is not a file name")
+    _require("\x00" not in name, f"{where}.file {_show(name)} contains a NUL byte")
+    parts = re.split(r"[/\\]", name)
+    _require(not name.startswith(("/", "\\")) and ".." not in parts,
+             f"{where}.file {_show(name)} points outside the bundle")
+    _require(len(parts) == 1 and Path(name).name == name,
+             f"{where}.file {_show(name)} must be a plain file name (no folders)")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BundleError(f"invalid manifest: {where}.file {_show(name)} is not valid Unicode") from None
+    _require(size <= MAX_NAME_BYTES, f"{where}.file is {size} bytes long (at most {MAX_NAME_BYTES})")
+
+
+def _check_depth(obj: object) -> None:
+    """Refuse JSON nested deeper than ``MAX_DEPTH`` (walked without recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise BundleError(f"{MANIFEST_NAME} nests too deeply (more than {MAX_DEPTH} levels)")
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+
+
+def _no_duplicate_keys(pairs: list) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise BundleError(f"{MANIFEST_NAME}: key {_show(key)} appears twice in one object")
+        out[key] = value
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,32 +245,74 @@ class Manifest:
 
 
 def validate_manifest(m: dict) -> None:
-    """Check the manifest's structure; raises BundleError naming the first problem."""
-    _require(isinstance(m, dict), "top level is not a JSON object")
+    """Check the manifest's structure and every field's type and range, so that
+    ``Manifest.from_dict`` cannot fail afterwards.
+
+    Args:
+        m: the parsed ``manifest.json`` (any JSON value).
+
+    Raises:
+        BundleError: names the first problem (the field, and what it should be).
+    """
+    _require(isinstance(m, dict), f"top level is not a JSON object but {type(m).__name__}")
+    _check_depth(m)
     version = m.get("schema_version")
-    _require(version == SCHEMA_VERSION,
-             f"schema_version {version!r} is not supported (this posetok reads {SCHEMA_VERSION})")
+    _require(_is_int(version, SCHEMA_VERSION, SCHEMA_VERSION),
+             f"schema_version {_show(version)} is not supported (this posetok reads {SCHEMA_VERSION})")
     for key in ("model", "keypoints", "normalization", "tokens", "artifacts"):
         _require(key in m, f"missing key {key!r}")
-    _require(isinstance(m["model"], dict), "model must be an object")
+    model = m["model"]
+    _require(isinstance(model, dict), "model must be an object")
+    for key in ("name", "version", "checkpoint_sha256"):
+        _optional(model, key, str, "model.", "a string")
+    for key in ("config", "training"):
+        _optional(model, key, dict, "model.", "an object")
     _require(isinstance(m["keypoints"], list) and all(isinstance(k, str) for k in m["keypoints"]),
              "keypoints must be a list of names")
     _require(isinstance(m["normalization"], dict), "normalization must be an object")
     tokens = m["tokens"]
     _require(isinstance(tokens, dict), "tokens must be an object")
     for key in ("num_tokens", "num_codes", "code_dim"):
-        _require(isinstance(tokens.get(key), int) and tokens[key] > 0, f"tokens.{key} must be a positive int")
+        _require(_is_int(tokens.get(key), 1, MAX_INT),
+                 f"tokens.{key} must be a positive int up to {MAX_INT}, not {_show(tokens.get(key))}")
+    _require(tokens.get("codebooks", "shared") in CODEBOOKS,
+             f"tokens.codebooks {_show(tokens.get('codebooks'))} not in {CODEBOOKS}")
+    _optional(m, "float_lookup", str, "", "a string")
+    _optional(m, "reference", dict, "", "an object")
+    _optional(m, "parity", list, "", "a list")
+    for i, row in enumerate(m.get("parity") or ()):
+        _require(isinstance(row, dict), f"parity[{i}] must be an object, not {_show(row)}")
     _require(isinstance(m["artifacts"], list) and m["artifacts"], "artifacts must be a non-empty list")
+    seen: dict[str, int] = {}
     for i, a in enumerate(m["artifacts"]):
         where = f"artifacts[{i}]"
+        _require(isinstance(a, dict), f"{where} must be an object, not {_show(a)}")
         for key in ("file", "role", "format", "precision", "sha256", "size_bytes", "inputs", "outputs"):
             _require(key in a, f"{where} is missing {key!r}")
-        _require(a["role"] in ROLES, f"{where}.role {a['role']!r} not in {ROLES}")
-        _require(a["format"] in FORMATS, f"{where}.format {a['format']!r} not in {FORMATS}")
-        _require(a["precision"] in PRECISIONS, f"{where}.precision {a['precision']!r} not in {PRECISIONS}")
-        _require(Path(a["file"]).name == a["file"], f"{where}.file {a['file']!r} must be a plain file name")
-        _require(a.get("batch") is None or (isinstance(a["batch"], int) and a["batch"] > 0),
-                 f"{where}.batch must be null or a positive int")
+        _require(a["role"] in ROLES, f"{where}.role {_show(a['role'])} not in {ROLES}")
+        _require(a["format"] in FORMATS, f"{where}.format {_show(a['format'])} not in {FORMATS}")
+        _require(a["precision"] in PRECISIONS, f"{where}.precision {_show(a['precision'])} not in {PRECISIONS}")
+        _check_file_name(a["file"], where)
+        _require(a["file"] not in seen,
+                 f"{where}.file {_show(a['file'])} is listed twice (also artifacts[{seen.get(a['file'])}])")
+        seen[a["file"]] = i
+        _require(a.get("batch") is None or _is_int(a["batch"], 1, MAX_INT),
+                 f"{where}.batch must be null or a positive int up to {MAX_INT}, not {_show(a.get('batch'))}")
+        _require(isinstance(a["sha256"], str) and _SHA256.fullmatch(a["sha256"]) is not None,
+                 f"{where}.sha256 must be 64 lowercase hex digits, not {_show(a['sha256'])}")
+        _require(_is_int(a["size_bytes"], 0, 2**63 - 1),
+                 f"{where}.size_bytes must be a non-negative int, not {_show(a['size_bytes'])}")
+        _check_tensors(a["inputs"], f"{where}.inputs")
+        _check_tensors(a["outputs"], f"{where}.outputs")
+        _optional(a, "quantization", str, f"{where}.", "a string")
+        _optional(a, "parity", dict, f"{where}.", "an object")
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, symlinks resolved, lies inside ``root`` (also resolved)."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):  # symlink loops, unencodable names
+        return False
 
 
 def check_coordinates(manifest: Manifest) -> None:
@@ -266,10 +388,12 @@ class Bundle:
             The loaded ``Bundle``.
 
         Raises:
-            BundleError: missing folder or manifest, invalid JSON, a manifest that
-                breaks the schema, or a keypoint order / normalization other than
-                this runtime's.
-            IntegrityError: (``verify``) a listed file missing, truncated or modified.
+            BundleError: missing folder or manifest; a manifest that is not UTF-8,
+                not valid JSON, nested too deeply, too large, or breaks the schema
+                (every field's type and range is checked); an artifact file name or
+                symlink that points outside the bundle folder; or a keypoint order /
+                normalization other than this runtime's.
+            IntegrityError: (``verify``) a listed file missing, a folder, truncated or modified.
         """
         root = Path(path)
         if not root.is_dir():
@@ -277,9 +401,28 @@ class Bundle:
         mpath = root / MANIFEST_NAME
         if not mpath.is_file():
             raise BundleError(f"{mpath} is missing: not a posetok bundle (make one with 'posetok export')")
+        if not _inside(mpath, root):
+            raise BundleError(f"{mpath} points outside the bundle folder")
         try:
-            manifest = json.loads(mpath.read_text())
+            size = mpath.stat().st_size
+            if size > MAX_MANIFEST_BYTES:
+                raise BundleError(f"{mpath} is {size} bytes, more than a manifest can be ({MAX_MANIFEST_BYTES})")
+            raw = mpath.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"{mpath} cannot be read: {exc.strerror or exc}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BundleError(f"{mpath} is not UTF-8 (byte {exc.start}: {exc.reason})") from None
+        try:
+            manifest = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        except BundleError:  # a key repeated in one object
+            raise
         except json.JSONDecodeError as exc:
+            raise BundleError(f"{mpath} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BundleError(f"{mpath}: {MANIFEST_NAME} nests too deeply to parse") from None
+        except ValueError as exc:  # e.g. an integer with more digits than Python converts
             raise BundleError(f"{mpath} is not valid JSON: {exc}") from None
         bundle = cls(root, manifest)
         check_coordinates(bundle.spec)
@@ -296,8 +439,15 @@ class Bundle:
 
         Returns:
             Its path inside the bundle folder.
+
+        Raises:
+            BundleError: the path (through a symlink, say) resolves outside the bundle folder.
         """
-        return self.root / artifact.file
+        _check_file_name(artifact.file, "artifact")
+        path = self.root / artifact.file
+        if not _inside(path, self.root):
+            raise BundleError(f"{artifact.file}: points outside the bundle folder {self.root} (a symlink?)")
+        return path
 
     def verify_file(self, artifact: Artifact) -> None:
         """Check one file against the manifest: size first (cheap, catches
@@ -307,16 +457,22 @@ class Bundle:
             artifact: one of ``artifacts``.
 
         Raises:
-            IntegrityError: the file is missing, or its size or sha256 differs.
+            BundleError: the file's path resolves outside the bundle folder.
+            IntegrityError: the file is missing, a folder, unreadable, or its size or sha256 differs.
         """
         path = self.path_of(artifact)
+        if path.is_dir():
+            raise IntegrityError(f"{artifact.file}: is a folder, not a model file")
         if not path.is_file():
             raise IntegrityError(f"{artifact.file}: listed in the manifest but missing from {self.root}")
-        size = path.stat().st_size
+        try:
+            size = path.stat().st_size
+            digest = file_sha256(path) if size == artifact.size_bytes else ""
+        except OSError as exc:
+            raise IntegrityError(f"{artifact.file}: cannot be read: {exc.strerror or exc}") from None
         if size != artifact.size_bytes:
             raise IntegrityError(f"{artifact.file}: size {size} bytes, manifest says {artifact.size_bytes} "
                                  f"(truncated or replaced file)")
-        digest = file_sha256(path)
         if digest != artifact.sha256:
             raise IntegrityError(f"{artifact.file}: sha256 {digest[:16]}... does not match the manifest's "
                                  f"{artifact.sha256[:16]}... (modified file)")
