@@ -50,18 +50,12 @@ def format_table(metrics: dict, source: str) -> str:
 def load_poses_file(path: Path) -> np.ndarray:
     """A user's poses: an .npy file holding an [N,13,2] real array of pixel
     keypoints in the 64-px frame, in the order of posetok.skeleton.KEYPOINT_NAMES."""
-    from posetok.skeleton import NUM_KEYPOINTS
+    from .metrics import check_poses
     try:
         poses = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise ValueError(f"cannot read {path} as a .npy array: {exc}") from exc
-    if not (np.issubdtype(poses.dtype, np.floating) or np.issubdtype(poses.dtype, np.integer)):
-        raise ValueError(f"{path}: poses must be a real array, got dtype {poses.dtype}")
-    if poses.ndim != 3 or poses.shape[1:] != (NUM_KEYPOINTS, 2) or len(poses) == 0:
-        raise ValueError(f"{path}: poses must have shape [N>0,{NUM_KEYPOINTS},2], got {list(poses.shape)}")
-    if not np.isfinite(poses).all():
-        raise ValueError(f"{path}: poses contain NaN or infinite values")
-    return poses.astype(np.float32)
+    return check_poses(poses, name=f"{path}: poses")
 
 
 def main(argv: list[str], prog: str) -> int:

@@ -15,13 +15,16 @@ from .model import TokenizerModel
 EVAL_BATCH = 2048
 
 
-def _check_poses(poses_px: np.ndarray) -> np.ndarray:
-    poses = np.asarray(poses_px, dtype=np.float32)
+def check_poses(poses_px, name: str = "poses_px") -> np.ndarray:
+    """``poses_px`` as float32 after checking it is a non-empty, finite, real [N,13,2] array."""
+    poses = np.asarray(poses_px)
+    if not (np.issubdtype(poses.dtype, np.floating) or np.issubdtype(poses.dtype, np.integer)):
+        raise ValueError(f"{name} must be a real array, got dtype {poses.dtype}")
     if poses.ndim != 3 or poses.shape[1:] != (NUM_KEYPOINTS, 2) or len(poses) == 0:
-        raise ValueError(f"poses_px must have shape [n>0,{NUM_KEYPOINTS},2], got {list(poses.shape)}")
+        raise ValueError(f"{name} must have shape [N>0,{NUM_KEYPOINTS},2], got {list(poses.shape)}")
     if not np.isfinite(poses).all():
-        raise ValueError("poses_px contains NaN or infinite values")
-    return poses
+        raise ValueError(f"{name} contain NaN or infinite values")
+    return poses.astype(np.float32)
 
 
 @torch.no_grad()
@@ -144,7 +147,7 @@ def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bo
     the broad evaluation set, with ``upright_mpjpe_px`` of the upright set
     beside it; ``int8_tensors`` adds ``int8_tensor_sensitivity`` (one
     simulated pass per tensor)."""
-    poses = _check_poses(data.eval_poses() if poses_px is None else poses_px)
+    poses = check_poses(data.eval_poses() if poses_px is None else poses_px)
     was_training = model.training
     model.eval()
     try:
