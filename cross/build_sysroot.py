@@ -5,7 +5,8 @@ The result is a folder (by default ``~/.cache/posetok/aarch64-<key>``) with
   sysroot/        Debian bookworm arm64 packages unpacked with ``dpkg-deb -x``
                   (CPython 3.11, libc, libstdc++ ...), the ``-L`` root for QEMU
   site/           aarch64 wheels: numpy 2, onnxruntime, ai-edge-litert, pytest,
-                  opencv-python-headless (the kernel benchmark's peer)
+                  opencv-python-headless (the kernel benchmark's peer),
+                  model-signing + pyopenssl (posetok[signing]: signed bundles)
   site-tflite/    tflite-runtime 2.14 with numpy<2, for boards that carry it
   READY           stamp written last; its presence means the build completed
 
@@ -39,7 +40,7 @@ PLATFORM_TAGS = ["manylinux_2_17_aarch64", "manylinux2014_aarch64",
                  "manylinux_2_28_aarch64", "manylinux_2_34_aarch64",
                  "manylinux_2_36_aarch64"]
 SITE_REQUIREMENTS = ["numpy>=2,<3", "onnxruntime==1.32.*", "ai-edge-litert==1.4.0",
-                     "opencv-python-headless==5.0.*", "pytest>=8"]
+                     "opencv-python-headless==5.0.*", "pytest>=8", "model-signing==1.1.1", "pyopenssl"]
 TFLITE_SITE_REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0", "pytest>=8"]
 
 STEPS = 6

@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = {"posetok": REPO / "sdk" / "posetok", "posetok_converters": REPO / "converters" / "posetok_converters"}
-RUNTIME_EXTRAS = ("onnxruntime", "litert", "tflite")
+RUNTIME_EXTRAS = ("onnxruntime", "litert", "tflite", "signing")
 GLIBC_BASELINE = "2_17"
 # Fixed timestamp: the same inputs give a byte-identical wheel.
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)

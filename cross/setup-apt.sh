@@ -6,7 +6,8 @@ set -euo pipefail
 PACKAGES=(build-essential cmake ninja-build pkg-config
           gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
           clang lld llvm libclang-rt-14-dev clang-format
-          binutils-aarch64-linux-gnu dpkg-dev file patchelf)
+          binutils-aarch64-linux-gnu dpkg-dev file patchelf
+          python3.11-venv libpython3.11)
 BACKPORTS_LIST=/etc/apt/sources.list.d/posetok-bookworm-backports.sources
 
 log() { printf '[setup-apt] %s\n' "$*"; }

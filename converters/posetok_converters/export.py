@@ -12,17 +12,17 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import onnx
 import torch
 
-from posetok import bundle as bundle_lib
+from posetok import bundle as bundle_lib, signing
 from posetok.atomic import write_bytes_atomic
 from posetok.skeleton import NUM_KEYPOINTS, pixels_to_normalized
 
-from . import parity as parity_lib, quantize_onnx, quantize_tflite, tflite_flatbuffer
+from . import estimator_export, parity as parity_lib, quantize_onnx, quantize_tflite, tflite_flatbuffer
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .data import calibration_poses
 from .graphs import DECODER_INPUT, DECODER_OUTPUT, ENCODER_INPUT, ENCODER_OUTPUT, split_graphs
@@ -49,6 +49,10 @@ class ExportOptions:
     tflite_int8: quantize_tflite.TfliteStaticInt8 = quantize_tflite.TfliteStaticInt8()
     calibration_size: int = CALIBRATION_SIZE
     parity: bool = True  # measure parity and record it in the manifest
+    # the estimator's int8: convolutions and the head's layers; the frozen soft decoder stays float32
+    estimator_onnx_int8: quantize_onnx.OnnxStaticInt8 = quantize_onnx.OnnxStaticInt8(
+        op_types=("Conv", "MatMul", "Gemm"), float_outside_mixer=False)
+    estimator_calibration_size: int = 256
 
     def __post_init__(self):
         for name, given, allowed in (("format", self.formats, FORMATS), ("precision", self.precisions, PRECISIONS)):
@@ -97,11 +101,12 @@ def compact_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
 # -- graph conversion -------------------------------------------------------------
 
 def export_onnx_fp32(graph: torch.nn.Module, example: torch.Tensor, input_name: str,
-                     output_name: str) -> onnx.ModelProto:
+                     output_names: str | Sequence[str]) -> onnx.ModelProto:
     """torch.export-based ONNX export with a dynamic batch dimension, checked."""
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    names = [output_names] if isinstance(output_names, str) else list(output_names)
     with quiet():
-        program = torch.onnx.export(graph, (example,), input_names=[input_name], output_names=[output_name],
+        program = torch.onnx.export(graph, (example,), input_names=[input_name], output_names=names,
                                     dynamic_shapes={input_name: {0: batch}}, opset_version=ONNX_OPSET,
                                     dynamo=True, external_data=False, verbose=False)
     proto = program.model_proto
@@ -173,24 +178,35 @@ def _replace_dir(built: Path, out_dir: Path, force: bool) -> None:
 
 def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike | str] = None,
                   options: ExportOptions = ExportOptions(), force: bool = False,
-                  progress: Callable[[str], None] = print) -> dict:
+                  progress: Callable[[str], None] = print, estimator=None,
+                  sign_key: Optional[os.PathLike | str] = None) -> dict:
     """Export ``checkpoint`` (default: the shipped model) to the bundle folder ``out_dir``.
 
-    Returns the manifest (the JSON object written). Raises ExportError if ``out_dir`` exists and not ``force``.
+    ``estimator``: a tokens-head ``PoseEstimatorModel`` trained against this very tokenizer, exported beside it
+    (role ``estimator``); None: tokenizer only. ``sign_key``: PEM file of an elliptic-curve private key; the
+    bundle is signed (``model.sig``, posetok.signing) in the temporary folder, before the rename.
+
+    Returns the manifest (the JSON object written). Raises ExportError if ``out_dir`` exists and not ``force``,
+    or if the estimator's frozen tokenizer is not this checkpoint.
     """
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and not force:
         raise ExportError(f"{out_dir} already exists; pass --force to replace it")
     if out_dir.exists() and not (out_dir / bundle_lib.MANIFEST_NAME).is_file() and any(out_dir.iterdir()):
         raise ExportError(f"{out_dir} is a non-empty folder that is not a bundle; refusing to replace it")
+    if sign_key is not None:
+        signing.check_private_key(sign_key)  # a bad key fails now, not after the export
     ckpt_path = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(ckpt_path)
     ckpt_sha = bundle_lib.file_sha256(ckpt_path)
+    if estimator is not None and not estimator_export.same_tokenizer(estimator, model):
+        raise ExportError(f"the estimator was trained against another tokenizer than {ckpt_path}; "
+                          "its token ids would mean other codes (retrain it with --tokenizer)")
     if codebook_storage(model) == "float32":
         progress(f"note: the codebook of {ckpt_path} is not on an int8 grid (trained before codebooks were "
                  "snapped); the reduced-precision files keep it as float32")
     started = time.perf_counter()
-    steps = _plan(options)
+    steps = _plan(options) + (_plan_estimator(options) if estimator is not None else 0)
     done = 0
 
     def step(message: str) -> None:
@@ -219,9 +235,15 @@ def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike |
             artifacts += _export_onnx(graphs, calibration, io_specs, options, work, step)
         if "tflite" in options.formats:
             artifacts += _export_tflite(graphs, calibration, options, work, step)
+        estimator_section = {}
+        if estimator is not None:
+            estimator_files, estimator_section = _export_estimator(estimator, model, options, work, step)
+            artifacts += estimator_files
         reference = parity_lib.torch_reference(model)
         step(f"torch reference on {reference.num_poses} eval poses: mpjpe {reference.mpjpe_px:.4f} px")
         manifest = build_manifest(model, ckpt_sha, reference.summary(), artifacts, meta)
+        if estimator_section:
+            manifest = dataclasses.replace(manifest, estimator=estimator_section)
         bundle_lib.write_manifest(work, manifest)
         if options.parity:
             rows = []
@@ -231,7 +253,13 @@ def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike |
                 step(f"parity {fmt} {precision}: tokens {row['token_agreement']:.4f}, "
                      f"mpjpe {row['mpjpe_px']:.4f} px, decoder max err {row['decoder_max_abs_err_px']:.2e} px")
             manifest = parity_lib.attach_parity(manifest, rows)
+            if estimator is not None:
+                manifest = dataclasses.replace(manifest, estimator={
+                    **manifest.estimator, "parity": estimator_export.estimator_parity(work, manifest, estimator, step)})
             bundle_lib.write_manifest(work, manifest)
+        if sign_key is not None:
+            signing.sign_bundle(work, sign_key)
+            progress(f"signed with {sign_key}: {signing.SIGNATURE_NAME} covers every file")
         _replace_dir(work, out_dir, force)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -284,6 +312,33 @@ def _export_tflite(graphs: dict, calibration: dict, options: ExportOptions, work
     return artifacts
 
 
+def _export_estimator(estimator, tokenizer, options: ExportOptions, work: Path,
+                      step: Callable[[str], None]) -> tuple[list[bundle_lib.Artifact], dict]:
+    """The estimator's files (ONNX; every precision asked for) and the manifest's ``estimator`` section."""
+    graph = estimator_export.estimator_graph(estimator)
+    calibration = estimator_export.calibration_inputs(options.estimator_calibration_size)
+    inputs, outputs = estimator_export.estimator_io_specs(tokenizer.config.num_tokens)
+    artifacts = []
+    if "onnx" in options.formats:
+        fp32 = export_onnx_fp32(graph, torch.from_numpy(calibration[:4]), estimator_export.ESTIMATOR_INPUT,
+                                estimator_export.ESTIMATOR_OUTPUTS)
+        step(f"onnx estimator: exported fp32 (opset {ONNX_OPSET}, dynamic batch)")
+        for precision in options.precisions:
+            settings = dataclasses.replace(options, onnx_int8=options.estimator_onnx_int8)
+            proto = compact_onnx(onnx_variant(fp32, precision, calibration, settings))
+            what = f"estimator.{precision}.onnx"
+            check_onnx(proto, what)
+            path = work / what
+            write_bytes_atomic(path, proto.SerializeToString())
+            scheme = (options.estimator_onnx_int8.describe() if precision == "int8"
+                      else SCHEMES[("onnx", precision)])
+            artifacts.append(artifact_record(path, "estimator", "onnx", precision, None, inputs, outputs, scheme))
+            step(f"onnx estimator {precision}: {path.stat().st_size / 1024:.0f} KiB, checker ok")
+    section = {"input": estimator_export.estimator_input_contract(), "config": estimator.config.to_dict(),
+               "figure_share": estimator_export.frames.FIGURE_SHARE}
+    return artifacts, section
+
+
 def _check_tflite_io(file: str, inp: bundle_lib.TensorSpec, out: bundle_lib.TensorSpec, role: str) -> None:
     """Quantizers may turn graph inputs into int8; the runtime contract is float/int32 I/O."""
     want_in, want_out = ("float32", "int32") if role == "encoder" else ("int32", "float32")
@@ -302,3 +357,8 @@ def _plan(options: ExportOptions) -> int:
     if options.parity:
         n += len(options.formats) * len(options.precisions)
     return n
+
+
+def _plan_estimator(options: ExportOptions) -> int:
+    return ((1 + len(options.precisions)) if "onnx" in options.formats else 0) + \
+        (len(options.precisions) if options.parity and "onnx" in options.formats else 0)

@@ -19,7 +19,8 @@ from posetok.skeleton import NUM_KEYPOINTS
 # Names of the float-only submodules; exporters keep them in tensor/node names.
 NEAREST_CODE_SCOPE = "nearest_code"
 CODE_GATHER_SCOPE = "code_gather"
-FLOAT_SCOPES = (NEAREST_CODE_SCOPE, CODE_GATHER_SCOPE)
+SOFT_DECODE_SCOPE = "soft_decode"   # the estimator's softmax-weighted codebook + frozen decoder
+FLOAT_SCOPES = (NEAREST_CODE_SCOPE, CODE_GATHER_SCOPE, SOFT_DECODE_SCOPE)
 FLOAT_SCOPE_REGEX = "|".join(FLOAT_SCOPES)  # matches a tensor/node name inside a float-only scope
 
 ENCODER_INPUT = "keypoints"

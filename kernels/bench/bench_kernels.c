@@ -7,7 +7,11 @@
  *
  * usage: posetok_kernels_bench KERNEL ref|neon WIDTH HEIGHT ITERS [REPS]
  * kernels: see KERNELS below; WIDTH x HEIGHT is the source frame (for
- * downscale_uv2x2 the UV plane in pairs). */
+ * downscale_uv2x2 the UV plane in pairs). crop_nv21_c3: the one-pass kernel on
+ * a WIDTH x HEIGHT NV21 frame, square box of side HEIGHT*14/15 (448 at 480)
+ * in the centre -> 3x64x64 f32 (ImageNet mean/scale); chain_nv21_c3: the same
+ * through today's chain (gaussian3x3 on Y, nv21_to_rgb888, crop view,
+ * resize_bilinear c3, normalize). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +22,8 @@
 
 static const char *const KERNELS[] = {
     "nv21_to_rgb888",     "nv12_to_rgb888",     "downscale_uv2x2",  "gaussian3x3",
-    "resize_bilinear_c1", "resize_bilinear_c3", "conv2d_3x3_c3_c8", "normalize_c3"};
+    "resize_bilinear_c1", "resize_bilinear_c3", "conv2d_3x3_c3_c8", "normalize_c3",
+    "crop_nv21_c3",       "chain_nv21_c3"};
 
 static void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
@@ -77,12 +82,16 @@ int main(int argc, char **argv) {
     const float mean[3] = {123.675f, 116.28f, 103.53f};
     const float scale[3] = {1 / 58.395f, 1 / 57.12f, 1 / 57.375f};
     const int rw = w * 2 / 3, rh = h * 2 / 3;
+    const int side = h * 14 / 15, bx = (w - side) / 2, by = (h - side) / 2, mo = 64;
+    uint8_t *blur = xmalloc((size_t)w * h), *rgb = xmalloc((size_t)w * h * 3);
 
     long long out_pixels = (long long)w * h;
     if (!strcmp(kernel, "downscale_uv2x2"))
         out_pixels = (long long)(w / 2) * (h / 2);
     else if (!strncmp(kernel, "resize_bilinear", 15))
         out_pixels = (long long)rw * rh;
+    else if (!strcmp(kernel, "crop_nv21_c3") || !strcmp(kernel, "chain_nv21_c3"))
+        out_pixels = (long long)mo * mo;
 
     printf("{\"kernel\": \"%s\", \"impl\": \"%s\", \"width\": %d, \"height\": %d, "
            "\"out_pixels\": %lld, \"ns_per_call\": [",
@@ -116,7 +125,26 @@ int main(int argc, char **argv) {
                 status =
                     (neon ? posetok_normalize_u8_f32_chw_neon : posetok_normalize_u8_f32_chw_ref)(
                         src, 3 * w, w, h, 3, mean, scale, fdst, w);
-            else {
+            else if (!strcmp(kernel, "crop_nv21_c3"))
+                status =
+                    (neon ? posetok_crop_area_yuv420sp_u8_neon : posetok_crop_area_yuv420sp_u8_ref)(
+                        src, w, src2, w, w & ~1, h & ~1, POSETOK_CHROMA_VU, POSETOK_YUV_RANGE_VIDEO,
+                        bx, by, side, side, mo, mo, 3, mean, scale, fdst, NULL);
+            else if (!strcmp(kernel, "chain_nv21_c3")) {
+                status = (neon ? posetok_gaussian3x3_u8_neon : posetok_gaussian3x3_u8_ref)(
+                    src, w, blur, w, w, h, POSETOK_BORDER_REFLECT_101, 0);
+                if (!status)
+                    status = (neon ? posetok_nv21_to_rgb888_neon : posetok_nv21_to_rgb888_ref)(
+                        blur, w, src2, w + (w & 1), rgb, 3 * w, w, h, POSETOK_YUV_RANGE_VIDEO);
+                if (!status)
+                    status = (neon ? posetok_resize_bilinear_u8_neon
+                                   : posetok_resize_bilinear_u8_ref)(
+                        rgb + ((size_t)by * w + bx) * 3, 3 * w, side, side, dst, 3 * mo, mo, mo, 3);
+                if (!status)
+                    status = (neon ? posetok_normalize_u8_f32_chw_neon
+                                   : posetok_normalize_u8_f32_chw_ref)(dst, 3 * mo, mo, mo, 3, mean,
+                                                                       scale, fdst, mo);
+            } else {
                 fprintf(stderr, "\nunknown kernel %s\n", kernel);
                 return 2;
             }
@@ -129,6 +157,6 @@ int main(int argc, char **argv) {
         printf("%s%.0f", r ? ", " : "", iters ? (t1 - t0) / iters : 0.0);
     }
     printf("]}\n");
-    free(src), free(src2), free(dst), free(fsrc), free(fdst);
+    free(src), free(src2), free(dst), free(fsrc), free(fdst), free(blur), free(rgb);
     return 0;
 }

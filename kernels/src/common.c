@@ -94,7 +94,7 @@ int posetok_check_resize(const uint8_t *src, int src_stride, int src_width, int 
     if (src_width <= 0 || src_height <= 0 || dst_width <= 0 || dst_height <= 0 || channels <= 0)
         return POSETOK_ERR_BAD_SIZE;
     if (channels != 1 && channels != 3) return POSETOK_ERR_BAD_OPTION;
-    /* (2x+1) * src_len * 65536 must fit in int64 — always true for int sizes. */
+    /* posetok_resize_taps keeps (2x+1) * src_len * 65536 within int64 for any int sizes */
     RETURN_IF(check_plane(src, src_stride, (long long)src_width * channels));
     RETURN_IF(check_plane(dst, dst_stride, (long long)dst_width * channels));
     return POSETOK_OK;

@@ -52,3 +52,21 @@ int posetok_normalize_u8_f32_chw(const uint8_t *src, int src_stride, int width, 
     return POSETOK_IMPL(posetok_normalize_u8_f32_chw)(src, src_stride, width, height, channels,
                                                       mean, scale, dst, dst_stride);
 }
+
+int posetok_crop_area_yuv420sp_u8(const uint8_t *y, int y_stride, const uint8_t *chroma,
+                                  int chroma_stride, int width, int height, int chroma_order,
+                                  int range, int box_x, int box_y, int box_w, int box_h, int out_w,
+                                  int out_h, int channels, const float *mean, const float *scale,
+                                  float *dst_f32, uint8_t *dst_u8) {
+    return POSETOK_IMPL(posetok_crop_area_yuv420sp_u8)(
+        y, y_stride, chroma, chroma_stride, width, height, chroma_order, range, box_x, box_y, box_w,
+        box_h, out_w, out_h, channels, mean, scale, dst_f32, dst_u8);
+}
+
+int posetok_crop_area_u8(const uint8_t *src, int src_stride, int width, int height, int channels,
+                         int box_x, int box_y, int box_w, int box_h, int out_w, int out_h,
+                         const float *mean, const float *scale, float *dst_f32, uint8_t *dst_u8) {
+    return POSETOK_IMPL(posetok_crop_area_u8)(src, src_stride, width, height, channels, box_x,
+                                              box_y, box_w, box_h, out_w, out_h, mean, scale,
+                                              dst_f32, dst_u8);
+}

@@ -10,8 +10,12 @@
 
 void posetok_resize_taps(int src_len, int dst_len, posetok_lerp_tap *taps) {
     for (int i = 0; i < dst_len; ++i) {
-        /* exact Q16 source position of the destination pixel centre */
-        long long s = ((2LL * i + 1) * src_len * 65536) / (2LL * dst_len) - 32768;
+        /* exact Q16 source position of the destination pixel centre,
+         * (2i+1) * src_len * 65536 / (2 * dst_len), from the quotient and the
+         * remainder of (2i+1) * src_len: the plain product passes 2^63 for
+         * sizes of 2^23 and more */
+        const long long num = (2LL * i + 1) * src_len, den = 2LL * dst_len;
+        long long s = (num / den) * 65536 + (num % den) * 65536 / den - 32768;
         if (s < 0) s = 0;
         int i0 = (int)(s >> 16);
         int w = (int)(((s & 0xffff) + 256) >> 9);

@@ -6,7 +6,9 @@
  *  - on aarch64 the NEON output must equal the reference byte for byte (floats:
  *    conv2d within 1e-5 of max|ref|, normalize bit-exact) for widths 1..67,
  *    heights 1..9 (even sizes for the 2x2 kernel), strides wider than the row,
- *    and 640x480 / 1920x1080;
+ *    and 640x480 / 1920x1080; the crop kernels for every output size 1..67 x
+ *    1..9 with boxes at odd coordinates, over each edge, wholly outside and
+ *    smaller than the output (f32 and u8 outputs);
  *  - on every ISA the reference is checked against hand-computed values, and
  *    bad arguments must give their documented status without touching memory.
  * Exit status 0 = all passed. */
@@ -395,11 +397,210 @@ static void bad_arguments(void) {
               "strerror(%d) undocumented", code);
 }
 
+/* ---- crop + area downscale: two outputs (f32 CHW, u8 HWC), both compared ---- */
+typedef struct {
+    int w, h, pad;                  /* frame (even for YUV), extra stride bytes */
+    int bx, by, bw, bh, ow, oh, ch; /* box, output size, output channels */
+    int yuv, nv12, range;           /* yuv: NV21/NV12 + range, else packed ch bytes/px */
+} crop_spec;
+
+static int run_crop(int impl, const crop_spec *c, const uint8_t *a, int as, const uint8_t *b,
+                    int bs, const float *m, const float *sc, float *f, uint8_t *u) {
+    if (c->yuv)
+        return (impl ? posetok_crop_area_yuv420sp_u8_neon : posetok_crop_area_yuv420sp_u8_ref)(
+            a, as, b, bs, c->w, c->h, c->nv12, c->range, c->bx, c->by, c->bw, c->bh, c->ow, c->oh,
+            c->ch, m, sc, f, u);
+    return (impl ? posetok_crop_area_u8_neon : posetok_crop_area_u8_ref)(
+        a, as, c->w, c->h, c->ch, c->bx, c->by, c->bw, c->bh, c->ow, c->oh, m, sc, f, u);
+}
+
+static void crop_case(const crop_spec *c) {
+    const int px = c->yuv ? 1 : c->ch, as = c->w * px + c->pad, bs = c->w + c->pad;
+    const size_t fn = (size_t)c->ch * c->oh * c->ow, un = fn;
+    static const float mean[3] = {123.675f, 116.28f, 103.53f};
+    static const float scale[3] = {1 / 58.395f, 1 / 57.12f, 1 / 57.375f};
+    for (int at_end = 0; at_end < 2; ++at_end) {
+        guarded a = guarded_alloc(image_bytes(c->h, c->w * px, as), at_end);
+        guarded b = guarded_alloc(c->yuv ? image_bytes(c->h / 2, c->w, bs) : 1, at_end);
+        guarded ms = guarded_alloc(6 * sizeof(float), at_end);
+        guarded f[2], u[2];
+        for (int i = 0; i < 2; ++i) {
+            f[i] = guarded_alloc(fn * sizeof(float), at_end);
+            u[i] = guarded_alloc(un, at_end);
+            memset(f[i].p, 0x77 + i, f[i].len);
+            memset(u[i].p, 0x33 + i, u[i].len);
+        }
+        fill_random(a.p, a.len);
+        fill_random(b.p, b.len);
+        float *m = (float *)ms.p;
+        for (int i = 0; i < c->ch; ++i) m[i] = mean[i], m[3 + i] = scale[i];
+        for (int impl = 0; impl < 1 + posetok_kernels_have_neon(); ++impl) {
+            /* alternately both outputs, f32 only and u8 only */
+            const int which = (c->ow + c->oh + at_end) % 3;
+            float *fo = which == 2 ? NULL : (float *)f[impl].p;
+            uint8_t *uo = which == 1 ? NULL : u[impl].p;
+            int st = run_crop(impl, c, a.p, as, b.p, bs, m, m + 3, fo, uo);
+            CHECK(st == 0, "crop %s: status %d (%s)", impl ? "neon" : "ref", st,
+                  posetok_kernels_strerror(st));
+            if (which != 0) { /* the other output is checked against a full run */
+                st = run_crop(impl, c, a.p, as, b.p, bs, m, m + 3, (float *)f[impl].p, u[impl].p);
+                CHECK(st == 0, "crop rerun status %d", st);
+            }
+        }
+        if (posetok_kernels_have_neon()) {
+            CHECK(memcmp(u[0].p, u[1].p, un) == 0 && memcmp(f[0].p, f[1].p, fn * 4) == 0,
+                  "crop %s %dx%d box (%d,%d,%d,%d) -> %dx%d c%d range %d: neon != ref",
+                  c->yuv ? (c->nv12 ? "nv12" : "nv21") : "packed", c->w, c->h, c->bx, c->by, c->bw,
+                  c->bh, c->ow, c->oh, c->ch, c->range);
+        }
+        /* f32 = normalize(u8) bit for bit */
+        const float *fr = (const float *)f[0].p;
+        for (size_t i = 0; i < fn; ++i) {
+            const size_t ci = i / ((size_t)c->oh * c->ow), pix = i % ((size_t)c->oh * c->ow);
+            const float want = ((float)u[0].p[pix * c->ch + ci] - m[ci]) * m[3 + ci];
+            if (fr[i] != want) {
+                CHECK(0, "crop f32[%zu] = %g, normalize of its u8 = %g", i, fr[i], want);
+                break;
+            }
+        }
+        guarded_free(&a), guarded_free(&b), guarded_free(&ms);
+        for (int i = 0; i < 2; ++i) guarded_free(&f[i]), guarded_free(&u[i]);
+    }
+}
+
+/* Boxes for one output size: inside at odd coordinates, over the top-left and
+ * the bottom-right edges, smaller than the output (upscale), wholly outside,
+ * and the whole frame. */
+static void crop_sweep_size(int ow, int oh, int pad) {
+    const int w = 2 * (ow / 2 + 7), h = 2 * (oh + 3);
+    const int boxes[6][4] = {{1, 1, w - 3, h - 2},         {-3, -2, w / 2 + 1, h / 2 + 3},
+                             {w / 2 - 1, h / 2 + 1, w, h}, {3, 1, ow / 3 + 1, oh / 2 + 1},
+                             {w + 5, -h - 3, 7, 5},        {0, 0, w, h}};
+    for (int k = 0; k < 6; ++k) {
+        crop_spec c = {w,  h,  pad, boxes[k][0], boxes[k][1],  boxes[k][2], boxes[k][3],
+                       ow, oh, 3,   1,           (ow + k) % 2, (oh + k) % 2};
+        crop_case(&c);
+        if (k % 2 == 0) {
+            c.ch = 1;
+            crop_case(&c);
+        }
+        c.yuv = 0, c.ch = k % 2 ? 1 : 3, c.w = w - 1; /* packed: odd widths too */
+        crop_case(&c);
+    }
+}
+
+static void crop_known_values(void) {
+    /* uniform frame Y=100, U=V=128 (video): grey (100*149 >> 1) - 1192 = 6258,
+     * (6258 + 32) >> 6 = 98 everywhere, also for a box that overlaps the
+     * frame by a fraction; the black outside mixes in by area. */
+    uint8_t y[8 * 4], vu[8 * 2], out[4 * 2 * 3];
+    memset(y, 100, sizeof y);
+    memset(vu, 128, sizeof vu);
+    int st = posetok_crop_area_yuv420sp_u8_ref(y, 8, vu, 8, 8, 4, POSETOK_CHROMA_VU,
+                                               POSETOK_YUV_RANGE_VIDEO, 1, 1, 5, 3, 4, 2, 3, NULL,
+                                               NULL, NULL, out);
+    CHECK(st == 0, "crop known status %d", st);
+    for (int i = 0; i < 24; ++i) CHECK(out[i] == 98, "crop uniform grey [%d] = %d", i, out[i]);
+    /* half the box outside (black Y=16 -> 0): luma mean (100+16)/2 = 58 ->
+     * (58*149 >> 1) - 1192 = 3129 -> 49 */
+    st = posetok_crop_area_yuv420sp_u8_ref(y, 8, vu, 8, 8, 4, POSETOK_CHROMA_VU,
+                                           POSETOK_YUV_RANGE_VIDEO, -8, 0, 16, 4, 1, 1, 1, NULL,
+                                           NULL, NULL, out);
+    CHECK(st == 0 && out[0] == 49, "crop half outside: status %d value %d", st, out[0]);
+    /* wholly outside: black */
+    st = posetok_crop_area_yuv420sp_u8_ref(y, 8, vu, 8, 8, 4, POSETOK_CHROMA_UV,
+                                           POSETOK_YUV_RANGE_VIDEO, 100, -50, 3, 3, 2, 1, 3, NULL,
+                                           NULL, NULL, out);
+    CHECK(st == 0 && out[0] == 0 && out[1] == 0 && out[5] == 0, "crop outside: %d %d %d", out[0],
+          out[1], out[5]);
+    /* packed grey 1x3 row 0, 90, 255 -> 2 outputs: [0, 1.5) = (0*256 + 90*128)
+     * / 384... in Q8: weights 171, 85 | 85+..: out0 = (0*171 + 90*85) = 7650 /256
+     * = 29.88 -> 30, out1 = (90*85 + 255*171)/256 = 200.2 -> 200 (vertical weight 256) */
+    const uint8_t g[3] = {0, 90, 255};
+    float f[2];
+    const float m1 = 10.0f, s1 = 0.5f;
+    st = posetok_crop_area_u8_ref(g, 3, 3, 1, 1, 0, 0, 3, 1, 2, 1, &m1, &s1, f, out);
+    CHECK(st == 0 && out[0] == 30 && out[1] == 200, "crop 3->2: %d %d", out[0], out[1]);
+    CHECK(f[0] == 10.0f && f[1] == 95.0f, "crop 3->2 f32: %g %g", f[0], f[1]);
+}
+
+static void crop_bad_arguments(void) {
+    uint8_t y[64] = {0}, c[32] = {0}, u8o[64];
+    float f[64];
+    const float m[3] = {0}, s[3] = {1, 1, 1};
+    memset(u8o, 0x11, sizeof u8o);
+    for (int impl = 0; impl < 3; ++impl) {
+        if (impl == 2 && !posetok_kernels_have_neon()) {
+            CHECK(posetok_crop_area_u8_neon(y, 8, 8, 8, 1, 0, 0, 8, 8, 2, 2, m, s, f, u8o) ==
+                      POSETOK_ERR_NO_NEON,
+                  "crop neon stub must report NO_NEON");
+            continue;
+        }
+#define CY                                           \
+    (impl == 0   ? posetok_crop_area_yuv420sp_u8     \
+     : impl == 1 ? posetok_crop_area_yuv420sp_u8_ref \
+                 : posetok_crop_area_yuv420sp_u8_neon)
+#define CP                                  \
+    (impl == 0   ? posetok_crop_area_u8     \
+     : impl == 1 ? posetok_crop_area_u8_ref \
+                 : posetok_crop_area_u8_neon)
+        CHECK(CY(NULL, 8, c, 8, 8, 8, 0, 0, 0, 0, 8, 8, 2, 2, 3, m, s, f, u8o) ==
+                  POSETOK_ERR_NULL_POINTER,
+              "crop null y");
+        CHECK(CY(y, 8, NULL, 8, 8, 8, 0, 0, 0, 0, 8, 8, 2, 2, 3, m, s, f, u8o) ==
+                  POSETOK_ERR_NULL_POINTER,
+              "crop null chroma with 3 channels");
+        CHECK(CY(y, 8, c, 8, 8, 8, 0, 0, 0, 0, 8, 8, 2, 2, 3, m, s, NULL, NULL) ==
+                  POSETOK_ERR_NULL_POINTER,
+              "crop no output");
+        CHECK(CY(y, 8, c, 8, 8, 8, 0, 0, 0, 0, 8, 8, 2, 2, 3, NULL, s, f, NULL) ==
+                  POSETOK_ERR_NULL_POINTER,
+              "crop f32 without mean");
+        CHECK(CY(y, 8, c, 8, 7, 8, 0, 0, 0, 0, 8, 8, 2, 2, 3, m, s, f, u8o) == POSETOK_ERR_ODD_SIZE,
+              "crop odd width");
+        CHECK(CY(y, 8, c, 8, 8, 8, 0, 0, 0, 0, 0, 8, 2, 2, 3, m, s, f, u8o) == POSETOK_ERR_BAD_SIZE,
+              "crop zero box");
+        CHECK(CY(y, 8, c, 8, 8, 8, 0, 0, 0, 0, 8, 8, 2, -1, 3, m, s, f, u8o) ==
+                  POSETOK_ERR_BAD_SIZE,
+              "crop negative out");
+        CHECK(CY(y, 8, c, 8, 8, 8, 2, 0, 0, 0, 8, 8, 2, 2, 3, m, s, f, u8o) ==
+                  POSETOK_ERR_BAD_OPTION,
+              "crop chroma order");
+        CHECK(CY(y, 8, c, 8, 8, 8, 0, 5, 0, 0, 8, 8, 2, 2, 3, m, s, f, u8o) ==
+                  POSETOK_ERR_BAD_OPTION,
+              "crop range");
+        CHECK(CY(y, 8, c, 8, 8, 8, 0, 0, 0, 0, 8, 8, 2, 2, 2, m, s, f, u8o) ==
+                  POSETOK_ERR_BAD_OPTION,
+              "crop 2 channels");
+        CHECK(CY(y, 7, c, 8, 8, 8, 0, 0, 0, 0, 8, 8, 2, 2, 3, m, s, f, u8o) ==
+                  POSETOK_ERR_BAD_STRIDE,
+              "crop y stride");
+        CHECK(CY(y, 8, c, 6, 8, 8, 0, 0, 0, 0, 8, 8, 2, 2, 3, m, s, f, u8o) ==
+                  POSETOK_ERR_BAD_STRIDE,
+              "crop chroma stride");
+        CHECK(CY(y, 8, c, 8, 8, 8, 0, 0, 0, 0, 1 << 17, 8, 2, 2, 3, m, s, f, u8o) ==
+                  POSETOK_ERR_TOO_LARGE,
+              "crop huge box");
+        CHECK(CY(y, 8, c, 8, 8, 8, 0, 0, 0x7fffff00, 0, 8, 8, 2, 2, 3, m, s, f, u8o) ==
+                  POSETOK_ERR_TOO_LARGE,
+              "crop box far away");
+        CHECK(CP(y, 8, 8, 8, 4, 0, 0, 8, 8, 2, 2, m, s, f, u8o) == POSETOK_ERR_BAD_OPTION,
+              "crop packed 4 channels");
+        CHECK(CP(y, 23, 8, 2, 3, 0, 0, 8, 8, 2, 2, m, s, f, u8o) == POSETOK_ERR_BAD_STRIDE,
+              "crop packed stride");
+        CHECK(CP(y, 8, 8, 8, 1, 0, 0, 8, 8, 0, 2, m, s, f, u8o) == POSETOK_ERR_BAD_SIZE,
+              "crop packed zero out");
+    }
+    for (int i = 0; i < 64; ++i) CHECK(u8o[i] == 0x11, "bad crop call wrote u8[%d]", i);
+}
+
 int main(int argc, char **argv) {
     /* argv[1] = "quick": skip the two big frames (for slow sanitizer builds) */
     const int quick = argc > 1 && strcmp(argv[1], "quick") == 0;
     known_values();
     bad_arguments();
+    crop_known_values();
+    crop_bad_arguments();
     for (int h = 1; h <= 9; ++h)
         for (int w = 1; w <= 67; ++w) {
             const int pad = (w * 7 + h) % 3 == 0 ? 0 : 1 + (w + h) % 13;
@@ -416,6 +617,7 @@ int main(int argc, char **argv) {
                 for (int set = 0; set < NORM_SETS; ++set) normalize_case(w, h, c, pad, pad, set);
             const int k = 1 + 2 * ((w + h) % 3), stride = 1 + (w % 2);
             conv_case(w, h, 2, 5, k, stride, (w / 2) % k, pad, w % 3 != 0);
+            crop_sweep_size(w, h, pad);
         }
     /* extreme downscale (scalar gather blocks) and 1-pixel sources */
     resize_case(1000, 3, 9, 2, 3, 0);
@@ -435,6 +637,16 @@ int main(int argc, char **argv) {
             normalize_case(w, h, 3, 0, 0, 4);
         }
         conv_case(160, 120, 3, 8, 3, 1, 1, 0, 1);
+        /* camera frames: the 448-px person box, boxes over the edges, large outputs */
+        const crop_spec frames[] = {
+            {640, 480, 0, 96, 16, 448, 448, 64, 64, 3, 1, 0, 0},
+            {640, 480, 32, -51, 301, 333, 250, 67, 9, 3, 1, 1, 1},
+            {640, 480, 0, 3, 1, 637, 479, 160, 120, 1, 1, 0, 0},
+            {1920, 1080, 0, 420, 0, 1080, 1080, 64, 64, 3, 1, 0, 0},
+            {1920, 1080, 64, 1501, 777, 511, 405, 192, 256, 3, 1, 1, 1},
+            {1920, 1080, 0, -100, -60, 2200, 1300, 96, 54, 3, 0, 0, 0},
+        };
+        for (size_t i = 0; i < sizeof frames / sizeof *frames; ++i) crop_case(&frames[i]);
     }
     printf("test_kernels (%s): %ld checks, %d failures\n", posetok_kernels_isa(), checks, failures);
     return failures ? 1 : 0;

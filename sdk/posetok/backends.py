@@ -1,4 +1,5 @@
-"""Inference backends: one small class per runtime, one input and one output.
+"""Inference backends: one small class per runtime, one input; ``run`` returns
+the first output, ``run_outputs`` every output by name.
 
 Each backend is imported only when used, so a device needs just the runtime
 it runs. LiteRT comes from ``ai_edge_litert`` and falls back to
@@ -92,13 +93,15 @@ class OnnxSession:
     """onnxruntime InferenceSession on the CPU provider; any batch size.
 
     Args:
-        path: the ``.onnx`` file; its first input and first output are used.
+        path: the ``.onnx`` file; its first input is fed; ``run`` returns its
+            first output, ``run_outputs`` all of them.
         num_threads: intra-op threads; None keeps onnxruntime's default.
 
     Attributes:
         batch: None: the graph takes any batch size.
         input_dtype: numpy dtype the graph's input expects (inputs are cast
             to it).
+        output_names: the graph's output names, in order.
 
     Raises:
         BackendUnavailable: onnxruntime is not installed.
@@ -118,7 +121,8 @@ class OnnxSession:
         self._session = ort.InferenceSession(str(path), sess_options=options,
                                              providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0]
-        self._output = self._session.get_outputs()[0].name
+        self.output_names = tuple(o.name for o in self._session.get_outputs())
+        self._output = self.output_names[0]
         self.batch: Optional[int] = None
         self.input_dtype = np.dtype({"tensor(float)": np.float32, "tensor(int32)": np.int32,
                                      "tensor(int64)": np.int64}.get(self._input.type, np.float32))
@@ -134,31 +138,58 @@ class OnnxSession:
         """
         return self._session.run([self._output], {self._input.name: x.astype(self.input_dtype, copy=False)})[0]
 
+    def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the graph once and keep every output.
+
+        Args:
+            x: the input batch; cast to ``input_dtype`` if needed.
+
+        Returns:
+            ``{output name: array}`` for every output of the graph.
+        """
+        feed = {self._input.name: x.astype(self.input_dtype, copy=False)}
+        values = self._session.run(list(self.output_names), feed)
+        return dict(zip(self.output_names, values))
+
 
 class LiteRTSession:
     """A LiteRT interpreter for one fixed-batch .tflite graph.
 
     Args:
-        path: the ``.tflite`` file; its first input and first output are used.
+        path: the ``.tflite`` file; its first input is fed; ``run`` returns
+            its first output, ``run_outputs`` all of them.
         num_threads: interpreter threads; None keeps LiteRT's default (1).
+        outputs: the manifest's output specs (objects with ``name``,
+            ``shape`` and ``dtype``, "batch" for the batch dimension). The
+            converter renames outputs (``StatefulPartitionedCall:1``...) and
+            may reorder them, so ``run_outputs`` maps each spec to the output
+            of the same name if there is one, else to the one output of its
+            shape and dtype. None: outputs keep the file's names.
 
     Attributes:
         batch: the batch size the graph was exported with.
         input_dtype: numpy dtype the graph's input expects.
         distribution: ``"ai-edge-litert"`` or ``"tflite-runtime"``.
+        output_names: the names ``run_outputs`` returns, in order.
 
     Raises:
         BackendUnavailable: neither LiteRT package is installed.
+        ValueError: ``outputs`` that do not match the file's outputs one to
+            one (the message lists both).
     """
 
-    def __init__(self, path: Path, num_threads: Optional[int] = None):
+    def __init__(self, path: Path, num_threads: Optional[int] = None, outputs: Optional[Sequence] = None):
         interpreter_class, self.distribution = litert_interpreter_class()
         self._interp = interpreter_class(model_path=str(path), num_threads=num_threads)
         self._interp.allocate_tensors()
         self._in = self._interp.get_input_details()[0]
-        self._out = self._interp.get_output_details()[0]
+        details = self._interp.get_output_details()
+        self._out = details[0]
         self.batch: Optional[int] = int(self._in["shape"][0])
         self.input_dtype = np.dtype(self._in["dtype"])
+        self._named = (tuple((d["name"], d["index"]) for d in details) if outputs is None
+                       else _match_outputs(details, outputs, self.batch, path))
+        self.output_names = tuple(name for name, _ in self._named)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run the graph once.
@@ -172,6 +203,49 @@ class LiteRTSession:
         self._interp.set_tensor(self._in["index"], np.ascontiguousarray(x, dtype=self.input_dtype))
         self._interp.invoke()
         return self._interp.get_tensor(self._out["index"]).copy()
+
+    def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the graph once and keep every output.
+
+        Args:
+            x: the input batch, exactly ``batch`` rows; cast to ``input_dtype``.
+
+        Returns:
+            ``{name: copy of the output}``, names as in ``output_names``.
+        """
+        self._interp.set_tensor(self._in["index"], np.ascontiguousarray(x, dtype=self.input_dtype))
+        self._interp.invoke()
+        return {name: self._interp.get_tensor(index).copy() for name, index in self._named}
+
+
+def _match_outputs(details: Sequence[dict], specs: Sequence, batch: int, path: Path) -> tuple:
+    """((spec name, tensor index), ...): each spec to the output of its name, else of its shape and dtype."""
+    def shape_of(spec) -> tuple:
+        return tuple(batch if d == "batch" else int(d) for d in spec.shape)
+
+    def describe() -> str:
+        have = ", ".join(f"{d['name']} {list(d['shape'])} {np.dtype(d['dtype']).name}" for d in details)
+        want = ", ".join(f"{s.name} {list(shape_of(s))} {s.dtype}" for s in specs)
+        return f"{path.name}: outputs [{have}] do not match the manifest's [{want}]"
+
+    if len(specs) != len(details):
+        raise ValueError(describe())
+    by_name = {d["name"]: d["index"] for d in details}
+    pairs, used = [], set()
+    for spec in specs:
+        index = by_name.get(spec.name)
+        if index is None:
+            fits = [d["index"] for d in details if d["index"] not in used
+                    and tuple(int(n) for n in d["shape"]) == shape_of(spec)
+                    and np.dtype(d["dtype"]) == np.dtype(spec.dtype)]
+            if len(fits) != 1:
+                raise ValueError(describe() + (" (two outputs share a shape and dtype)" if fits else ""))
+            index = fits[0]
+        if index in used:
+            raise ValueError(describe())
+        used.add(index)
+        pairs.append((spec.name, index))
+    return tuple(pairs)
 
 
 class BatchRunner:
@@ -206,22 +280,13 @@ class BatchRunner:
             return -(-rest // b) * (b + self.CALL_OVERHEAD)
         return min(sorted(self._by_batch, reverse=True), key=cost)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Run a batch of any size through the sessions.
-
-        Args:
-            x: the input batch, batch on axis 0 (at least one row).
-
-        Returns:
-            The outputs for the ``x.shape[0]`` rows, concatenated on axis 0
-            (padding rows removed).
-        """
-        if self._dynamic is not None:
-            return self._dynamic.run(x)
+    def _calls(self, x: np.ndarray):
+        """(session, input chunk, rows to keep) per call for a fixed-batch set of sessions."""
         n = x.shape[0]
         big = max(self._by_batch)
         full = n - n % big
-        outputs = [self._by_batch[big].run(x[i:i + big]) for i in range(0, full, big)]
+        for i in range(0, full, big):
+            yield self._by_batch[big], x[i:i + big], big
         if full < n:
             b = self._remainder_batch(n - full)
             for i in range(full, n, b):
@@ -229,17 +294,47 @@ class BatchRunner:
                 if chunk.shape[0] < b:
                     pad = np.zeros((b - chunk.shape[0],) + x.shape[1:], dtype=x.dtype)
                     chunk = np.concatenate([chunk, pad])
-                outputs.append(self._by_batch[b].run(chunk)[:min(b, n - i)])
-        return np.concatenate(outputs, axis=0)
+                yield self._by_batch[b], chunk, min(b, n - i)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Run a batch of any size through the sessions.
+
+        Args:
+            x: the input batch, batch on axis 0 (at least one row).
+
+        Returns:
+            The first output for the ``x.shape[0]`` rows, concatenated on
+            axis 0 (padding rows removed).
+        """
+        if self._dynamic is not None:
+            return self._dynamic.run(x)
+        return np.concatenate([session.run(chunk)[:keep] for session, chunk, keep in self._calls(x)], axis=0)
+
+    def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Like ``run``, keeping every output (sessions need ``run_outputs``).
+
+        Args:
+            x: the input batch, batch on axis 0 (at least one row).
+
+        Returns:
+            ``{output name: array}``, each for the ``x.shape[0]`` rows.
+        """
+        if self._dynamic is not None:
+            return self._dynamic.run_outputs(x)
+        parts = [(session.run_outputs(chunk), keep) for session, chunk, keep in self._calls(x)]
+        return {name: np.concatenate([out[name][:keep] for out, keep in parts], axis=0) for name in parts[0][0]}
 
 
-def open_session(path: Path, format: str, num_threads: Optional[int] = None) -> "OnnxSession | LiteRTSession":
+def open_session(path: Path, format: str, num_threads: Optional[int] = None,
+                 outputs: Optional[Sequence] = None) -> "OnnxSession | LiteRTSession":
     """Open one model file with the runtime for its format.
 
     Args:
         path: the model file.
         format: ``"onnx"`` (onnxruntime) or ``"tflite"`` (LiteRT).
         num_threads: runtime threads; None keeps the runtime's default.
+        outputs: the manifest's output specs, for LiteRT's ``run_outputs``
+            (see ``LiteRTSession``); ONNX keeps its output names and ignores it.
 
     Returns:
         An ``OnnxSession`` or a ``LiteRTSession``.
@@ -251,5 +346,5 @@ def open_session(path: Path, format: str, num_threads: Optional[int] = None) -> 
     if format == "onnx":
         return OnnxSession(path, num_threads)
     if format == "tflite":
-        return LiteRTSession(path, num_threads)
+        return LiteRTSession(path, num_threads, outputs)
     raise ValueError(f"unknown model format {format!r}; expected 'onnx' or 'tflite'")

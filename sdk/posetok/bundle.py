@@ -7,7 +7,8 @@ The manifest's schema is the dataclasses here (``Manifest`` and its parts):
 The manifest is written by ``posetok export`` (host) and read here, on the
 device. Loading verifies every file's size and sha256 before any runtime
 sees it, so a truncated or tampered file is refused with an error that names
-the file and the mismatch.
+the file and the mismatch. Given a public key, it first checks the bundle's
+signature (``model.sig``, see ``posetok.signing``), which covers every file.
 """
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ from .skeleton import KEYPOINT_NAMES, NORMALIZATION
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "model.sig"  # beside the manifest; covers it and every other file (posetok.signing)
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8w", "int8")
-ROLES = ("encoder", "decoder")
+ROLES = ("encoder", "decoder", "estimator")
 CODEBOOKS = ("shared", "per_token")
 MAX_MANIFEST_BYTES = 16 << 20  # a real manifest is a few tens of KiB
 MAX_DEPTH = 32                 # JSON nesting; a real manifest nests 6 levels
@@ -219,6 +221,8 @@ class Manifest:
     reference: dict = dataclasses.field(default_factory=dict)
     parity: tuple[dict, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    # image -> pose: how to make the estimator's input, its training figures (absent: no estimator files)
+    estimator: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, m: dict) -> "Manifest":
@@ -228,14 +232,16 @@ class Manifest:
                    normalization=dict(m["normalization"]), tokens=TokenLayout.from_dict(m["tokens"]),
                    artifacts=tuple(Artifact.from_dict(a) for a in m["artifacts"]),
                    float_lookup=m.get("float_lookup", ""), reference=dict(m.get("reference") or {}),
-                   parity=tuple(m.get("parity") or ()), schema_version=m["schema_version"])
+                   parity=tuple(m.get("parity") or ()), schema_version=m["schema_version"],
+                   estimator=dict(m.get("estimator") or {}))
 
     def to_dict(self) -> dict:
         return {"schema_version": self.schema_version, "model": self.model.to_dict(),
                 "keypoints": list(self.keypoints), "normalization": dict(self.normalization),
                 "tokens": self.tokens.to_dict(), "float_lookup": self.float_lookup,
                 "reference": dict(self.reference), "artifacts": [a.to_dict() for a in self.artifacts],
-                "parity": [dict(r) for r in self.parity]}
+                "parity": [dict(r) for r in self.parity], **({"estimator": dict(self.estimator)}
+                                                             if self.estimator else {})}
 
     def rows(self) -> list[tuple[str, str]]:
         """(format, precision) pairs with both an encoder and a decoder, in canonical order."""
@@ -280,6 +286,7 @@ def validate_manifest(m: dict) -> None:
     _optional(m, "float_lookup", str, "", "a string")
     _optional(m, "reference", dict, "", "an object")
     _optional(m, "parity", list, "", "a list")
+    _optional(m, "estimator", dict, "", "an object")
     for i, row in enumerate(m.get("parity") or ()):
         _require(isinstance(row, dict), f"parity[{i}] must be an object, not {_show(row)}")
     _require(isinstance(m["artifacts"], list) and m["artifacts"], "artifacts must be a non-empty list")
@@ -293,6 +300,8 @@ def validate_manifest(m: dict) -> None:
         _require(a["format"] in FORMATS, f"{where}.format {_show(a['format'])} not in {FORMATS}")
         _require(a["precision"] in PRECISIONS, f"{where}.precision {_show(a['precision'])} not in {PRECISIONS}")
         _check_file_name(a["file"], where)
+        _require(a["file"] not in (MANIFEST_NAME, SIGNATURE_NAME),
+                 f"{where}.file {_show(a['file'])} is reserved for the bundle's own manifest or signature")
         _require(a["file"] not in seen,
                  f"{where}.file {_show(a['file'])} is listed twice (also artifacts[{seen.get(a['file'])}])")
         seen[a["file"]] = i
@@ -375,14 +384,19 @@ class Bundle:
         self.keypoints: tuple[str, ...] = self.spec.keypoints
 
     @classmethod
-    def load(cls, path: os.PathLike | str, verify: bool = True) -> "Bundle":
-        """Parse and validate the manifest, check that its keypoint order and
-        normalization are the ones this runtime applies, and (``verify``) check
-        every file's size and sha256.
+    def load(cls, path: os.PathLike | str, verify: bool = True,
+             public_key: os.PathLike | str | None = None) -> "Bundle":
+        """Check the signature (with ``public_key``), parse and validate the
+        manifest, check that its keypoint order and normalization are the ones
+        this runtime applies, and (``verify``) check every file's size and sha256.
 
         Args:
             path: the bundle folder (holding ``manifest.json``).
             verify: check each listed file's size and sha256 against the manifest.
+            public_key: PEM file of the elliptic-curve public key the bundle was
+                signed for: ``model.sig`` must hold and cover every file in the
+                folder (checked before the manifest is parsed, whatever ``verify``
+                says). None: signatures are not looked at.
 
         Returns:
             The loaded ``Bundle``.
@@ -394,6 +408,10 @@ class Bundle:
                 symlink that points outside the bundle folder; or a keypoint order /
                 normalization other than this runtime's.
             IntegrityError: (``verify``) a listed file missing, a folder, truncated or modified.
+            SignatureError: (``public_key``) the signature is missing, made with
+                another key, or a file was changed, added or removed since signing.
+            SigningUnavailable: (``public_key``) model-signing is not installed.
+            ValueError: (``public_key``) the key file is unreadable or not such a key.
         """
         root = Path(path)
         if not root.is_dir():
@@ -403,6 +421,9 @@ class Bundle:
             raise BundleError(f"{mpath} is missing: not a posetok bundle (make one with 'posetok export')")
         if not _inside(mpath, root):
             raise BundleError(f"{mpath} points outside the bundle folder")
+        if public_key is not None:  # before the manifest is parsed; model-signing loads only here
+            from .signing import verify_bundle
+            verify_bundle(root, public_key)
         try:
             size = mpath.stat().st_size
             if size > MAX_MANIFEST_BYTES:

@@ -8,7 +8,8 @@ import sys
 
 from . import __version__
 
-# name -> (module with a ``main(argv, prog)`` function, one-line help, host-only).
+# name -> ("module" or "module:function", one-line help, host-only); the function (default ``main``)
+# is called as ``function(argv, prog)``.
 # Host-only commands live in posetok_converters, which the device wheel leaves
 # out; on a board they print how to get the host tooling instead of a traceback.
 COMMANDS: dict[str, tuple[str, str, bool]] = {
@@ -18,8 +19,17 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "export": ("posetok_converters.export_cli", "export a checkpoint to an ONNX/TFLite bundle", True),
     "parity": ("posetok_converters.parity_cli", "report bundle parity against the torch model", True),
     "info": ("posetok.info_cli", "print a bundle's manifest as a table", False),
+    "estimate": ("posetok.estimate_cli", "the pose in one camera frame (PNG or raw NV21/NV12)", False),
     "bench": ("posetok.bench_cli", "benchmark a bundle with onnxruntime or LiteRT", False),
+    "sign": ("posetok.sign_cli", "sign a bundle with an elliptic-curve key (needs posetok[signing])", False),
+    "verify": ("posetok.sign_cli:verify_main", "check a bundle's signature with the public key", False),
+    "serve": ("posetok.serve_cli", "serve a bundle on NVIDIA Triton Inference Server (needs .venv-serve)", False),
+    "serve-bench": ("posetok.serve_bench_cli", "Triton throughput and latency, dynamic batching on and off", False),
     "kernels-bench": ("posetok_converters.kernels_bench", "count instructions of the NEON kernels under QEMU", True),
+    "train-estimator": ("posetok_converters.estimator_cli:train_main",
+                        "train the image -> pose estimator on rendered camera frames", True),
+    "eval-estimator": ("posetok_converters.estimator_cli:eval_main",
+                       "evaluate an estimator on held-out frames (clean and occluded)", True),
 }
 
 
@@ -44,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"posetok: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module_name, _, host_only = COMMANDS[name]
+    target, _, host_only = COMMANDS[name]
+    module_name, _, function = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -53,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                   "install the host wheel with: pip install 'posetok[convert]'", file=sys.stderr)
             return 2
         raise
-    return int(module.main(rest, prog=f"posetok {name}") or 0)
+    return int(getattr(module, function or "main")(rest, prog=f"posetok {name}") or 0)
 
 
 if __name__ == "__main__":

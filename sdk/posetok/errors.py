@@ -10,12 +10,37 @@ stay plain ``ValueError``/``TypeError``, as in numpy and onnxruntime.
 """
 from __future__ import annotations
 
-__all__ = ["PosetokError"]
+__all__ = ["PosetokError", "SignatureError", "SigningUnavailable"]
 
 
 class PosetokError(Exception):
     """Base class of posetok's own errors.
 
     Subclasses: ``posetok.BundleError`` (and its ``IntegrityError``),
-    ``posetok.BackendUnavailable`` and ``posetok.KernelError``.
+    ``posetok.BackendUnavailable``, ``posetok.KernelError``,
+    ``posetok.SignatureError`` and ``posetok.SigningUnavailable``.
     """
+
+
+class SignatureError(PosetokError, ValueError):
+    """A bundle whose signature (``model.sig``) is missing, was made with
+    another key, or no longer matches the files: a file changed, was added or
+    removed after signing, or the signature itself was altered.
+
+    Args:
+        message: what failed, naming the file or signature field.
+        file: the first file (relative to the bundle folder) that differs, or
+            None when the failure is not about one file.
+
+    Attributes:
+        file: as given.
+    """
+
+    def __init__(self, message: str, file: "str | None" = None):
+        super().__init__(message)
+        self.file = file
+
+
+class SigningUnavailable(PosetokError, ImportError):
+    """Signing or checking a signature needs the optional ``model-signing``
+    package, which is not installed: ``pip install 'posetok[signing]'``."""

@@ -46,6 +46,11 @@ class TokenizerOptions:
             keeps the runtime's default (onnxruntime: one per core; LiteRT: 1).
         verify: check every model file's size and sha256 against the
             manifest when loading (a few ms per MB). Default True.
+        public_key: PEM file of the elliptic-curve public key the bundle
+            must be signed for (``posetok sign``); loading then refuses a
+            bundle whose signature is missing or does not cover its files
+            exactly. Needs ``pip install 'posetok[signing]'``. Default None:
+            signatures are not checked.
 
     Raises:
         ValueError: an unknown backend or precision (the message lists the
@@ -56,14 +61,36 @@ class TokenizerOptions:
     precision: str = "fp32"
     num_threads: Optional[int] = None
     verify: bool = True
+    public_key: Optional[str | os.PathLike] = None
 
     def __post_init__(self):
-        if self.backend not in ("auto",) + backends.BACKENDS:
-            raise ValueError(f"backend must be {_one_of(('auto',) + backends.BACKENDS)}, got {self.backend!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be {_one_of(PRECISIONS)}, got {self.precision!r}")
-        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
-            raise ValueError(f"num_threads must be None or a positive int, got {self.num_threads!r}")
+        _check_runtime_options(self)
+
+
+def _check_runtime_options(options) -> None:
+    """The settings TokenizerOptions and EstimatorOptions share: backend, precision, num_threads, public_key."""
+    if options.backend not in ("auto",) + backends.BACKENDS:
+        raise ValueError(f"backend must be {_one_of(('auto',) + backends.BACKENDS)}, got {options.backend!r}")
+    if options.precision not in PRECISIONS:
+        raise ValueError(f"precision must be {_one_of(PRECISIONS)}, got {options.precision!r}")
+    if options.num_threads is not None and (not isinstance(options.num_threads, int) or options.num_threads < 1):
+        raise ValueError(f"num_threads must be None or a positive int, got {options.num_threads!r}")
+    if options.public_key is not None and not isinstance(options.public_key, (str, os.PathLike)):
+        raise ValueError(f"public_key must be None or a path to a PEM file, got {options.public_key!r}")
+
+
+def _pick_backend(backend: str, offered: set, what: str) -> str:
+    """``backend``, or for "auto" the first installed runtime whose format is in ``offered``."""
+    if backend != "auto":
+        return backend
+    installed = backends.installed_backends()
+    for name in backends.BACKENDS:  # onnxruntime first: it runs any batch size natively
+        if name in installed and backends.FORMAT_OF_BACKEND[name] in offered:
+            return name
+    raise backends.BackendUnavailable(
+        f"no installed runtime can run this bundle's {what} "
+        f"(bundle offers {sorted(offered)}, installed runtimes: {installed or 'none'}); "
+        "pip install 'posetok[onnxruntime]' or 'posetok[litert]'")
 
 
 def _choose_backend(bundle: Bundle, options: TokenizerOptions) -> str:
@@ -71,16 +98,7 @@ def _choose_backend(bundle: Bundle, options: TokenizerOptions) -> str:
     if not offered:
         raise BundleError(f"bundle {bundle.root} has no {options.precision} graphs; it offers "
                           + ", ".join(f"{f}/{p}" for f, p in bundle.offers()))
-    if options.backend != "auto":
-        return options.backend
-    installed = backends.installed_backends()
-    for backend in backends.BACKENDS:  # onnxruntime first: it runs any batch size natively
-        if backend in installed and backends.FORMAT_OF_BACKEND[backend] in offered:
-            return backend
-    raise backends.BackendUnavailable(
-        f"no installed runtime can run this bundle's {options.precision} graphs "
-        f"(bundle offers {sorted(offered)}, installed runtimes: {installed or 'none'}); "
-        "pip install 'posetok[onnxruntime]' or 'posetok[litert]'")
+    return _pick_backend(options.backend, offered, f"{options.precision} graphs")
 
 
 class PoseTokenizer:
@@ -130,7 +148,7 @@ class PoseTokenizer:
     @classmethod
     def from_bundle(cls, path: os.PathLike | str, backend: Optional[str] = None,
                     precision: Optional[str] = None, num_threads: Optional[int] = None,
-                    verify: Optional[bool] = None,
+                    verify: Optional[bool] = None, public_key: Optional[str | os.PathLike] = None,
                     options: Optional[TokenizerOptions] = None) -> "PoseTokenizer":
         """Load (and verify) a bundle and open its encoder and decoder.
 
@@ -144,6 +162,8 @@ class PoseTokenizer:
             precision: ``"fp32"`` (default), ``"fp16"``, ``"int8w"`` or ``"int8"``.
             num_threads: threads per session; None: the runtime's default.
             verify: check each file's size and sha256 (default True).
+            public_key: PEM file of the public key the bundle must be signed
+                for; None (default): signatures are not checked.
             options: all of the above as one ``TokenizerOptions``.
 
         Returns:
@@ -151,7 +171,7 @@ class PoseTokenizer:
 
         Raises:
             TypeError: ``options`` together with any of backend, precision,
-                num_threads or verify (the message names them), or an
+                num_threads, verify or public_key (the message names them), or an
                 ``options`` that is not a ``TokenizerOptions``.
             ValueError: an unknown backend or precision, a bad num_threads.
             BundleError: no bundle at ``path``, a malformed manifest, or no
@@ -159,9 +179,13 @@ class PoseTokenizer:
             IntegrityError: a model file's size or sha256 differs from the
                 manifest.
             BackendUnavailable: the runtime needed is not installed.
+            SignatureError: (``public_key``) the signature is missing, made
+                with another key, or a file changed since signing.
+            SigningUnavailable: (``public_key``) model-signing is not installed.
         """
         given = {name: value for name, value in (("backend", backend), ("precision", precision),
-                                                 ("num_threads", num_threads), ("verify", verify))
+                                                 ("num_threads", num_threads), ("verify", verify),
+                                                 ("public_key", public_key))
                  if value is not None}
         if options is None:
             options = TokenizerOptions(**given)
@@ -172,7 +196,7 @@ class PoseTokenizer:
             raise TypeError(f"PoseTokenizer.from_bundle() got options= together with {names}; "
                             "pass the settings either as keywords or inside TokenizerOptions "
                             "(dataclasses.replace(options, ...)), not both")
-        return cls(Bundle.load(path, verify=options.verify), options)
+        return cls(Bundle.load(path, verify=options.verify, public_key=options.public_key), options)
 
     # -- context manager: sessions hold native memory; release it promptly --
     def close(self) -> None:
@@ -197,7 +221,11 @@ class PoseTokenizer:
     # -- input checks --
     @staticmethod
     def _check_keypoints(keypoints) -> tuple[np.ndarray, bool]:
-        kp = np.asarray(keypoints)
+        try:
+            kp = np.asarray(keypoints)
+        except (TypeError, ValueError) as exc:  # ragged nested lists, objects numpy cannot read
+            raise ValueError(f"keypoints must be an array of shape ({NUM_KEYPOINTS}, 2) or "
+                             f"(B, {NUM_KEYPOINTS}, 2): {exc}") from None
         if kp.dtype.kind not in "fiu":
             raise ValueError(f"keypoints must be a real numeric array, got dtype {kp.dtype}")
         single = kp.ndim == 2
@@ -205,30 +233,36 @@ class PoseTokenizer:
             kp = kp[None]
         if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 2):
             raise ValueError(f"keypoints must have shape ({NUM_KEYPOINTS}, 2) or (B, {NUM_KEYPOINTS}, 2), "
-                             f"got {np.shape(keypoints)}")
+                             f"got {kp.shape[1:] if single else kp.shape}")
         if kp.shape[0] == 0:
             raise ValueError("keypoints batch is empty")
-        kp = kp.astype(np.float32, copy=False)
-        if not np.isfinite(kp).all():
-            bad = np.argwhere(~np.isfinite(kp))[0]
-            raise ValueError(f"keypoints contain NaN or inf (first at index {tuple(int(i) for i in bad)})")
-        return kp, single
+        with np.errstate(over="ignore"):
+            kp32 = kp.astype(np.float32, copy=False)
+        if not np.isfinite(kp32).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(kp32))[0])
+            what = "NaN or inf" if not np.isfinite(kp[bad]) else "a value beyond the float32 range"
+            raise ValueError(f"keypoints contain {what} (first at index {bad})")
+        return kp32, single
 
     def _check_token_ids(self, token_ids) -> tuple[np.ndarray, bool]:
-        ids = np.asarray(token_ids)
+        try:
+            ids = np.asarray(token_ids)
+        except (TypeError, ValueError) as exc:  # ragged nested lists, objects numpy cannot read
+            raise ValueError(f"token_ids must be an integer array of shape ({self.num_tokens},) or "
+                             f"(B, {self.num_tokens}): {exc}") from None
         if ids.dtype.kind not in "iu":
-            raise ValueError(f"token ids must be an integer array, got dtype {ids.dtype}")
+            raise ValueError(f"token_ids must be an integer array, got dtype {ids.dtype}")
         single = ids.ndim == 1
         if single:
             ids = ids[None]
         if ids.ndim != 2 or ids.shape[1] != self.num_tokens:
-            raise ValueError(f"token ids must have shape ({self.num_tokens},) or (B, {self.num_tokens}), "
-                             f"got {np.shape(token_ids)}")
+            raise ValueError(f"token_ids must have shape ({self.num_tokens},) or (B, {self.num_tokens}), "
+                             f"got {ids.shape[1:] if single else ids.shape}")
         if ids.shape[0] == 0:
-            raise ValueError("token ids batch is empty")
+            raise ValueError("token_ids batch is empty")
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= self.num_codes:
-            raise ValueError(f"token ids must lie in [0, {self.num_codes}), got values in [{low}, {high}]")
+            raise ValueError(f"token_ids must lie in [0, {self.num_codes}), got values in [{low}, {high}]")
         return ids.astype(np.int32), single
 
     # -- the graphs in model coordinates ([-1, 1]) --

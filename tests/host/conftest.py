@@ -17,14 +17,20 @@ import pytest
 # Every test in these modules exports (a bundle, or the tiny ONNX/TFLite models).
 EXPORT_MODULES = {"test_export_bundle.py", "test_device_bundle.py", "test_tiny_models.py"}
 # Module fixtures that export or train: a test using one is an export test.
-EXPORT_FIXTURES = {"exported", "quick_checkpoint", "device_bundle", "tiny", "quick_run"}
+EXPORT_FIXTURES = {"exported", "quick_checkpoint", "device_bundle", "tiny", "quick_run", "estimator_bundle"}
 # Fixtures taking more than 5 s to set up (88 s for quick_run's training,
-# 81 s for evaluating the shipped model on 10 000 poses, on the busy 2-core host).
-SLOW_FIXTURES = {"exported", "quick_checkpoint", "device_bundle", "quick_run", "shipped"}
+# 81 s for evaluating the shipped model on 10 000 poses, about 40 s for estimator_bundle, on the busy 2-core host).
+SLOW_FIXTURES = {"exported", "quick_checkpoint", "device_bundle", "quick_run", "shipped", "estimator_bundle"}
+# Every test in these modules shares a real tritonserver the module starts (about 3 s up, 3 s down).
+SLOW_MODULES = {"test_serving.py", "test_triton_repository.py"}
 # Tests whose own call takes more than 5 s.
 SLOW_TESTS = {
     # evaluates every committed rate-distortion model on the broad evaluation set
     "test_rate_distortion.py::test_rate_distortion_command_reports_every_budget",
+    # builds the ASan+UBSan kernels and reruns the kernel hostile tests on them (about 30 s)
+    "test_hostile_inputs.py::test_kernels_hostile_under_asan",
+    # trains a quick estimator on rendered frames and evaluates it
+    "test_estimator.py::test_quick_training_learns_and_round_trips",
 }
 
 
@@ -36,5 +42,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.export)
         if "qemu" in item.name.lower():  # test_cross.py::test_qemu_*, test_kernels.py::test_qemu_instruction_counts_*
             item.add_marker(pytest.mark.qemu)
-        if fixtures & SLOW_FIXTURES or f"{module}::{getattr(item, 'originalname', item.name)}" in SLOW_TESTS:
+        slow_setup = module in SLOW_MODULES or fixtures & SLOW_FIXTURES
+        if slow_setup or f"{module}::{getattr(item, 'originalname', item.name)}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def estimator_bundle(tmp_path_factory):
+    """(bundle folder, the trained torch estimator): an estimator trained 8 steps beside the shipped
+    tokenizer, exported as fp32 ONNX; shared by the estimator runtime and serving tests."""
+    from posetok_converters.checkpoint import load_checkpoint
+    from posetok_converters.estimator import EstimatorConfig
+    from posetok_converters.estimator_train import EstimatorTrainConfig, train_estimator
+    from posetok_converters.export import ExportOptions, export_bundle
+    tok, _ = load_checkpoint(None)
+    model, _ = train_estimator(EstimatorConfig(), EstimatorTrainConfig(steps=8, batch_size=16, workers=0), tok)
+    root = tmp_path_factory.mktemp("est") / "bundle"
+    export_bundle(root, None, ExportOptions(formats=("onnx",), precisions=("fp32",), parity=False),
+                  force=True, estimator=model, progress=lambda _: None)
+    return root, model

@@ -120,8 +120,10 @@ def field_mutations(draw, manifest):
             parent = at(m, prefix)
         except (KeyError, IndexError, TypeError):  # an earlier mutation replaced the container
             continue
-        if not (isinstance(parent, dict) and key in parent or isinstance(parent, list) and key < len(parent)):
-            continue  # an earlier mutation removed it
+        # an earlier mutation may have removed the key, or replaced a dict by a list (a str key) or the reverse
+        if not (isinstance(parent, dict) and key in parent
+                or isinstance(parent, list) and isinstance(key, int) and key < len(parent)):
+            continue
         action = draw(st.sampled_from(["replace", "replace", "delete", "extra"]))
         if action == "replace":
             parent[key] = draw(HOSTILE_VALUES)

@@ -135,7 +135,7 @@ def test_py_typed_ships_in_the_package_and_the_wheels():
 # each field under "Attributes:".
 
 MODULES = ("posetok.errors", "posetok.tokenizer", "posetok.backends", "posetok.atomic", "posetok.kernels",
-           "posetok.kernels.library", "posetok.skeleton")
+           "posetok.kernels.library", "posetok.skeleton", "posetok.estimator", "posetok.png")
 # Classes of these modules are not yet held to the rule (their files belong to other work items).
 FUNCTIONS_ONLY = ("posetok.skeleton",)
 NOT_YET: dict[str, str] = {}  # name -> why its docstrings may lag (xfail)
@@ -238,7 +238,9 @@ def test_the_walk_covers_the_runtime_api():
                  "posetok.backends.BatchRunner", "posetok.backends.open_session",
                  "posetok.kernels.library.KernelError", "posetok.kernels.library.load_library",
                  "posetok.kernels.conv2d", "posetok.atomic.atomic_output",
-                 "posetok.skeleton.pixels_to_normalized", "posetok.skeleton.mpjpe_px"):
+                 "posetok.skeleton.pixels_to_normalized", "posetok.skeleton.mpjpe_px",
+                 "posetok.estimator.PoseEstimator", "posetok.estimator.EstimatorOptions",
+                 "posetok.estimator.PoseResult", "posetok.png.read_png"):
         assert name in API
 
 

@@ -52,8 +52,8 @@ def test_device_wheel_is_runtime_only_with_the_neon_library(wheels):
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
     assert "Requires-Dist: numpy>=1.23" in requires
     assert not any("torch" in r or "onnx>=" in r for r in requires), requires
-    assert {"onnxruntime", "litert", "tflite"} == {line.split(": ")[1] for line in meta.splitlines()
-                                                 if line.startswith("Provides-Extra:")}
+    assert {"onnxruntime", "litert", "tflite", "signing"} == {line.split(": ")[1] for line in meta.splitlines()
+                                                            if line.startswith("Provides-Extra:")}
     assert "posetok = posetok.cli:main" in files[f"{DIST_INFO}/entry_points.txt"].decode()
 
 

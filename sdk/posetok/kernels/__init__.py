@@ -26,7 +26,7 @@ from .library import KernelError, _call, have_neon, isa, library_path, load_libr
 __all__ = [
     "KernelError", "library_path", "load_library", "isa", "have_neon",
     "nv21_to_rgb888", "nv12_to_rgb888", "downscale_uv2x2", "gaussian3x3",
-    "resize_bilinear", "conv2d", "normalize",
+    "resize_bilinear", "conv2d", "normalize", "crop_nv21", "crop_nv12", "crop_image",
     "BORDERS", "IMPLS",
 ]
 
@@ -54,6 +54,8 @@ def _array(name: str, a, dtype, ndims: Tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"{name} must be {want}, got shape {a.shape}")
     if a.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    if not a.flags.aligned:
+        raise ValueError(f"{name} must be aligned to its {a.itemsize}-byte elements (e.g. np.ascontiguousarray)")
     return a
 
 
@@ -77,6 +79,23 @@ def _row_stride(name: str, a: np.ndarray) -> int:
 
 def _ptr(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
+
+
+def _floats(name: str, values, count: int) -> np.ndarray:
+    """``count`` finite numbers as a new aligned float32 vector."""
+    try:
+        v = np.asarray(values)
+        if v.dtype.kind not in "iuf":
+            raise TypeError
+        with np.errstate(over="ignore"):
+            v = np.array(v, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {count} real numbers, got {values!r}") from None
+    if v.shape != (count,):
+        raise ValueError(f"{name} must have {count} values (one per channel), got {v.size}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} must be finite float32 values, got {values!r}")
+    return v
 
 
 def _u8_image(name: str, a, channels: Sequence[int]) -> Tuple[np.ndarray, int]:
@@ -201,7 +220,7 @@ def gaussian3x3(img: np.ndarray, *, border: str = "reflect_101", border_value: i
     """
     suffix = _check_impl(impl)
     img = _array("img", img, np.uint8, (2,))
-    if border not in BORDERS:
+    if not isinstance(border, str) or border not in BORDERS:
         raise ValueError(f"border must be one of {tuple(BORDERS)}, got {border!r}")
     if not isinstance(border_value, (int, np.integer)) or not 0 <= int(border_value) <= 255:
         raise ValueError(f"border_value must be an integer in 0..255, got {border_value!r}")
@@ -231,11 +250,17 @@ def resize_bilinear(img: np.ndarray, size: Tuple[int, int], *, impl: str = "auto
     suffix = _check_impl(impl)
     img, c = _u8_image("img", img, (1, 3))
     try:
-        dw, dh = (int(v) for v in size)
+        if not isinstance(size, (tuple, list, np.ndarray)):
+            raise TypeError
+        dw, dh = size
     except (TypeError, ValueError):
         raise ValueError(f"size must be (width, height), got {size!r}") from None
-    if dw <= 0 or dh <= 0 or dw * c > _INT_MAX or dh > _INT_MAX:
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in (dw, dh)) \
+            or dw <= 0 or dh <= 0:
         raise ValueError(f"size must be two positive integers (width, height), got {size!r}")
+    dw, dh = int(dw), int(dh)
+    if dw * dh * c > _INT_MAX:
+        raise ValueError(f"size {size!r} makes a {dw * dh * c}-byte image; the kernels take at most 2**31-1 bytes")
     h, w = img.shape[:2]
     out = np.empty((dh, dw) + img.shape[2:], np.uint8)
     _call("posetok_resize_bilinear_u8", suffix, _ptr(img), _row_stride("img", img), w, h,
@@ -285,8 +310,8 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
     for name, v in (("stride", stride), ("padding", padding)):
         if not isinstance(v, (int, np.integer)):
             raise ValueError(f"{name} must be an integer, got {v!r}")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+    if not 1 <= stride <= _INT_MAX:
+        raise ValueError(f"stride must be >= 1 and < 2**31, got {stride}")
     if not 0 <= padding < kh:
         raise ValueError(f"padding must be in 0..{kh - 1} for a {kh}x{kh} kernel, got {padding}")
     if h + 2 * padding < kh or w + 2 * padding < kh:
@@ -313,28 +338,28 @@ def normalize(img: np.ndarray, mean: Sequence[float], scale: Sequence[float], *,
 
     Args:
         img: (H, W) or (H, W, C) u8, C = 1..4.
-        mean: C values, one per channel.
-        scale: C values, one per channel.
+        mean: C finite values, one per channel.
+        scale: C finite values, one per channel.
         impl: ``"auto"``, ``"ref"`` or ``"neon"``.
 
     Returns:
         (C, H, W) f32.
 
     Raises:
-        ValueError: a wrong shape, dtype, stride, mean/scale length or impl.
+        ValueError: a wrong shape, dtype, stride, alignment or impl, or mean or
+            scale of the wrong length or not finite.
         KernelError: the C library refused (``impl="neon"`` without NEON).
         FileNotFoundError: the library is missing.
     """
     suffix = _check_impl(impl)
     img, c = _u8_image("img", img, (1, 2, 3, 4))
-    m = np.ascontiguousarray(np.asarray(mean, dtype=np.float32).reshape(-1))
-    s = np.ascontiguousarray(np.asarray(scale, dtype=np.float32).reshape(-1))
-    if m.shape != (c,):
-        raise ValueError(f"mean must have {c} values (one per channel), got {m.shape[0]}")
-    if s.shape != (c,):
-        raise ValueError(f"scale must have {c} values (one per channel), got {s.shape[0]}")
+    m, s = _floats("mean", mean, c), _floats("scale", scale, c)
     h, w = img.shape[:2]
     out = np.empty((c, h, w), np.float32)
     _call("posetok_normalize_u8_f32_chw", suffix, _ptr(img), _row_stride("img", img), w, h, c,
           _ptr(m), _ptr(s), _ptr(out), w)
     return out
+
+
+# the one-pass crop kernels (their own module; they use the checks above)
+from .crop import crop_image, crop_nv12, crop_nv21  # noqa: E402

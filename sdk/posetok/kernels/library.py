@@ -55,6 +55,9 @@ _SIGNATURES = {
     "posetok_resize_bilinear_u8": [_P, _I, _I, _I, _P, _I, _I, _I, _I],
     "posetok_conv2d_f32": [_P, _I, _I, _I, _I, _P, _P, _I, _I, _I, _I, _P, _I],
     "posetok_normalize_u8_f32_chw": [_P, _I, _I, _I, _I, _P, _P, _P, _I],
+    "posetok_crop_area_yuv420sp_u8": [_P, _I, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I,
+                                      _P, _P, _P, _P],
+    "posetok_crop_area_u8": [_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P, _P, _P],
 }
 
 

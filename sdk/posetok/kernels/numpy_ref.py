@@ -140,3 +140,93 @@ def normalize(img, mean: Sequence[float], scale: Sequence[float]):
     m = np.asarray(mean, np.float32)
     s = np.asarray(scale, np.float32)
     return np.ascontiguousarray(((x - m) * s).transpose(2, 0, 1))
+
+
+# ---- crop + area downscale (posetok_kernels.h, section 7) ----------------------
+
+def area_weights(pos: int, length: int, n_out: int, s: int = 1) -> Tuple[np.ndarray, int]:
+    """Dense Q8 weights [n_out, samples] of one axis over the grid samples
+    floor(pos/s) .. ceil((pos+length)/s) - 1 (returned as the first index)."""
+    lo, hi = pos // s, -(-(pos + length) // s)
+    i = np.arange(n_out, dtype=np.int64)[:, None]
+    g = np.arange(lo, hi, dtype=np.int64)[None, :]
+
+    def share(t):
+        c = np.clip((t - pos) * n_out - i * length, 0, length)
+        return (512 * c + length) // (2 * length)
+
+    return share(s * (g + 1)) - share(s * g), lo
+
+
+def _area_plane(plane: np.ndarray, box, size, s: int, fill: int) -> np.ndarray:
+    """plane [H, W, C] u8 -> [oh, ow, C] u8, samples outside the plane = fill."""
+    x, y, w, h = box
+    ow, oh = size
+    wx, gx = area_weights(x, w, ow, s)
+    wy, gy = area_weights(y, h, oh, s)
+    rows, cols = gy + np.arange(wy.shape[1]), gx + np.arange(wx.shape[1])
+    ry, cx = np.clip(rows, 0, plane.shape[0] - 1), np.clip(cols, 0, plane.shape[1] - 1)
+    p = plane[ry][:, cx].astype(np.int64)
+    inside = ((rows >= 0) & (rows < plane.shape[0]))[:, None] & ((cols >= 0) & (cols < plane.shape[1]))[None, :]
+    p[~inside] = fill
+    v = np.einsum("ij,jkc->ikc", wy, p)
+    assert v.max(initial=0) <= 65280
+    return ((np.einsum("ok,ikc->ioc", wx, v) + 32768) >> 16).astype(np.uint8)
+
+
+def _crop_yuv(y, chroma, u_first, box, size, mean, scale, channels, full_range, u8):
+    ybar = _area_plane(y[..., None], box, size, 1, 0 if full_range else 16)[..., 0].astype(np.int32)
+    yq = ybar * 64 if full_range else ((ybar * 149) >> 1) - 1192
+    if channels == 1:
+        q = yq[..., None]
+    else:
+        uv = _area_plane(chroma.reshape(chroma.shape[0], -1, 2), box, size, 2, 128).astype(np.int32)
+        d = (uv[..., 0] if u_first else uv[..., 1]) - 128
+        e = (uv[..., 1] if u_first else uv[..., 0]) - 128
+        crv, cgu, cgv, cbu = _COEFFS[bool(full_range)]
+        q = np.stack([yq + crv * e, yq - cgu * d - cgv * e, yq + cbu * d], axis=-1)
+    img = np.clip((q + 32) >> 6, 0, 255).astype(np.uint8)
+    return _crop_outputs(img, mean, scale, u8)
+
+
+def _crop_outputs(img, mean, scale, u8):
+    c = img.shape[2]
+    m = np.broadcast_to(np.asarray(mean, np.float32).reshape(-1)[:c], (c,))
+    sc = np.broadcast_to(np.asarray(scale, np.float32).reshape(-1)[:c], (c,))
+    out = normalize(img, m, sc)
+    return (out, img) if u8 else out
+
+
+def crop_nv21(y, vu, box, size=(64, 64), *, mean=(0, 0, 0), scale=(1, 1, 1), channels=3, full_range=False,
+              u8=False):
+    return _crop_yuv(y, vu, False, box, size, mean, scale, channels, full_range, u8)
+
+
+def crop_nv12(y, uv, box, size=(64, 64), *, mean=(0, 0, 0), scale=(1, 1, 1), channels=3, full_range=False,
+              u8=False):
+    return _crop_yuv(y, uv, True, box, size, mean, scale, channels, full_range, u8)
+
+
+def crop_image(img, box, size=(64, 64), *, mean, scale, u8=False):
+    plane = img.reshape(img.shape[0], img.shape[1], -1)
+    return _crop_outputs(_area_plane(plane, box, size, 1, 0), mean, scale, u8)
+
+
+def crop_area_float(plane: np.ndarray, box, size, fill: float) -> np.ndarray:
+    """The exact real-valued area mean of an [H, W, C] plane (same box rules)."""
+    x, y, w, h = box
+    ow, oh = size
+    pad = max(w, h) + abs(x) + abs(y) + 2
+    p = np.pad(plane.astype(np.float64), ((pad, pad), (pad, pad), (0, 0)), constant_values=fill)
+
+    def weights(pos, length, n):
+        edges = pos + np.arange(n + 1) * length / n
+        t = np.arange(pos // 1 - 1, pos + length + 2, dtype=np.int64)
+        lo = np.clip(edges[:-1, None], t[None, :], t[None, :] + 1)
+        hi = np.clip(edges[1:, None], t[None, :], t[None, :] + 1)
+        return (hi - lo) * n / length, t
+
+    wx, tx = weights(x, w, ow)
+    wy, ty = weights(y, h, oh)
+    sub = p[ty + pad][:, tx + pad]
+    return np.einsum("ij,ok,jkc->ioc", wy, wx, sub)

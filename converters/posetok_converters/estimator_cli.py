@@ -1,0 +1,165 @@
+"""``posetok train-estimator`` and ``posetok eval-estimator``: the image -> pose estimator (PCT stage 2).
+
+The estimator checkpoint holds its own config and weights and the frozen
+tokenizer it was trained against (config and weights), so it decodes with
+exactly that tokenizer wherever it goes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+from posetok.atomic import atomic_output, write_text_atomic
+
+DEFAULT_OUT = Path("out/estimator")
+CHECKPOINT_NAME = "estimator.pt"
+FORMAT = "posetok-estimator-checkpoint"
+DEFAULT_ESTIMATOR_DIR = Path(__file__).resolve().parent / "models" / "estimator"
+
+
+def save_estimator(path: Path, model, meta: dict) -> Path:
+    """Write the estimator checkpoint atomically (temp file, then rename)."""
+    import torch
+    payload = {"format": FORMAT, "format_version": 1, "config": model.config.to_dict(),
+               "tokenizer_config": model.tokenizer.config.to_dict(),
+               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+               "meta": dict(meta)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_estimator(path: str | os.PathLike | None = None):
+    """(model, meta) from an estimator checkpoint (a file, or a folder holding estimator.pt; None: the shipped one).
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        ValueError: the file is not an estimator checkpoint.
+    """
+    import torch
+
+    from .estimator import EstimatorConfig, PoseEstimatorModel
+    from .model import TokenizerConfig, TokenizerModel
+    p = Path(path) if path is not None else DEFAULT_ESTIMATOR_DIR
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+    if not p.is_file():
+        raise FileNotFoundError(f"no estimator checkpoint at {p} (train one with 'posetok train-estimator')")
+    payload = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{p} is not a posetok estimator checkpoint")
+    tokenizer = TokenizerModel(TokenizerConfig.from_dict(payload["tokenizer_config"]))
+    model = PoseEstimatorModel(EstimatorConfig.from_dict(payload["config"]), tokenizer)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), payload["meta"]
+
+
+def train_parser(prog: str) -> argparse.ArgumentParser:
+    from .estimator import HEADS
+    from .estimator_train import EstimatorTrainConfig
+    d = EstimatorTrainConfig()
+    p = argparse.ArgumentParser(prog=prog, description="Train the image -> pose estimator on rendered camera frames "
+                                "against a frozen tokenizer (CUDA when present, else the CPU).")
+    p.add_argument("--heads", default="tokens",
+                   help=f"comma-separated, from {', '.join(HEADS)}: tokens is the PCT-style token classification "
+                        "head, regression the 26-coordinate baseline; several train side by side on the same "
+                        "frames. The first is written to OUT/estimator.pt, the others to OUT/HEAD/estimator.pt "
+                        "(default: tokens)")
+    p.add_argument("--tokenizer", type=Path, default=None, help="tokenizer checkpoint (default: the shipped one)")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--workers", type=int, default=None,
+                   help="frame-making processes (default: CPU cores - 1, at least 1; 0: make frames in the "
+                        "training process, one fresh batch per step, deterministic)")
+    p.add_argument("--buffer-frames", type=int, default=d.buffer_frames, help="replay buffer of recent frames")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch threads of the training process")
+    p.add_argument("--eval-frames", type=int, default=None, help="held-out frames per set (default: 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    p.add_argument("--no-progress", action="store_true", help="print a line every 500 steps instead of every 50")
+    return p
+
+
+def train_main(argv: list[str], prog: str) -> int:
+    args = train_parser(prog).parse_args(argv)
+    import torch
+
+    from . import frames
+    from .checkpoint import load_checkpoint
+    from .estimator import HEADS, EstimatorConfig
+    from .estimator_train import EstimatorTrainConfig, evaluate_estimator, train_config_dict, train_estimators
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) - 1)
+    heads = [h.strip() for h in args.heads.split(",") if h.strip()]
+    unknown = [h for h in heads if h not in HEADS]
+    if not heads or unknown or len(set(heads)) != len(heads):
+        print(f"{prog}: --heads must list distinct heads from {', '.join(HEADS)}, got {args.heads!r}",
+              file=sys.stderr)
+        return 2
+    tokenizer, tok_meta = load_checkpoint(args.tokenizer)
+    cfgs = [EstimatorConfig(head=h, num_tokens=tokenizer.config.num_tokens, num_codes=tokenizer.config.num_codes)
+            for h in heads]
+    tcfg = EstimatorTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, workers=workers,
+                                buffer_frames=args.buffer_frames, seed=args.seed, device=device)
+    every = 500 if args.no_progress else 50
+
+    def progress(step: int, row: dict) -> None:
+        if step % every == 0 or step == tcfg.steps - 1:
+            extra = f" ce {row['ce']:.3f} token acc {row['token_acc']:.3f}" if "ce" in row else ""
+            print(f"[{prog}] {row['head']:10s} step {step + 1}/{tcfg.steps} l1 {row['l1_px']:.3f} px{extra} "
+                  f"frames made {row['frames']} {row['seconds']:.0f} s", flush=True)
+
+    print(f"[{prog}] heads {', '.join(heads)}: {tcfg.steps} steps x {tcfg.batch_size} frames on {device}, "
+          f"{workers} frame worker(s)", flush=True)
+    models, history = train_estimators(cfgs, tcfg, tokenizer, progress)
+    command = "posetok " + prog.split()[-1] + " " + shlex.join(argv)
+    shared = {"train_seconds": round(history["train_seconds"], 1), "frames_made": history["frames_made"],
+              "frames_seen": history["frames_seen"], "device": device, "machine": platform.machine(),
+              "torch": torch.__version__}
+    results = {}
+    for head in heads:
+        print(f"[{prog}] evaluating the {head} head on the held-out frames", flush=True)
+        results[head] = {**evaluate_estimator(models[head], n=args.eval_frames or frames.EVAL_FRAMES), **shared}
+        path = (args.out if head == heads[0] else args.out / head) / CHECKPOINT_NAME
+        meta = {"command": command, "train": train_config_dict(tcfg), "tokenizer": str(args.tokenizer or "default"),
+                "tokenizer_command": tok_meta.get("command"), "metrics": results[head], "history": history[head]}
+        save_estimator(path, models[head].cpu(), meta)
+        print(f"[{prog}] wrote {path}")
+    metrics = {**results[heads[0]], "baselines": {h: results[h] for h in heads[1:]}}
+    write_text_atomic(args.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def eval_main(argv: list[str], prog: str) -> int:
+    p = argparse.ArgumentParser(prog=prog, description="Evaluate an estimator checkpoint on the held-out frames "
+                                "(clean, and with two occluding boxes of 6-18 px).")
+    p.add_argument("checkpoint", nargs="?", type=Path, default=None, help="default: the shipped estimator")
+    p.add_argument("--frames", type=int, default=None, help="held-out frames per set (default: 2000)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    from . import frames
+    from .estimator_train import evaluate_estimator
+    try:
+        model, _ = load_estimator(args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    metrics = evaluate_estimator(model, n=args.frames or frames.EVAL_FRAMES)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
+    return 0

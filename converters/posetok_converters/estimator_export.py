@@ -1,0 +1,174 @@
+"""The estimator's export graph and its place in the bundle.
+
+One graph per file, role ``estimator``: the pre-processed crop in, and out
+the keypoints decoded through the frozen tokenizer's soft codebook, a score
+per keypoint and the argmax token ids:
+
+    image      float32 [B, 3, 64, 64]  the kernel's crop: (u8 - mean) * scale per channel
+    keypoints  float32 [B, 13, 2]      normalized model-frame coordinates (u = px / 32 - 1)
+    scores     float32 [B, 13]         per keypoint, in [0, 1] (see ``keypoint_attribution``)
+    token_ids  int32   [B, M]          argmax code of each token position
+
+Scores: each token position's confidence is its largest softmax probability;
+a keypoint's score averages those confidences weighted by how strongly the
+decoder's output for that keypoint depends on each position's code (the mean
+Jacobian norm over held-out poses, rows normalized to sum to one). A pose the
+classifier is sure of scores near 1; an occluded limb, whose tokens spread
+their probability over many codes, scores lower.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from posetok.skeleton import NUM_KEYPOINTS, pixels_to_normalized
+
+from . import data, frames
+from .estimator import PoseEstimatorModel
+from .graphs import SOFT_DECODE_SCOPE
+from .manifest import tensor_spec
+
+ESTIMATOR_INPUT = "image"
+ESTIMATOR_OUTPUTS = ("keypoints", "scores", "token_ids")
+ATTRIBUTION_POSES = 256
+
+
+def keypoint_attribution(model: PoseEstimatorModel, poses_px: np.ndarray) -> torch.Tensor:
+    """[13, M] non-negative weights, rows summing to 1: mean ||d keypoint_k / d code_m|| over ``poses_px``."""
+    tok = model.tokenizer
+    with torch.no_grad():
+        codes = tok.quantizer.lookup(tok.tokenize(torch.from_numpy(pixels_to_normalized(poses_px))))
+    weights = torch.zeros(NUM_KEYPOINTS, codes.shape[1])
+    with torch.enable_grad():                                         # the exporter runs with grad off
+        codes = codes.clone().requires_grad_(True)
+        out = tok.decode(codes)                                       # [P,13,2]
+        for k in range(NUM_KEYPOINTS):
+            for axis in range(2):
+                (grad,) = torch.autograd.grad(out[:, k, axis].sum(), codes, retain_graph=True)
+                weights[k] += grad.norm(dim=-1).mean(0)               # [M]
+    return (weights / weights.sum(1, keepdim=True)).detach()
+
+
+class SoftDecode(nn.Module):
+    """logits [B,M,V] -> keypoints through the softmax-weighted codebook and the frozen decoder.
+
+    Its own submodule (scope ``soft_decode``) so the int8 quantizer keeps it in float32, like the tokenizer's
+    codebook steps: it is the frozen tokenizer, not the part trained for images."""
+
+    def __init__(self, model: PoseEstimatorModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.model.soft_decode(logits)
+
+
+class EstimatorGraph(nn.Module):
+    """image -> (keypoints, scores, token_ids), in eval mode; shares the model's weights."""
+
+    def __init__(self, model: PoseEstimatorModel, attribution: torch.Tensor):
+        super().__init__()
+        if model.config.head != "tokens":
+            raise ValueError(f"only the tokens head exports (the {model.config.head} head is a baseline)")
+        model.eval()
+        self.backbone, self.head = model.backbone, model.head
+        setattr(self, SOFT_DECODE_SCOPE, SoftDecode(model))
+        self.register_buffer("attribution_t", attribution.t().contiguous())   # [M, 13]
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.head(self.backbone(image))
+        keypoints = getattr(self, SOFT_DECODE_SCOPE)(logits)
+        confidence = logits.softmax(dim=-1).max(dim=-1).values          # [B, M]
+        scores = torch.matmul(confidence, self.attribution_t)          # [B, 13]
+        token_ids = torch.argmax(logits, dim=-1).to(torch.int32)
+        return keypoints, scores, token_ids
+
+
+def estimator_graph(model: PoseEstimatorModel) -> EstimatorGraph:
+    """The export graph of a tokens-head estimator (attribution measured on calibration poses)."""
+    return EstimatorGraph(model, keypoint_attribution(model, data.calibration_poses(ATTRIBUTION_POSES))).eval()
+
+
+def estimator_io_specs(num_tokens: int) -> tuple[list, list]:
+    """The manifest's tensor specs of an estimator file (batch dimension symbolic)."""
+    inputs = [tensor_spec(ESTIMATOR_INPUT, ["batch", 3, 64, 64], "float32")]
+    outputs = [tensor_spec("keypoints", ["batch", NUM_KEYPOINTS, 2], "float32"),
+               tensor_spec("scores", ["batch", NUM_KEYPOINTS], "float32"),
+               tensor_spec("token_ids", ["batch", num_tokens], "int32")]
+    return inputs, outputs
+
+
+def estimator_input_contract() -> dict:
+    """How the runtime must make the graph's input (the manifest's ``estimator`` section)."""
+    return {"size": [64, 64], "channels": "rgb", "layout": "NCHW", "mean": list(frames.INPUT_MEAN),
+            "scale": list(frames.INPUT_SCALE),
+            "crop": "area (box-filter) downscale of a square person box by posetok.kernels.crop_nv21 / "
+                    "crop_nv12 / crop_image; outside the frame reads as black"}
+
+
+def calibration_inputs(n: int) -> np.ndarray:
+    """Held-out-style frames for int8 calibration, from their own seed (not training, not evaluation)."""
+    return frames.make_frames(n, np.random.default_rng(frames.CALIBRATION_SEED)).inputs
+
+
+def same_tokenizer(model: PoseEstimatorModel, tokenizer: nn.Module) -> bool:
+    """Whether the estimator was trained against exactly this tokenizer (every weight equal)."""
+    mine, theirs = model.tokenizer.state_dict(), tokenizer.state_dict()
+    return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+PARITY_FRAMES = 512
+# int8 may cost this much MPJPE over the torch model (issue target: int8 estimator <= fp32 + 0.15 px)
+INT8_MPJPE_MARGIN_PX = 0.15
+
+
+def torch_estimates(model: PoseEstimatorModel, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """The export graph's outputs in torch for ``inputs`` [N,3,64,64] (the parity reference)."""
+    graph = estimator_graph(model)
+    with torch.no_grad():
+        outs = [graph(torch.from_numpy(inputs[i:i + 256])) for i in range(0, len(inputs), 256)]
+    return {name: torch.cat([o[k] for o in outs]).numpy() for k, name in enumerate(ESTIMATOR_OUTPUTS)}
+
+
+def measure_estimator_row(bundle_dir, artifacts: list, batch: "frames.FrameBatch",
+                          reference: dict[str, np.ndarray]) -> dict:
+    """One (format, precision) row: MPJPE from image against the truth, token agreement and the largest
+    keypoint difference against torch, for the estimator files ``artifacts`` (one per batch size)."""
+    from posetok import backends
+    a = artifacts[0]
+    sessions = [backends.open_session(Path(bundle_dir) / f.file, f.format, outputs=f.outputs) for f in artifacts]
+    out = backends.BatchRunner(sessions).run_outputs(batch.inputs)
+    by_shape = {tuple(v.shape[1:]): v for v in out.values()}       # TFLite renames outputs; shapes are distinct
+    keypoints = by_shape[(NUM_KEYPOINTS, 2)]
+    token_ids = by_shape[tuple(reference["token_ids"].shape[1:])]
+    pred_px = (keypoints + 1.0) * 32.0
+    ref_px = (reference["keypoints"] + 1.0) * 32.0
+    return {"format": a.format, "precision": a.precision, "frames": len(batch.inputs),
+            "mpjpe_px": float(np.linalg.norm(pred_px - batch.poses_px, axis=-1).mean()),
+            "torch_mpjpe_px": float(np.linalg.norm(ref_px - batch.poses_px, axis=-1).mean()),
+            "token_agreement": float((token_ids == reference["token_ids"]).mean()),
+            "max_keypoint_diff_px": float(np.abs(pred_px - ref_px).max())}
+
+
+def estimator_parity(bundle_dir, manifest, model: PoseEstimatorModel,
+                     step: Callable[[str], None] = print) -> list[dict]:
+    """Parity rows of every estimator file set in the bundle, on fixed held-out clean frames."""
+    batch = frames.eval_frames("clean", PARITY_FRAMES)
+    reference = torch_estimates(model, batch.inputs)
+    rows = []
+    groups: dict[tuple[str, str], list] = {}
+    for a in manifest.artifacts:
+        if a.role == "estimator":
+            groups.setdefault((a.format, a.precision), []).append(a)
+    for (fmt, precision), files in groups.items():
+        row = measure_estimator_row(bundle_dir, files, batch, reference)
+        margin = INT8_MPJPE_MARGIN_PX if precision == "int8" else 0.05
+        row["meets_targets"] = bool(row["mpjpe_px"] <= row["torch_mpjpe_px"] + margin)
+        rows.append(row)
+        step(f"parity estimator {fmt} {precision}: mpjpe {row['mpjpe_px']:.3f} px (torch "
+             f"{row['torch_mpjpe_px']:.3f}), tokens {row['token_agreement']:.4f}")
+    return rows

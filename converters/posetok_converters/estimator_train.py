@@ -1,0 +1,262 @@
+"""Training and evaluation of the image -> pose estimator.
+
+Frames are made on the CPU (drawing, NV21, the kernel library's crop) by
+worker processes while the model trains; the trainer samples its batches from
+a replay buffer of the most recent frames, so a fast device reuses each frame a
+few times instead of waiting. ``workers=0`` makes frames in the training
+process itself, one fresh batch per step (deterministic: the tests use it).
+
+Loss, tokens head (PCT stage 2): cross-entropy to the frozen encoder's ids of
+the true pose, plus the pixel L1 of the keypoints decoded from the
+softmax-weighted codebook. Regression head: the pixel L1 alone.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import queue
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from posetok.skeleton import HALF_FRAME
+
+from . import frames
+from .estimator import EstimatorConfig, PoseEstimatorModel, estimator_macs
+
+TRAINING_STREAM = 20251203    # frame seeds: [stream, seed, worker, chunk], disjoint from frames.EVAL_SEEDS
+PRODUCER_CHUNK = 64           # frames per message from a worker
+
+
+@dataclass
+class EstimatorTrainConfig:
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.02
+    warmup_steps: int = 100
+    weight_decay: float = 1e-4
+    keypoint_weight: float = 1.0      # per pixel of L1, against the cross-entropy's nats
+    workers: int = 1                  # frame-making processes; 0: in the training process
+    buffer_frames: int = 20000        # replay buffer size (workers > 0)
+    seed: int = 0
+    device: str = "cpu"
+
+
+def lr_factor(step: int, steps: int, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to ``min_ratio``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def to_inputs(pictures: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,64,64,3] kernel crops -> float [B,3,64,64], the same values the kernel's float output holds
+    ((v - 128) / 64 is exact in float32)."""
+    mean = torch.tensor(frames.INPUT_MEAN, dtype=torch.float32, device=pictures.device).view(1, 3, 1, 1)
+    scale = torch.tensor(frames.INPUT_SCALE, dtype=torch.float32, device=pictures.device).view(1, 3, 1, 1)
+    return (pictures.permute(0, 3, 1, 2).float() - mean) * scale
+
+
+def _produce(seed: int, worker: int, out: "mp.Queue", stop: "mp.Event", parent: int) -> None:
+    """Worker process: make frame chunks until told to stop or the trainer is gone (killed: no stop event)."""
+    torch.set_num_threads(1)
+    chunk = 0
+    while not stop.is_set() and os.getppid() == parent:
+        rng = np.random.default_rng([TRAINING_STREAM, seed, worker, chunk])
+        batch = frames.make_frames(PRODUCER_CHUNK, rng)
+        while not stop.is_set() and os.getppid() == parent:
+            try:
+                out.put((batch.pictures, batch.poses_px), timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        chunk += 1
+
+
+class FrameSource:
+    """Training batches (uint8 pictures [B,64,64,3], poses px [B,13,2]) from workers or in-process."""
+
+    def __init__(self, cfg: EstimatorTrainConfig):
+        self.cfg = cfg
+        self.chunk = 0
+        self.procs: list[mp.Process] = []
+        if cfg.workers > 0:
+            ctx = mp.get_context("spawn")
+            self.queue, self.stop = ctx.Queue(maxsize=8 * cfg.workers), ctx.Event()
+            self.procs = [ctx.Process(target=_produce, args=(cfg.seed, w, self.queue, self.stop, os.getpid()),
+                                      daemon=True)
+                          for w in range(cfg.workers)]
+            for p in self.procs:
+                p.start()
+            self.pictures = np.zeros((cfg.buffer_frames, 64, 64, 3), np.uint8)
+            self.poses = np.zeros((cfg.buffer_frames, 13, 2), np.float32)
+            self.filled = self.write = 0
+            self.rng = np.random.default_rng([TRAINING_STREAM, cfg.seed, 1 << 20])
+            self.made = 0
+
+    def _drain(self, block: bool) -> None:
+        while True:
+            try:
+                pics, poses = self.queue.get(block=block, timeout=60 if block else None)
+            except queue.Empty:
+                if block:
+                    raise RuntimeError("no frames from the frame workers for 60 s") from None
+                return
+            n = len(pics)
+            idx = (self.write + np.arange(n)) % self.cfg.buffer_frames
+            self.pictures[idx], self.poses[idx] = pics, poses
+            self.write = (self.write + n) % self.cfg.buffer_frames
+            self.filled = min(self.cfg.buffer_frames, self.filled + n)
+            self.made += n
+            block = False
+
+    def next(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.cfg.workers == 0:
+            rng = np.random.default_rng([TRAINING_STREAM, self.cfg.seed, 0, self.chunk])
+            self.chunk += 1
+            batch = frames.make_frames(self.cfg.batch_size, rng)
+            return batch.pictures, batch.poses_px
+        self._drain(block=self.filled < self.cfg.batch_size)
+        idx = self.rng.integers(0, self.filled, self.cfg.batch_size)
+        return self.pictures[idx], self.poses[idx]
+
+    def frames_made(self) -> int:
+        return self.made if self.cfg.workers > 0 else self.chunk * self.cfg.batch_size
+
+    def close(self) -> None:
+        if self.procs:
+            self.stop.set()
+            while any(p.is_alive() for p in self.procs):   # empty the queue so workers can leave put()
+                try:
+                    self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    pass
+            for p in self.procs:
+                p.join()
+            self.procs = []
+
+
+def losses(model: PoseEstimatorModel, pictures: torch.Tensor, poses_px: torch.Tensor,
+           keypoint_weight: float) -> dict[str, torch.Tensor]:
+    """The training losses and monitors for one batch."""
+    target = poses_px / HALF_FRAME - 1.0          # the skeleton's normalization, u = px / 32 - 1
+    out = model(to_inputs(pictures))
+    l1_px = (out["keypoints"] - target).abs().mean() * HALF_FRAME
+    result = {"l1_px": l1_px, "loss": l1_px * keypoint_weight}
+    if "logits" in out:
+        with torch.no_grad():
+            ids = model.tokenizer.tokenize(target)
+        ce = F.cross_entropy(out["logits"].flatten(0, 1), ids.flatten())
+        result["ce"] = ce
+        result["loss"] = result["loss"] + ce
+        result["token_acc"] = (out["logits"].argmax(-1) == ids).float().mean()
+    return result
+
+
+ProgressFn = Callable[[int, dict], None]
+
+
+def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, tokenizer,
+                     progress: Optional[ProgressFn] = None) -> tuple[dict[str, PoseEstimatorModel], dict]:
+    """Train one estimator per config against the same frozen tokenizer, every model on the same batches
+    (making frames costs more than a training step on the CPU, so a head-to-head comparison shares them).
+
+    Returns:
+        ({head: model}, {head: history} plus the shared "train_seconds", "frames_made", "frames_seen").
+    """
+    torch.manual_seed(tcfg.seed)
+    device = torch.device(tcfg.device)
+    models = {cfg.head: PoseEstimatorModel(cfg, tokenizer).to(device) for cfg in cfgs}
+    if len(models) != len(cfgs):
+        raise ValueError("one config per head: two configs share a head")
+    opts = {head: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=tcfg.lr,
+                                    weight_decay=tcfg.weight_decay) for head, m in models.items()}
+    history: dict = {head: {"step": [], "loss": [], "l1_px": [], "token_acc": []} for head in models}
+    source = FrameSource(tcfg)
+    t0 = time.time()
+    try:
+        for model in models.values():
+            model.train()
+        for step in range(tcfg.steps):
+            lr = tcfg.lr * lr_factor(step, tcfg.steps, tcfg.warmup_steps, tcfg.min_lr_ratio)
+            pics, poses = source.next()
+            pics, poses = torch.from_numpy(pics).to(device), torch.from_numpy(poses).to(device)
+            for head, model in models.items():
+                for group in opts[head].param_groups:
+                    group["lr"] = lr
+                stats = losses(model, pics, poses, tcfg.keypoint_weight)
+                opts[head].zero_grad(set_to_none=True)
+                stats["loss"].backward()
+                opts[head].step()
+                if step % 50 == 0 or step == tcfg.steps - 1:
+                    row = {k: float(v.detach()) for k, v in stats.items()}
+                    log = history[head]
+                    log["step"].append(step)
+                    for key in ("loss", "l1_px", "token_acc"):
+                        log[key].append(row.get(key, float("nan")))
+                    if progress:
+                        progress(step, {"head": head, **row, "frames": source.frames_made(),
+                                        "seconds": time.time() - t0})
+    finally:
+        source.close()
+    for model in models.values():
+        model.eval()
+    history.update(train_seconds=time.time() - t0, frames_made=source.frames_made(),
+                   frames_seen=tcfg.steps * tcfg.batch_size)
+    return models, history
+
+
+def train_estimator(cfg: EstimatorConfig, tcfg: EstimatorTrainConfig, tokenizer,
+                    progress: Optional[ProgressFn] = None) -> tuple[PoseEstimatorModel, dict]:
+    """Train one estimator; returns (model, history) with the history of ``train_estimators`` for its head."""
+    models, history = train_estimators([cfg], tcfg, tokenizer, progress)
+    return models[cfg.head], {**history[cfg.head], **{k: v for k, v in history.items() if k != cfg.head}}
+
+
+@torch.no_grad()
+def evaluate_estimator(model: PoseEstimatorModel, kinds: tuple[str, ...] = ("clean", "occluded"),
+                       n: int = frames.EVAL_FRAMES) -> dict:
+    """MPJPE (64-px frame pixels) on the fixed held-out frames; tokens head also argmax decoding and token accuracy."""
+    model.eval()
+    device = next(model.parameters()).device
+    result: dict = {"eval_frames": n}
+    for kind in kinds:
+        batch = frames.eval_frames(kind, n)
+        target = torch.from_numpy(batch.poses_px)
+        errs, argmax_errs, acc = [], [], []
+        for start in range(0, n, 256):
+            pics = torch.from_numpy(batch.pictures[start:start + 256]).to(device)
+            out = model(to_inputs(pics))
+            true = target[start:start + 256].to(device)
+            pred_px = (out["keypoints"] + 1.0) * HALF_FRAME
+            errs.append(torch.linalg.norm(pred_px - true, dim=-1).mean(-1))
+            if "logits" in out:
+                ids = out["logits"].argmax(-1)
+                hard = (model.tokenizer.detokenize(ids) + 1.0) * HALF_FRAME
+                argmax_errs.append(torch.linalg.norm(hard - true, dim=-1).mean(-1))
+                acc.append((ids == model.tokenizer.tokenize(true / HALF_FRAME - 1.0)).float().mean(-1))
+        prefix = "" if kind == "clean" else f"{kind}_"
+        result[f"{prefix}mpjpe_px"] = float(torch.cat(errs).mean())
+        if argmax_errs:
+            result[f"{prefix}argmax_mpjpe_px"] = float(torch.cat(argmax_errs).mean())
+            result[f"{prefix}token_accuracy"] = float(torch.cat(acc).mean())
+        if kind == "clean":
+            mean_pose = target.mean(0, keepdim=True)
+            result["mean_pose_mpjpe_px"] = float(torch.linalg.norm(target - mean_pose, dim=-1).mean())
+    macs = estimator_macs(model.cpu())
+    model.to(device)
+    result["estimator_mflops"] = 2 * macs["estimator"] / 1e6
+    result["decoder_mflops"] = 2 * macs["decoder"] / 1e6
+    result["head"] = model.config.head
+    return result
+
+
+def train_config_dict(tcfg: EstimatorTrainConfig) -> dict:
+    return asdict(tcfg)

@@ -1,0 +1,296 @@
+"""Camera frames for the image -> pose estimator: stick figures in a scene.
+
+Each sample is a small RGB camera frame with one figure from the tokenizer's
+pose generator, a person box around it, and what a camera brings: a backdrop
+(gradients, blotches, clutter lines that look like limbs), lighting and
+contrast, blur, sensor noise, limb thickness and colour, and (optionally)
+occluding boxes. The frame goes through NV21, as a camera driver hands it over,
+and the model input is made by the same kernel library the board runs
+(``posetok.kernels.crop_nv21``): training and deployment see identical inputs.
+
+Left and right: a plain stick figure seen from behind is its own mirror image,
+so the figures wear side colours: the figure's left arm and leg in warm hues
+(red to yellow), the right ones in cool hues (green to blue), the head and
+torso in neutral tones. Hue, saturation and brightness vary per frame inside
+those ranges; the estimator learns left from right by colour.
+
+Coordinates: poses come in the 64-px model frame; a box (x, y, side, side) in
+camera pixels maps the model frame onto the camera frame (px_cam = box_xy +
+px64 * side / 64), so the box crop resized to 64 px gives back the model frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from posetok import kernels
+from posetok.skeleton import FRAME_SIZE, KEYPOINT_INDEX, LIMBS, NUM_KEYPOINTS
+
+from . import data
+
+CAMERA_PX = 96                       # the synthetic camera frame is CAMERA_PX x CAMERA_PX
+BOX_SIDE_PX = (72, 96)               # person box side in camera pixels (the crop is downscaled 1.1x-1.5x)
+BOX_OUTSIDE = 0.1                    # a box may stick out of the frame by this fraction of its side
+# Model input: (u8 - MEAN) * SCALE per channel, made by the kernel.
+INPUT_MEAN = (128.0, 128.0, 128.0)
+INPUT_SCALE = (1.0 / 64.0, 1.0 / 64.0, 1.0 / 64.0)
+OCCLUDER_SIDE_PX = (6.0, 18.0)       # occluding boxes, in 64-px model-frame pixels
+EVAL_SEEDS = {"clean": 20251201, "occluded": 20251202}
+CALIBRATION_SEED = 20251204          # int8 calibration frames of the exported estimator
+# A figure's extent (the larger side of its keypoints' bounding box) is about this share of the model frame in
+# training (the median over the pose generator; tests/host/test_estimator.py measures it), so a person box drawn
+# around found keypoints is their extent divided by it.
+FIGURE_SHARE = 0.42
+EVAL_FRAMES = 2000
+
+_LEFT = {KEYPOINT_INDEX[n] for n in ("left_shoulder", "left_elbow", "left_hand", "left_knee", "left_foot")}
+_RIGHT = {KEYPOINT_INDEX[n] for n in ("right_shoulder", "right_elbow", "right_hand", "right_knee", "right_foot")}
+# limb side: +1 left, -1 right, 0 torso/head (by the child keypoint)
+LIMB_SIDE = np.array([1 if c in _LEFT else -1 if c in _RIGHT else 0 for _, c in LIMBS])
+_PARENTS = np.array([p for p, _ in LIMBS])
+_CHILDREN = np.array([c for _, c in LIMBS])
+_HEAD = KEYPOINT_INDEX["head"]
+_CHUNK = 64                          # frames per vectorized drawing chunk
+
+
+@dataclass
+class FrameBatch:
+    """Frames and what the estimator learns from them.
+
+    Attributes:
+        inputs: float32 [n,3,64,64], the model input made by the kernel.
+        pictures: uint8 [n,64,64,3], the same crop before normalization.
+        poses_px: float32 [n,13,2], the true keypoints in the 64-px model frame.
+        boxes: int32 [n,4], (x, y, w, h) of the crop in camera pixels.
+    """
+    inputs: np.ndarray
+    pictures: np.ndarray
+    poses_px: np.ndarray
+    boxes: np.ndarray
+
+
+def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectorized HSV (each in [0, 1]) -> RGB floats in [0, 255], shape [..., 3]."""
+    i = np.floor(h * 6.0) % 6
+    f = h * 6.0 - np.floor(h * 6.0)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    rgb = np.zeros(h.shape + (3,), np.float32)
+    for k, (r, g, b) in enumerate(table):
+        m = i == k
+        rgb[m] = np.stack([r[m], g[m], b[m]], -1)
+    return rgb * 255.0
+
+
+def rgb_to_nv21(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """BT.601 video-range RGB [..., H, W, 3] uint8 (H, W even) -> NV21 planes (Y [..., H, W],
+    interleaved VU [..., H/2, W/2, 2]), the way a camera driver hands a frame over."""
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    half = lambda p: p.reshape(*p.shape[:-2], p.shape[-2] // 2, 2, p.shape[-1] // 2, 2).mean(axis=(-3, -1))
+    to_u8 = lambda p: np.clip(np.rint(p), 0, 255).astype(np.uint8)
+    return to_u8(y), np.stack([to_u8(half(v)), to_u8(half(u))], axis=-1)
+
+
+def _segment_distance(centers: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance of every pixel centre of an S x S grid (``centers`` [S]) to segments a->b [c,L,2]: [c,L,S,S].
+
+    The grid is separable, so x and y terms broadcast from [.., 1, S] and [.., S, 1] instead of [.., S, S, 2].
+    """
+    gx = centers[None, None, None, :] - a[..., 0, None, None]        # [c,L,1,S]
+    gy = centers[None, None, :, None] - a[..., 1, None, None]        # [c,L,S,1]
+    ab = b - a
+    inv = 1.0 / np.maximum((ab * ab).sum(-1), 1e-9)
+    ux, uy = (ab[..., 0] * inv)[..., None, None], (ab[..., 1] * inv)[..., None, None]
+    t = gx * ux + gy * uy                                             # [c,L,S,S]; in place from here
+    np.clip(t, 0.0, 1.0, out=t)
+    dx = t * ab[..., 0, None, None]
+    np.subtract(gx, dx, out=dx)
+    dx *= dx
+    t *= ab[..., 1, None, None]
+    np.subtract(gy, t, out=t)
+    t *= t
+    dx += t
+    return np.sqrt(dx, out=dx)
+
+
+def _paint(canvas: np.ndarray, dist: np.ndarray, radius: np.ndarray, colors: np.ndarray) -> None:
+    """Composite capsules onto canvas [c,S,S,3] in order: coverage = clip(radius + 0.5 - dist) (1-px ramp)."""
+    for k in range(dist.shape[1]):
+        alpha = np.clip(radius[:, k, None, None] + 0.5 - dist[:, k], 0.0, 1.0)[..., None]
+        canvas *= 1.0 - alpha
+        canvas += alpha * colors[:, k, None, None, :]
+
+
+def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray) -> np.ndarray:
+    """Gradient + low-frequency blotches + clutter strokes: float32 [n,S,S,3] in [0, 255]."""
+    s = grid.shape[0]
+    c0, c1 = rng.uniform(0, 255, (2, n, 1, 1, 3)).astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
+    ramp = (grid[None, ..., 0] * np.cos(angle)[:, None, None] + grid[None, ..., 1] * np.sin(angle)[:, None, None])
+    ramp = ((ramp - ramp.min((1, 2), keepdims=True)) / np.ptp(ramp, (1, 2), keepdims=True))[..., None]
+    canvas = c0 * (1 - ramp) + c1 * ramp
+    # blotches: a coarse random grid of colours, upsampled bilinearly (a tent weight per grid node)
+    cells = int(rng.integers(3, 8))
+    coarse = rng.normal(0, 40, (n, cells, cells, 3)).astype(np.float32)
+    nodes = (np.arange(s, dtype=np.float32) + 0.5) * (cells - 1) / s
+    tent = np.maximum(0.0, 1.0 - np.abs(nodes[:, None] - np.arange(cells, dtype=np.float32)[None]))   # [S,cells]
+    canvas += np.einsum("yc,ncdk,xd->nyxk", tent, coarse, tent, optimize=True)
+    # clutter: strokes of random width and colour, some as thin as limbs
+    strokes = int(rng.integers(0, 7))
+    if strokes:
+        a = rng.uniform(-0.1 * s, 1.1 * s, (n, strokes, 2)).astype(np.float32)
+        b = a + rng.normal(0, 0.25 * s, (n, strokes, 2)).astype(np.float32)
+        radius = rng.uniform(0.5, 4.0, (n, strokes)).astype(np.float32)
+        colors = rng.uniform(0, 255, (n, strokes, 3)).astype(np.float32)
+        _paint(canvas, _segment_distance(grid[0, :, 0], a, b), radius, colors)
+    return canvas
+
+
+def _figure_colors(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Per-limb colours [n,L,3]: warm left, cool right, neutral torso (hue etc. jittered per frame)."""
+    left_h = rng.uniform(-0.03, 0.14, n) % 1.0       # red .. yellow
+    right_h = rng.uniform(0.36, 0.67, n)              # green .. blue
+    sat = rng.uniform(0.55, 1.0, (n, 2))
+    val = rng.uniform(0.55, 1.0, (n, 2))
+    left = hsv_to_rgb(left_h, sat[:, 0], val[:, 0])
+    right = hsv_to_rgb(right_h, sat[:, 1], val[:, 1])
+    torso = np.repeat(rng.uniform(20, 255, (n, 1)), 3, axis=1) + rng.normal(0, 10, (n, 3))
+    colors = np.where(LIMB_SIDE[None, :, None] > 0, left[:, None], np.where(LIMB_SIDE[None, :, None] < 0,
+                                                                          right[:, None], torso[:, None]))
+    return np.clip(colors, 0, 255).astype(np.float32)
+
+
+def _occlude(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray, boxes: np.ndarray, count: int) -> None:
+    """Draw ``count`` boxes of 6-18 model-frame px at random places of each crop, flat colour plus texture."""
+    n = len(canvas)
+    for _ in range(count):
+        side = rng.uniform(*OCCLUDER_SIDE_PX, (n, 2)).astype(np.float32)
+        corner = rng.uniform(0, FRAME_SIZE, (n, 2)).astype(np.float32) - side / 2
+        scale = (boxes[:, 2] / FRAME_SIZE)[:, None]
+        lo = boxes[:, :2] + corner * scale
+        hi = lo + side * scale
+        inside = ((grid[None, ..., 0] >= lo[:, None, None, 0]) & (grid[None, ..., 0] < hi[:, None, None, 0])
+                  & (grid[None, ..., 1] >= lo[:, None, None, 1]) & (grid[None, ..., 1] < hi[:, None, None, 1]))
+        color = rng.uniform(0, 255, (n, 1, 1, 3)).astype(np.float32)
+        texture = rng.normal(0, 12, canvas.shape).astype(np.float32)
+        canvas[:] = np.where(inside[..., None], color + texture, canvas)
+
+
+def _blur(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
+    """Separable Gaussian blur with a per-chunk sigma in [0, 1.2] camera px (none for about a third)."""
+    sigma = rng.uniform(-0.6, 1.2)
+    if sigma <= 0.2:
+        return canvas
+    taps = np.arange(-3, 4, dtype=np.float32)
+    w = np.exp(-0.5 * (taps / sigma) ** 2)
+    w /= w.sum()
+    padded = np.pad(canvas, ((0, 0), (3, 3), (3, 3), (0, 0)), mode="edge")
+    rows = sum(w[k] * padded[:, k:k + canvas.shape[1], :, :] for k in range(7))
+    return sum(w[k] * rows[:, :, k:k + canvas.shape[2], :] for k in range(7))
+
+
+def _camera(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
+    """Lighting, contrast, gamma and sensor noise -> uint8 [n,S,S,3]."""
+    n = len(canvas)
+    gain = rng.uniform(0.6, 1.3, (n, 1, 1, 1)).astype(np.float32)
+    offset = rng.uniform(-30, 30, (n, 1, 1, 1)).astype(np.float32)
+    gamma = rng.uniform(0.75, 1.35, (n, 1, 1, 1)).astype(np.float32)
+    x = np.clip(canvas * gain + offset, 0, 255) / 255.0
+    x = 255.0 * x ** gamma
+    x += rng.normal(0, 1, x.shape).astype(np.float32) * rng.uniform(0, 8, (n, 1, 1, 1)).astype(np.float32)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _boxes(rng: np.random.Generator, n: int) -> np.ndarray:
+    side = rng.integers(BOX_SIDE_PX[0], BOX_SIDE_PX[1] + 1, n)
+    slack = np.floor(side * BOX_OUTSIDE).astype(int)
+    x = rng.integers(-slack, CAMERA_PX - side + slack + 1)
+    y = rng.integers(-slack, CAMERA_PX - side + slack + 1)
+    return np.stack([x, y, side, side], axis=1).astype(np.int32)
+
+
+def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Camera frames with one figure each.
+
+    Args:
+        poses_px: float [n,13,2], poses in the 64-px model frame.
+        rng: the random source for boxes, scene and camera.
+        occluders: boxes drawn over the figure; None: 0, 1 or 2 at random (training).
+
+    Returns:
+        (rgb uint8 [n,CAMERA_PX,CAMERA_PX,3], boxes int32 [n,4] as (x, y, w, h) in camera pixels).
+    """
+    poses_px = np.asarray(poses_px, np.float32)
+    n = len(poses_px)
+    if poses_px.shape != (n, NUM_KEYPOINTS, 2):
+        raise ValueError(f"poses_px must have shape [n,{NUM_KEYPOINTS},2], got {list(poses_px.shape)}")
+    centers = np.arange(CAMERA_PX, dtype=np.float32) + 0.5
+    grid = np.stack(np.meshgrid(centers, centers, indexing="xy"), axis=-1)
+    boxes = _boxes(rng, n)
+    scale = (boxes[:, 2] / FRAME_SIZE).astype(np.float32)
+    cam = boxes[:, None, :2] + poses_px * scale[:, None, None]
+    canvas = _backdrop(rng, n, grid)
+    limb_radius = (rng.uniform(0.6, 1.6, n) * scale)[:, None]
+    colors = _figure_colors(rng, n)
+    dist = _segment_distance(centers, cam[:, _PARENTS], cam[:, _CHILDREN])            # [c,L,S,S]
+    head_radius = (rng.uniform(2.0, 3.5, n) * scale)[:, None]
+    head_dist = _segment_distance(centers, cam[:, [_HEAD]], cam[:, [_HEAD]])[:, 0] - (head_radius[..., None]
+                                                                                     - limb_radius[..., None])
+    # one layer per colour: torso and head, then the two sides in random order (the later one in front)
+    sides = (0, 1, -1) if rng.uniform() < 0.5 else (0, -1, 1)
+    layers = [dist[:, LIMB_SIDE == side].min(axis=1) for side in sides]
+    layers[0] = np.minimum(layers[0], head_dist)
+    layer_colors = np.stack([colors[:, list(LIMB_SIDE).index(side)] for side in sides], axis=1)
+    _paint(canvas, np.stack(layers, axis=1), np.repeat(limb_radius, 3, axis=1), layer_colors)
+    count = int(rng.integers(0, 3)) if occluders is None else occluders
+    _occlude(rng, canvas, grid, boxes, count)
+    return _camera(rng, _blur(rng, canvas)), boxes
+
+
+def model_inputs(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames -> NV21 -> the kernel's crop of each box: (float32 [n,3,64,64], uint8 [n,64,64,3])."""
+    inputs = np.empty((len(rgb), 3, FRAME_SIZE, FRAME_SIZE), np.float32)
+    pictures = np.empty((len(rgb), FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
+    ys, vus = rgb_to_nv21(rgb)
+    for i, (y, vu, box) in enumerate(zip(ys, vus, boxes)):
+        inputs[i], pictures[i] = kernels.crop_nv21(y, vu, tuple(int(v) for v in box), (FRAME_SIZE, FRAME_SIZE),
+                                                   mean=INPUT_MEAN, scale=INPUT_SCALE, u8=True)
+    return inputs, pictures
+
+
+def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
+                upright_fraction: float = 0.25) -> FrameBatch:
+    """``n`` fresh poses from the tokenizer's generator, drawn, captured and pre-processed.
+
+    Args:
+        n: frames to make.
+        rng: the random source (poses, scene, camera).
+        occluders: see ``draw_frames``.
+        upright_fraction: the share of upright poses among the broad ones (as the tokenizer trains).
+
+    Returns:
+        A ``FrameBatch``.
+    """
+    poses = data.sample_poses_rng(n, rng, distribution="broad")
+    upright = rng.uniform(size=n) < upright_fraction
+    if upright.any():
+        poses[upright] = data.sample_poses_rng(int(upright.sum()), rng, distribution="upright")
+    parts = []
+    for start in range(0, n, _CHUNK):
+        rgb, boxes = draw_frames(poses[start:start + _CHUNK], rng, occluders)
+        parts.append((*model_inputs(rgb, boxes), boxes))
+    inputs, pictures, boxes = (np.concatenate(a) for a in zip(*parts))
+    return FrameBatch(inputs, pictures, poses.astype(np.float32), boxes)
+
+
+def eval_frames(kind: str, n: int = EVAL_FRAMES) -> FrameBatch:
+    """The fixed held-out frames: ``"clean"`` (no occluder) or ``"occluded"`` (two boxes of 6-18 px)."""
+    if kind not in EVAL_SEEDS:
+        raise ValueError(f"kind must be one of {sorted(EVAL_SEEDS)}, got {kind!r}")
+    rng = np.random.default_rng(EVAL_SEEDS[kind])
+    return make_frames(n, rng, occluders=0 if kind == "clean" else 2)

@@ -1,0 +1,476 @@
+"""PoseEstimator: camera frames -> keypoints, scores and token ids with a bundle's estimator graph.
+
+    with PoseEstimator.from_bundle("bundle/") as est:
+        pose = est.estimate(rgb)                         # (H, W, 3) or (H, W) uint8, whole frame searched
+        pose = est.estimate_nv21(y, vu, box=(x, y, w, h))
+        pose.keypoints, pose.scores, pose.token_ids, pose.box
+
+One pass: a square box -> the one-pass kernel crops and area-downscales it to
+the 64x64 model input (``posetok.kernels.crop_image`` / ``crop_nv21`` /
+``crop_nv12``, mean and scale from the manifest's ``estimator.input``) -> the
+graph -> normalized keypoints ``u`` -> model-frame pixels ``(u + 1) * 32`` ->
+frame pixels ``box_xy + px64 * side / 64``.
+
+Boxes: the model frame is square, so a box ``(x, y, w, h)`` given by the
+caller becomes the square of side ``max(w, h)`` around its centre. Without a
+box, a coarse pass runs on the square covering the whole frame (side
+``max(H, W)``, centred) and a second pass refines on the square around the
+found keypoints: centred on their bounding box, side = its larger extent /
+``figure_share`` (the manifest's share of the model frame a figure fills in
+training) * ``box_scale``, at least ``MIN_BOX_PX``, at most twice the frame's
+larger side, the centre kept inside the frame. In video mode the same rule
+turns each frame's smoothed keypoints into the next frame's box; the first
+frame, and the first after ``reset()``, runs as in image mode.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import backends, kernels
+from .bundle import Bundle, BundleError
+from .skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels
+from .tokenizer import _check_runtime_options, _one_of, _pick_backend
+
+RUNNING_MODES = ("image", "video")
+MIN_FRAME_PX = 16   # frames smaller than 16 x 16 are refused: the figure would be a few pixels
+MIN_BOX_PX = 16     # boxes derived from keypoints are at least this wide
+OUTPUTS = ("keypoints", "scores", "token_ids")
+
+
+@dataclasses.dataclass(frozen=True)
+class PoseResult:
+    """One frame's pose.
+
+    Attributes:
+        keypoints: float32 (13, 2), (x, y) in frame pixels, in
+            ``posetok.skeleton.KEYPOINT_NAMES`` order (smoothed in video mode).
+        scores: float32 (13,) in [0, 1], each keypoint's confidence from the
+            token probabilities (see the estimator's export notes).
+        token_ids: int32 (M,), the argmax code of each token position.
+        box: ``(x, y, side, side)`` ints, the square box of the pass that
+            produced the pose, in frame pixels.
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    token_ids: np.ndarray
+    box: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorOptions:
+    """How ``PoseEstimator.from_bundle`` opens a bundle and tracks a figure.
+    Frozen; change a copy with ``dataclasses.replace(options, running_mode="video")``.
+
+    Video mode smooths each keypoint coordinate with a One Euro filter (Casiez,
+    Roussel, Vogel, CHI 2012): a low-pass filter whose cutoff rises with speed,
+    ``cutoff = min_cutoff + beta * |speed|``, so a still figure is smoothed
+    hard and a moving one follows with little lag. Speed is measured in box
+    sides per second (pixels per second / the frame's box side), so the same
+    settings fit any camera resolution and distance; it is itself low-passed
+    at ``d_cutoff``.
+
+    Attributes:
+        backend: ``"auto"`` (onnxruntime if installed and the bundle has an
+            ONNX estimator of ``precision``, else LiteRT), ``"onnxruntime"``
+            or ``"litert"``. Default ``"auto"``.
+        precision: which estimator file to run: ``"fp32"``, ``"fp16"``,
+            ``"int8w"`` or ``"int8"``; the bundle must hold one. Default ``"fp32"``.
+        num_threads: threads per inference session, a positive int; None
+            keeps the runtime's default.
+        verify: check every model file's size and sha256 when loading. Default True.
+        public_key: PEM file of the public key the bundle must be signed for;
+            None (default): signatures are not checked.
+        running_mode: ``"image"`` (every call stands alone) or ``"video"``
+            (calls are frames of one stream: each needs ``timestamp_ms``, its
+            box comes from the previous pose, keypoints are smoothed).
+        min_cutoff: the filter's cutoff in Hz for a still figure (lower:
+            smoother, more lag). Default 1.0.
+        beta: how fast the cutoff rises with speed, Hz per (box side / s).
+            Default 10.0: a figure crossing one box side per second is
+            filtered at 11 Hz.
+        d_cutoff: cutoff in Hz of the low-pass on the speed. Default 1.0.
+        box_scale: multiplies the side of every box derived from keypoints
+            (refine pass, video tracking); above 1 leaves more margin. Default 1.0.
+
+    Raises:
+        ValueError: an unknown backend, precision or running_mode (the message
+            lists the allowed values), a bad num_threads or public_key, or a
+            filter setting or box_scale that is not a positive finite number
+            (beta may be 0).
+    """
+
+    backend: str = "auto"
+    precision: str = "fp32"
+    num_threads: Optional[int] = None
+    verify: bool = True
+    public_key: Optional[str | os.PathLike] = None
+    running_mode: str = "image"
+    min_cutoff: float = 1.0
+    beta: float = 10.0
+    d_cutoff: float = 1.0
+    box_scale: float = 1.0
+
+    def __post_init__(self):
+        _check_runtime_options(self)
+        if self.running_mode not in RUNNING_MODES:
+            raise ValueError(f"running_mode must be {_one_of(RUNNING_MODES)}, got {self.running_mode!r}")
+        for name in ("min_cutoff", "beta", "d_cutoff", "box_scale"):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < 0 or (value == 0 and name != "beta"):
+                need = "a finite number >= 0" if name == "beta" else "a finite number > 0"
+                raise ValueError(f"{name} must be {need}, got {value!r}")
+
+
+class OneEuroFilter:
+    """The One Euro filter (Casiez et al. 2012) on an array of coordinates, each filtered on its own.
+
+    Args:
+        min_cutoff: cutoff in Hz at zero speed.
+        beta: cutoff increase per unit of (scaled) speed.
+        d_cutoff: cutoff in Hz of the speed's own low-pass.
+    """
+
+    def __init__(self, min_cutoff: float, beta: float, d_cutoff: float):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self._x: Optional[np.ndarray] = None
+        self._dx: Optional[np.ndarray] = None
+
+    @staticmethod
+    def _alpha(cutoff, dt: float):
+        tau = 1.0 / (2.0 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, x: np.ndarray, dt: Optional[float], speed_scale: float = 1.0) -> np.ndarray:
+        """Filter one sample.
+
+        Args:
+            x: the new sample (any shape, the same every call).
+            dt: seconds since the previous sample (> 0); None for the first.
+            speed_scale: multiplies the speed before it sets the cutoff
+                (e.g. 1 / box side, for speed in box sides per second).
+
+        Returns:
+            The filtered sample, float64, the shape of ``x``.
+        """
+        x = np.asarray(x, np.float64)
+        if self._x is None or dt is None:
+            self._x, self._dx = x.copy(), np.zeros_like(x)
+            return self._x.copy()
+        speed = (x - self._x) / dt * speed_scale
+        self._dx = self._dx + self._alpha(self.d_cutoff, dt) * (speed - self._dx)
+        cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
+        self._x = self._x + self._alpha(cutoff, dt) * (x - self._x)
+        return self._x.copy()
+
+
+def _check_frame(name: str, a, channels: tuple) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != np.uint8:
+        raise ValueError(f"{name} must have dtype uint8, got {a.dtype}")
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in channels)):
+        want = "(H, W)" + "".join(f" or (H, W, {c})" for c in channels)
+        raise ValueError(f"{name} must have shape {want}, got {a.shape}")
+    h, w = a.shape[:2]
+    if h < MIN_FRAME_PX or w < MIN_FRAME_PX:
+        raise ValueError(f"{name} is {w}x{h} pixels; frames must be at least {MIN_FRAME_PX}x{MIN_FRAME_PX}")
+    return a
+
+
+def _check_box(box, width: int, height: int) -> tuple:
+    """The caller's box as the square the model sees: (x, y, side, side) ints."""
+    try:
+        vals = [float(v) for v in box]
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be (x, y, width, height) numbers, got {box!r}") from None
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals) or any(isinstance(v, bool) for v in box):
+        raise ValueError(f"box must be four finite numbers (x, y, width, height), got {box!r}")
+    x, y, w, h = vals
+    if w < 1 or h < 1:
+        raise ValueError(f"box width and height must be at least 1 pixel, got {box!r}")
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise ValueError(f"box {tuple(box)!r} lies outside the {width}x{height} frame; it must overlap it")
+    return _square(x + w / 2, y + h / 2, max(w, h))
+
+
+def _square(cx: float, cy: float, side: float) -> tuple:
+    side = max(1, int(math.floor(side + 0.5)))
+    return (int(math.floor(cx - side / 2 + 0.5)), int(math.floor(cy - side / 2 + 0.5)), side, side)
+
+
+class PoseEstimator:
+    """An estimator graph of one (format, precision) from a bundle, and the box logic around it.
+
+    Build one with ``PoseEstimator.from_bundle``; use it as a context manager
+    (or call ``close``) to release the runtime sessions promptly. Not
+    thread-safe: in video mode it holds the stream's state.
+
+    Args:
+        bundle: a loaded ``Bundle`` with an ``estimator`` manifest section.
+        options: an ``EstimatorOptions``.
+
+    Attributes:
+        bundle: the ``Bundle``.
+        options: the ``EstimatorOptions`` used.
+        backend: ``"onnxruntime"`` or ``"litert"``.
+        format: ``"onnx"`` or ``"tflite"``.
+        precision: the estimator file's precision.
+        num_tokens: M, token ids per pose.
+        figure_share: the share of the model frame a figure's extent fills in training.
+        files: the model files opened.
+
+    Raises:
+        BundleError: no estimator in the bundle, none of this precision and
+            format (the message lists the estimator files it has), or an
+            input contract this runtime cannot make.
+        BackendUnavailable: the runtime needed is not installed.
+    """
+
+    def __init__(self, bundle: Bundle, options: EstimatorOptions):
+        self.bundle, self.options = bundle, options
+        self.precision = options.precision
+        section = bundle.spec.estimator
+        have = [a for a in bundle.artifacts if a.role == "estimator"]
+        listing = ", ".join(a.file for a in have) or "none"
+        if not section or not have:
+            raise BundleError(f"bundle {bundle.root} has no estimator (estimator files: {listing}); "
+                              "export one with export_bundle(..., estimator=model)")
+        offered = {a.format for a in have if a.precision == self.precision}
+        wanted = backends.FORMAT_OF_BACKEND.get(options.backend)
+        if not offered or (wanted is not None and wanted not in offered):
+            raise BundleError(f"bundle {bundle.root} has no {self.precision} {wanted or ''} estimator file; "
+                              f"its estimator files are {listing}".replace("  ", " "))
+        self.backend = _pick_backend(options.backend, offered, f"{self.precision} estimator")
+        self.format = backends.FORMAT_OF_BACKEND[self.backend]
+        self._mean, self._scale, self.figure_share = self._contract(section)
+        artifacts = bundle.select("estimator", self.format, self.precision)
+        for a in artifacts:
+            names = [o.name for o in a.outputs]
+            if sorted(names) != sorted(OUTPUTS):
+                raise BundleError(f"{a.file}: outputs {names}, this posetok reads {list(OUTPUTS)}")
+        sessions = [backends.open_session(bundle.path_of(a), self.format, options.num_threads, a.outputs)
+                    for a in artifacts]
+        self._runner: Optional[backends.BatchRunner] = backends.BatchRunner(sessions)
+        self.files = [a.file for a in artifacts]
+        self.num_tokens = bundle.num_tokens
+        self.reset()
+
+    def _contract(self, section: dict) -> tuple:
+        where = f"bundle {self.bundle.root}: manifest estimator"
+        spec = section.get("input") if isinstance(section.get("input"), dict) else {}
+        got = (list(spec.get("size") or ()), spec.get("layout"), spec.get("channels"))
+        if got != ([FRAME_SIZE, FRAME_SIZE], "NCHW", "rgb"):
+            raise BundleError(f"{where}.input (size, layout, channels) is {got}; this posetok makes "
+                              f"{FRAME_SIZE}x{FRAME_SIZE} NCHW rgb")
+        try:
+            mean, scale = (np.asarray(spec[k], np.float32).reshape(3) for k in ("mean", "scale"))
+            share = float(section["figure_share"])
+        except (KeyError, TypeError, ValueError):
+            raise BundleError(f"{where} needs input.mean and input.scale (3 numbers each) and figure_share") from None
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and 0 < share <= 1):
+            raise BundleError(f"{where}: mean/scale must be finite and figure_share in (0, 1], got {share}")
+        return mean, scale, share
+
+    @classmethod
+    def from_bundle(cls, path: os.PathLike | str, backend: Optional[str] = None, precision: Optional[str] = None,
+                    num_threads: Optional[int] = None, verify: Optional[bool] = None,
+                    public_key: Optional[str | os.PathLike] = None, running_mode: Optional[str] = None,
+                    options: Optional[EstimatorOptions] = None) -> "PoseEstimator":
+        """Load (and verify) a bundle and open its estimator.
+
+        Pass the settings either as keywords or as one ``options`` value, not
+        both. A keyword left at None takes ``EstimatorOptions``' default; the
+        smoothing settings and box_scale are set through ``options``.
+
+        Args:
+            path: the bundle folder (holding ``manifest.json``).
+            backend: ``"auto"`` (default), ``"onnxruntime"`` or ``"litert"``.
+            precision: ``"fp32"`` (default), ``"fp16"``, ``"int8w"`` or ``"int8"``.
+            num_threads: threads per session; None: the runtime's default.
+            verify: check each file's size and sha256 (default True).
+            public_key: PEM file of the public key the bundle must be signed for.
+            running_mode: ``"image"`` (default) or ``"video"``.
+            options: all of the above and more as one ``EstimatorOptions``.
+
+        Returns:
+            An open ``PoseEstimator``.
+
+        Raises:
+            TypeError: ``options`` together with keywords (the message names
+                them), or an ``options`` that is not an ``EstimatorOptions``.
+            ValueError: an invalid setting (see ``EstimatorOptions``).
+            BundleError: no bundle at ``path``, a malformed manifest, or no
+                estimator of the precision and format.
+            IntegrityError: a model file's size or sha256 differs from the manifest.
+            BackendUnavailable: the runtime needed is not installed.
+            SignatureError: (``public_key``) the signature does not hold.
+        """
+        given = {name: value for name, value in (("backend", backend), ("precision", precision),
+                                                 ("num_threads", num_threads), ("verify", verify),
+                                                 ("public_key", public_key), ("running_mode", running_mode))
+                 if value is not None}
+        if options is None:
+            options = EstimatorOptions(**given)
+        elif not isinstance(options, EstimatorOptions):
+            raise TypeError(f"options must be an EstimatorOptions, got {type(options).__name__}")
+        elif given:
+            names = ", ".join(f"{name}=" for name in given)
+            raise TypeError(f"PoseEstimator.from_bundle() got options= together with {names}; "
+                            "pass the settings either as keywords or inside EstimatorOptions, not both")
+        return cls(Bundle.load(path, verify=options.verify, public_key=options.public_key), options)
+
+    def close(self) -> None:
+        """Release the runtime sessions; later calls raise RuntimeError. Idempotent."""
+        self._runner = None
+
+    def __enter__(self) -> "PoseEstimator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"PoseEstimator(bundle={str(self.bundle.root)!r}, backend={self.backend!r}, "
+                f"precision={self.precision!r}, running_mode={self.options.running_mode!r})")
+
+    def reset(self) -> None:
+        """Forget the video stream: the next frame is searched like an image and starts a new filter."""
+        o = self.options
+        self._filter = OneEuroFilter(o.min_cutoff, o.beta, o.d_cutoff)
+        self._track: Optional[tuple] = None
+        self._last_ms: Optional[float] = None
+
+    # -- the public calls: one per frame layout --
+    def estimate(self, image: np.ndarray, box=None, timestamp_ms: Optional[float] = None) -> PoseResult:
+        """The pose in an RGB or grey frame.
+
+        Args:
+            image: uint8 (H, W, 3) RGB or (H, W) grey (rows may be strided,
+                e.g. a slice of a larger frame), at least 16 x 16.
+            box: ``(x, y, width, height)`` numbers in frame pixels around the
+                person (made square around its centre); None: search the frame.
+            timestamp_ms: the frame's time in milliseconds; required in video
+                mode, strictly increasing; must be None in image mode.
+
+        Returns:
+            A ``PoseResult`` in frame pixels.
+
+        Raises:
+            ValueError: a wrong type, dtype or shape, a frame under 16 x 16, a
+                box that is malformed or does not overlap the frame, a missing,
+                unexpected or non-increasing timestamp_ms.
+            RuntimeError: the estimator is closed.
+        """
+        img = _check_frame("image", image, (3, 1))
+        return self._estimate(lambda b: self._crop_rgb(img, b), img.shape[1], img.shape[0], box, timestamp_ms)
+
+    def estimate_nv21(self, y: np.ndarray, vu: np.ndarray, box=None,
+                      timestamp_ms: Optional[float] = None) -> PoseResult:
+        """The pose in an NV21 camera frame (Android's default preview format).
+
+        Args:
+            y: uint8 (H, W) luma plane, H and W even, at least 16 x 16.
+            vu: uint8 (H/2, W/2, 2) interleaved V, U plane, or (H/2, W) bytes.
+            box, timestamp_ms: as ``estimate``.
+
+        Returns:
+            A ``PoseResult`` in frame pixels.
+
+        Raises:
+            ValueError: a wrong dtype or shape, odd H or W, a chroma plane that
+                does not fit the luma plane, a bad box or timestamp (as ``estimate``).
+            RuntimeError: the estimator is closed.
+        """
+        return self._planes(kernels.crop_nv21, y, vu, box, timestamp_ms)
+
+    def estimate_nv12(self, y: np.ndarray, uv: np.ndarray, box=None,
+                      timestamp_ms: Optional[float] = None) -> PoseResult:
+        """The pose in an NV12 camera frame (U before V; V4L2 and most ISPs).
+
+        Args:
+            y: uint8 (H, W) luma plane, H and W even, at least 16 x 16.
+            uv: uint8 (H/2, W/2, 2) interleaved U, V plane, or (H/2, W) bytes.
+            box, timestamp_ms: as ``estimate``.
+
+        Returns:
+            A ``PoseResult`` in frame pixels.
+
+        Raises:
+            ValueError, RuntimeError: as ``estimate_nv21``.
+        """
+        return self._planes(kernels.crop_nv12, y, uv, box, timestamp_ms)
+
+    # -- the machinery --
+    def _planes(self, crop, y, chroma, box, timestamp_ms) -> PoseResult:
+        luma = _check_frame("y", y, ())
+        h, w = luma.shape
+        if h % 2 or w % 2:
+            raise ValueError(f"y must have an even height and width (a 4:2:0 frame), got {w}x{h}")
+        mean, scale = self._mean, self._scale
+        return self._estimate(lambda b: crop(luma, chroma, b, (FRAME_SIZE, FRAME_SIZE), mean=mean, scale=scale),
+                              w, h, box, timestamp_ms)
+
+    def _crop_rgb(self, img: np.ndarray, box: tuple) -> np.ndarray:
+        size = (FRAME_SIZE, FRAME_SIZE)
+        if img.ndim == 3 and img.shape[2] == 3:
+            return kernels.crop_image(img, box, size, mean=self._mean, scale=self._scale)
+        _, grey = kernels.crop_image(img, box, size, mean=0.0, scale=1.0, u8=True)
+        return kernels.normalize(np.repeat(grey, 3, axis=2), self._mean, self._scale)
+
+    def _check_time(self, timestamp_ms) -> Optional[float]:
+        video = self.options.running_mode == "video"
+        if not video:
+            if timestamp_ms is not None:
+                raise ValueError("timestamp_ms is for running_mode='video'; this estimator runs in image mode")
+            return None
+        if timestamp_ms is None:
+            raise ValueError("running_mode='video' needs timestamp_ms (the frame's time in milliseconds)")
+        if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(timestamp_ms):
+            raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}")
+        if self._last_ms is not None and timestamp_ms <= self._last_ms:
+            raise ValueError(f"timestamp_ms must increase from frame to frame: got {timestamp_ms} after "
+                             f"{self._last_ms} (call reset() to start a new stream)")
+        return float(timestamp_ms)
+
+    def _pass(self, crop: Callable, box: tuple) -> tuple:
+        if self._runner is None:
+            raise RuntimeError("this PoseEstimator is closed")
+        out = self._runner.run_outputs(crop(box)[None])
+        px64 = normalized_to_pixels(np.asarray(out["keypoints"], np.float32).reshape(NUM_KEYPOINTS, 2))
+        keypoints = np.asarray(box[:2], np.float32) + px64 * np.float32(box[2] / FRAME_SIZE)
+        scores = np.clip(np.asarray(out["scores"], np.float32).reshape(NUM_KEYPOINTS), 0.0, 1.0)
+        return keypoints, scores, np.asarray(out["token_ids"]).reshape(-1).astype(np.int32)
+
+    def _box_around(self, keypoints: np.ndarray, width: int, height: int) -> tuple:
+        low, high = keypoints.min(axis=0), keypoints.max(axis=0)
+        extent = float((high - low).max())
+        side = min(max(extent / self.figure_share * self.options.box_scale, MIN_BOX_PX), 2 * max(width, height))
+        cx, cy = np.clip((low + high) / 2, 0, (width, height))
+        return _square(float(cx), float(cy), side)
+
+    def _estimate(self, crop: Callable, width: int, height: int, box, timestamp_ms) -> PoseResult:
+        if self._runner is None:
+            raise RuntimeError("this PoseEstimator is closed")
+        t_ms = self._check_time(timestamp_ms)
+        if box is not None:
+            square = _check_box(box, width, height)
+        elif self._track is not None:
+            square = self._track
+        else:
+            side = max(width, height)
+            coarse, _, _ = self._pass(crop, ((width - side) // 2, (height - side) // 2, side, side))
+            square = self._box_around(coarse, width, height)
+        keypoints, scores, ids = self._pass(crop, square)
+        if t_ms is not None:
+            dt = None if self._last_ms is None else (t_ms - self._last_ms) / 1000.0
+            keypoints = self._filter(keypoints, dt, 1.0 / square[2]).astype(np.float32)
+            self._track, self._last_ms = self._box_around(keypoints, width, height), t_ms
+        return PoseResult(keypoints, scores, ids, square)

@@ -1,0 +1,97 @@
+"""posetok serve: the bundle's encoder and decoder on NVIDIA Triton Inference Server.
+
+Starts the tritonserver bundled with nvidia-pytriton (from the serving
+environment ``.venv-serve`` that ``make setup`` builds) on a generated
+Python-backend model repository; each model runs the posetok runtime on the
+bundle. Binds 127.0.0.1 unless --host says otherwise. Ctrl-C or SIGTERM
+shuts it down cleanly (in-flight requests finish, no process or shared
+memory is left behind).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from .bundle import PRECISIONS, BundleError
+from .errors import PosetokError
+from .serving.models import MODELS
+from .serving.repository import Batching
+from .serving.server import ServerOptions, ServingError, TritonServer, find_serving_env
+
+
+def add_server_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options ``posetok serve`` and ``posetok serve-bench`` share.
+
+    Args:
+        ap: the parser to extend.
+    """
+    ap.add_argument("--max-batch", type=int, default=64, help="largest batch one execution runs (default 64)")
+    ap.add_argument("--max-queue-delay-us", type=int, default=500,
+                    help="how long dynamic batching waits to fill a batch, in microseconds (default 500)")
+    ap.add_argument("--max-queue-size", type=int, default=256,
+                    help="requests queued beyond this are refused with 503 / UNAVAILABLE (default 256)")
+    ap.add_argument("--instances", type=int, default=1, help="model instances per model (default 1)")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="which graphs of the bundle to serve")
+    ap.add_argument("--num-threads", type=int, default=1, help="threads per runtime session (default 1)")
+    ap.add_argument("--env", default=None, help="the serving venv (default: $POSETOK_SERVE_ENV or .venv-serve)")
+
+
+def main(argv: list[str], prog: str = "posetok serve") -> int:
+    """Run ``posetok serve``.
+
+    Args:
+        argv: the arguments after ``serve``.
+        prog: the program name for messages.
+
+    Returns:
+        The exit status.
+    """
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                 epilog="models: " + "; ".join(f"{m.name}: {m.description}" for m in MODELS))
+    ap.add_argument("bundle", help="bundle folder made by 'posetok export'")
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0: all)")
+    ap.add_argument("--http-port", type=int, default=8000)
+    ap.add_argument("--grpc-port", type=int, default=8001)
+    ap.add_argument("--metrics-port", type=int, default=8002)
+    ap.add_argument("--no-dynamic-batching", action="store_true", help="run each request on its own")
+    ap.add_argument("--public-key", help="verify the bundle's signature with this public key before serving")
+    add_server_arguments(ap)
+    args = ap.parse_args(argv)
+    try:
+        options = ServerOptions(
+            host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+            batching=Batching(not args.no_dynamic_batching, args.max_batch, args.max_queue_delay_us,
+                              args.max_queue_size),
+            instances=args.instances, precision=args.precision, num_threads=args.num_threads)
+        server = TritonServer(args.bundle, options, find_serving_env(args.env), public_key=args.public_key)
+    except (ValueError, PosetokError) as exc:  # BundleError is a ValueError; signature errors are PosetokErrors
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.start()
+        o = server.options
+        print(f"{prog}: ready in {server.startup_s:.1f} s: models {', '.join(server.models)}; "
+              f"HTTP {o.host}:{o.http_port}, gRPC {o.host}:{o.grpc_port}, metrics {o.host}:{o.metrics_port}/metrics; "
+              f"dynamic batching {'on' if o.batching.enabled else 'off'} (max batch {o.batching.max_batch_size}); "
+              f"Ctrl-C stops", flush=True)
+        while not stop.is_set():
+            if server.process.poll() is not None:
+                print(f"{prog}: tritonserver exited with status {server.process.returncode}; its log ends:\n"
+                      f"{server.log_tail()}", file=sys.stderr)
+                return 1
+            stop.wait(0.5)
+        print(f"{prog}: shutting down", flush=True)
+        return 0
+    except (ServingError, BundleError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        code = server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if code not in (None, 0):
+            print(f"{prog}: tritonserver exited with status {code}", file=sys.stderr)

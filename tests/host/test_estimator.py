@@ -1,0 +1,107 @@
+"""The image -> pose estimator: camera frames, model budget, quick training learns, checkpoint round trip."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from posetok import kernels
+from posetok.skeleton import KEYPOINT_INDEX
+from posetok_converters import frames
+from posetok_converters.checkpoint import load_checkpoint
+from posetok_converters.estimator import EstimatorConfig, PoseEstimatorModel, estimator_macs
+from posetok_converters.estimator_cli import load_estimator, save_estimator
+from posetok_converters.estimator_train import (
+    EstimatorTrainConfig,
+    evaluate_estimator,
+    losses,
+    to_inputs,
+    train_estimator,
+)
+
+
+def test_frames_are_seeded_and_made_by_the_kernel():
+    a = frames.make_frames(8, np.random.default_rng(5))
+    b = frames.make_frames(8, np.random.default_rng(5))
+    assert np.array_equal(a.pictures, b.pictures) and np.array_equal(a.poses_px, b.poses_px)
+    assert a.inputs.shape == (8, 3, 64, 64) and a.inputs.dtype == np.float32
+    assert a.pictures.shape == (8, 64, 64, 3) and a.pictures.dtype == np.uint8
+    # the training path rebuilds the float input from the u8 crop: bit-identical to the kernel's float output
+    assert np.array_equal(to_inputs(torch.from_numpy(a.pictures)).numpy(), a.inputs)
+    # and the crop is what the kernel makes of the NV21 frame for that box
+    rgb, boxes = frames.draw_frames(a.poses_px[:1], np.random.default_rng(9), occluders=0)
+    y, vu = frames.rgb_to_nv21(rgb[0])
+    direct = kernels.crop_nv21(y, vu, tuple(int(v) for v in boxes[0]), (64, 64), mean=frames.INPUT_MEAN,
+                               scale=frames.INPUT_SCALE)
+    again, _ = frames.model_inputs(rgb[:1], boxes[:1])
+    assert np.array_equal(direct, again[0])
+
+
+def test_left_limbs_are_warm_and_right_limbs_cool():
+    # an upright figure, no occluder: sample the middle of each forearm in the camera frame
+    poses = frames.data.sample_poses(64, seed=3, distribution="upright")
+    rgb, boxes = frames.draw_frames(poses, np.random.default_rng(4), occluders=0)
+    warm = cool = 0
+    for pose, frame, box in zip(poses, rgb, boxes):
+        for side in ("left", "right"):
+            mid = (pose[KEYPOINT_INDEX[f"{side}_elbow"]] + pose[KEYPOINT_INDEX[f"{side}_hand"]]) / 2
+            x, y = (box[:2] + mid * box[2] / 64).astype(int)
+            if 0 <= x < frame.shape[1] and 0 <= y < frame.shape[0]:
+                r, _, b = frame[y, x].astype(int)
+                warm += side == "left" and r > b
+                cool += side == "right" and b > r
+    assert warm > 40 and cool > 30, (warm, cool)
+
+
+def test_eval_frames_are_fixed_and_occluded_differs():
+    clean = frames.eval_frames("clean", n=16)
+    occluded = frames.eval_frames("occluded", n=16)
+    assert np.array_equal(clean.pictures, frames.eval_frames("clean", n=16).pictures)
+    assert not np.array_equal(clean.poses_px, occluded.poses_px)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        frames.eval_frames("foggy")
+
+
+def test_budget_under_50_mflops():
+    tokenizer, _ = load_checkpoint(None)
+    for head in ("tokens", "regression"):
+        model = PoseEstimatorModel(EstimatorConfig(head=head), tokenizer)
+        macs = estimator_macs(model)
+        assert 2 * macs["estimator"] <= 50e6, macs
+    out = model(torch.zeros(2, 3, 64, 64))
+    assert out["keypoints"].shape == (2, 13, 2)
+
+
+def test_quick_training_learns_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    tokenizer, _ = load_checkpoint(None)
+    cfg = EstimatorConfig(head="tokens", num_tokens=tokenizer.config.num_tokens, num_codes=tokenizer.config.num_codes)
+    tcfg = EstimatorTrainConfig(steps=151, batch_size=32, lr=3e-3, warmup_steps=10, workers=0)
+    model, history = train_estimator(cfg, tcfg, tokenizer)
+    # the pixel loss falls (the cross-entropy over 256 codes moves later: most of a long run)
+    assert history["l1_px"][-1] < 0.8 * history["l1_px"][0], history["l1_px"]
+    metrics = evaluate_estimator(model, kinds=("clean",), n=128)
+    # clearly below guessing the mean pose of the held-out set for every frame
+    assert metrics["mpjpe_px"] < 0.8 * metrics["mean_pose_mpjpe_px"], metrics
+    # the frozen tokenizer did not move
+    fresh, _ = load_checkpoint(None)
+    for (name, a), b in zip(model.tokenizer.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+    path = save_estimator(tmp_path / "estimator.pt", model, {"metrics": metrics})
+    loaded, meta = load_estimator(path)
+    x = torch.from_numpy(frames.eval_frames("clean", n=4).inputs)
+    assert torch.equal(loaded(x)["keypoints"], model(x)["keypoints"])
+    assert json.loads(json.dumps(meta))["metrics"]["mpjpe_px"] == metrics["mpjpe_px"]
+    with pytest.raises(ValueError, match="not a posetok estimator checkpoint"):
+        torch.save({"format": "other"}, tmp_path / "bad.pt")
+        load_estimator(tmp_path / "bad.pt")
+
+
+def test_losses_of_the_regression_head_have_no_token_terms():
+    tokenizer, _ = load_checkpoint(None)
+    model = PoseEstimatorModel(EstimatorConfig(head="regression"), tokenizer)
+    batch = frames.make_frames(4, np.random.default_rng(0))
+    out = losses(model, torch.from_numpy(batch.pictures), torch.from_numpy(batch.poses_px), 1.0)
+    assert set(out) == {"l1_px", "loss"} and out["loss"] > 0

@@ -1,0 +1,459 @@
+"""posetok serve on the real tritonserver (issue #18): one `posetok serve`
+process per module on free loopback ports, driven with the real tritonclient
+over HTTP and gRPC; answers compared with the local PoseTokenizer on the
+same bundle (the hand-built linear bundle of test_sdk_runtime); posetok_estimate
+on conftest's estimator_bundle, compared with the local PoseEstimator."""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posetok import PoseEstimator, PoseTokenizer
+from posetok.serving.repository import Batching
+from posetok.serving.server import (
+    SHM_DIR,
+    ServerOptions,
+    ServingError,
+    TritonServer,
+    find_serving_env,
+    free_ports,
+    group_pids,
+    rss_bytes,
+)
+from test_pose_estimator import camera, in_big_frame  # noqa: F401  (six rendered frames with person boxes)
+from test_sdk_runtime import M, V, linear_bundle, poses  # noqa: F401  (the module-scoped bundle fixture)
+
+grpcclient = pytest.importorskip("tritonclient.grpc")
+httpclient = pytest.importorskip("tritonclient.http")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENTS, REQUESTS = 16, 200  # the load test: 16 concurrent clients x 200 requests each
+
+
+def stray_shm() -> set[str]:
+    return {p.name for p in SHM_DIR.glob("*") if p.name.startswith(("triton_python_backend", "posetok_"))}
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+class Served:
+    def __init__(self, process, ports, server_pid, startup_s, line):
+        self.process, self.ports, self.server_pid, self.startup_s, self.line = \
+            process, ports, server_pid, startup_s, line
+        self.http, self.grpc, self.metrics = (f"127.0.0.1:{p}" for p in ports)
+
+
+@pytest.fixture(scope="module")
+def served(linear_bundle):  # noqa: F811
+    try:
+        find_serving_env()
+    except ServingError as exc:
+        pytest.fail(f"{exc}")
+    shm_before = stray_shm()
+    ports = free_ports(3)
+    t0 = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "posetok", "serve", str(linear_bundle[0]), "--http-port", str(ports[0]),
+         "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--max-queue-delay-us", "2000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    startup_s = time.perf_counter() - t0
+    if "ready in" not in line:
+        process.kill()
+        pytest.fail(f"posetok serve did not start: {line}{process.communicate(timeout=30)[1][-3000:]}")
+    (server_pid,) = children_of(process.pid)
+    served = Served(process, ports, server_pid, startup_s, line)
+    stubs = group_pids(server_pid)
+    yield served
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "shutting down" in out
+    assert group_pids(server_pid) == [] and not [p for p in stubs if Path(f"/proc/{p}").exists()]
+    assert stray_shm() - shm_before == set()
+
+
+@pytest.fixture(scope="module")
+def local(linear_bundle):  # noqa: F811
+    with PoseTokenizer.from_bundle(linear_bundle[0], backend="onnxruntime") as tok:
+        yield tok
+
+
+def encode_http(client, kp, binary=True):
+    inp = httpclient.InferInput("KEYPOINTS", list(kp.shape), "FP32")
+    inp.set_data_from_numpy(kp, binary_data=binary)
+    out = httpclient.InferRequestedOutput("TOKEN_IDS", binary_data=binary)
+    return client.infer("posetok_encode", [inp], outputs=[out]).as_numpy("TOKEN_IDS")
+
+
+def decode_grpc(client, ids):
+    inp = grpcclient.InferInput("TOKEN_IDS", list(ids.shape), "INT32")
+    inp.set_data_from_numpy(ids)
+    return client.infer("posetok_decode", [inp]).as_numpy("KEYPOINTS")
+
+
+def test_started_on_loopback_fast_with_both_models(served):
+    assert served.startup_s <= 15, served.line
+    assert "posetok_encode, posetok_decode" in served.line and "HTTP 127.0.0.1:" in served.line
+    listening: dict[int, set[str]] = {}  # port -> addresses listening on it, from /proc/net/tcp{,6}
+    for table in ("tcp", "tcp6"):
+        for row in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local_address, state = row.split()[1], row.split()[3]
+            if state == "0A":
+                address, port = local_address.split(":")
+                listening.setdefault(int(port, 16), set()).add(address)
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+    for port in served.ports:  # 127.0.0.1 (gRPC shows as the IPv4-mapped ::ffff:127.0.0.1), never 0.0.0.0
+        assert listening.get(port) and listening[port] <= loopback, (port, listening.get(port))
+
+
+def test_live_ready_and_metadata_over_http_and_grpc(served):
+    h = httpclient.InferenceServerClient(served.http)
+    g = grpcclient.InferenceServerClient(served.grpc)
+    try:
+        assert h.is_server_live() and h.is_server_ready() and g.is_server_live() and g.is_server_ready()
+        assert h.get_server_metadata()["version"] == "2.51.0"
+        meta = h.get_model_metadata("posetok_encode")
+        assert meta["inputs"] == [{"name": "KEYPOINTS", "datatype": "FP32", "shape": [-1, 13, 2]}]
+        assert meta["outputs"] == [{"name": "TOKEN_IDS", "datatype": "INT32", "shape": [-1, M]}]
+        gmeta = g.get_model_metadata("posetok_decode", as_json=True)
+        assert gmeta["inputs"][0]["name"] == "TOKEN_IDS" and gmeta["inputs"][0]["shape"] == ["-1", str(M)]
+        config = h.get_model_config("posetok_encode")
+        assert config["max_batch_size"] == 64 and config["dynamic_batching"]["default_queue_policy"][
+            "max_queue_size"] == 256
+        assert g.is_model_ready("posetok_decode") and not h.is_model_ready("posetok_estimate")
+    finally:
+        h.close()
+        g.close()
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_infer_equals_the_local_tokenizer(served, local, binary):
+    kp = poses(9, seed=3)
+    h = httpclient.InferenceServerClient(served.http)
+    g = grpcclient.InferenceServerClient(served.grpc)
+    try:
+        ids = encode_http(h, kp, binary)
+        np.testing.assert_array_equal(ids, local.encode(kp))
+        assert ids.dtype == np.int32 and ids.shape == (9, M)
+        np.testing.assert_array_equal(decode_grpc(g, ids), local.decode(ids))
+    finally:
+        h.close()
+        g.close()
+
+
+def raw_post(address, path, body: bytes, headers: dict) -> tuple[int, dict]:
+    host, port = address.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def json_infer(name, datatype, shape, data):
+    return json.dumps({"inputs": [{"name": name, "datatype": datatype, "shape": shape, "data": data}]}).encode()
+
+
+@pytest.mark.parametrize("case, path, body, headers, status, message", [
+    ("wrong shape", "/v2/models/posetok_encode/infer", json_infer("KEYPOINTS", "FP32", [1, 13, 3], [0.0] * 39), {},
+     400, "unexpected shape"),
+    ("wrong dtype", "/v2/models/posetok_encode/infer", json_infer("KEYPOINTS", "FP64", [1, 13, 2], [0.0] * 26), {},
+     400, "data-type"),
+    ("token id >= V", "/v2/models/posetok_decode/infer", json_infer("TOKEN_IDS", "INT32", [1, M], [0, 1, 2, V]), {},
+     400, rf"token.ids must lie in \[0, {V}\), got values in \[0, {V}\]"),
+    ("negative token id", "/v2/models/posetok_decode/infer", json_infer("TOKEN_IDS", "INT32", [1, M], [-1, 0, 0, 0]),
+     {}, 400, r"got values in \[-1, 0\]"),
+    ("NaN keypoint", "/v2/models/posetok_encode/infer", b'{"inputs":[{"name":"KEYPOINTS","datatype":"FP32",'
+     b'"shape":[1,13,2],"data":[' + b",".join([b"1.0"] * 25 + [b"NaN"]) + b"]}]}", {}, 400, "NaN"),
+    ("unknown model", "/v2/models/posetok_nothing/infer", json_infer("KEYPOINTS", "FP32", [1, 13, 2], [0.0] * 26),
+     {}, 404, "posetok_nothing"),
+    ("batch over max", "/v2/models/posetok_encode/infer", json_infer("KEYPOINTS", "FP32", [65, 13, 2], [0.0] * 1690),
+     {}, 400, "batch-size must be <= 64"),
+])
+def test_bad_requests_get_a_4xx_with_a_message_and_the_server_keeps_serving(served, local, case, path, body,
+                                                                           headers, status, message):
+    got, answer = raw_post(served.http, path, body, {"Content-Type": "application/json", **headers})
+    assert got == status, answer
+    assert re.search(message, answer["error"]), answer
+    h = httpclient.InferenceServerClient(served.http)
+    try:
+        kp = poses(2, seed=5)
+        np.testing.assert_array_equal(encode_http(h, kp), local.encode(kp))
+    finally:
+        h.close()
+
+
+def test_truncated_binary_body_is_a_400(served, local):
+    header = json.dumps({"inputs": [{"name": "KEYPOINTS", "datatype": "FP32", "shape": [2, 13, 2],
+                                     "parameters": {"binary_data_size": 208}}]}).encode()
+    body = header + poses(2).tobytes()[:100]  # 100 of the 208 bytes announced
+    got, answer = raw_post(served.http, "/v2/models/posetok_encode/infer", body,
+                           {"Inference-Header-Content-Length": str(len(header))})
+    assert 400 <= got < 500 and answer["error"], (got, answer)
+    got, _ = raw_post(served.http, "/v2/models/posetok_encode/infer", header + poses(2).tobytes(),
+                      {"Inference-Header-Content-Length": str(len(header))})
+    assert got == 200
+
+
+def test_grpc_errors_carry_the_message(served):
+    g = grpcclient.InferenceServerClient(served.grpc)
+    try:
+        with pytest.raises(InferenceServerException, match=r"token.ids must lie in") as info:
+            decode_grpc(g, np.array([[0, 1, V + 5, 2]], np.int32))
+        assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert decode_grpc(g, np.zeros((1, M), np.int32)).shape == (1, 13, 2)
+    finally:
+        g.close()
+
+
+def stats(address, model):
+    with urllib.request.urlopen(f"http://{address}/v2/models/{model}/stats", timeout=10) as r:
+        s = json.load(r)["model_stats"][0]
+    return s["inference_count"], s["execution_count"]
+
+
+def test_load_loses_and_mixes_up_nothing_and_batches(served, local):
+    """16 clients (8 HTTP, 8 gRPC) x 200 requests of distinct poses: every
+    answer is the local encoding of its own request; RSS stays flat."""
+    all_poses = poses(CLIENTS * REQUESTS, seed=11)
+    want = local.encode(all_poses)
+    pids = group_pids(served.server_pid)
+    warm = all_poses[:64]
+    h = httpclient.InferenceServerClient(served.http)
+    for _ in range(20):
+        encode_http(h, warm)
+    h.close()
+    rss_before = rss_bytes(pids)
+    infer_before, exec_before = stats(served.http, "posetok_encode")
+    failures: list[str] = []
+    mismatched = []
+
+    def client(k):
+        grpc_side = k % 2 == 1
+        c = (grpcclient if grpc_side else httpclient).InferenceServerClient(served.grpc if grpc_side else served.http)
+        try:
+            for i in range(REQUESTS):
+                n = k * REQUESTS + i
+                kp = all_poses[n:n + 1]
+                try:
+                    if grpc_side:
+                        inp = grpcclient.InferInput("KEYPOINTS", [1, 13, 2], "FP32")
+                        inp.set_data_from_numpy(kp)
+                        got = c.infer("posetok_encode", [inp], request_id=str(n)).as_numpy("TOKEN_IDS")
+                    else:
+                        got = encode_http(c, kp)
+                except Exception as exc:  # noqa: BLE001  counted as a lost response
+                    failures.append(f"client {k} request {i}: {exc}")
+                    continue
+                if not np.array_equal(got, want[n:n + 1]):
+                    mismatched.append(n)
+        finally:
+            c.close()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    infer_after, exec_after = stats(served.http, "posetok_encode")
+    rss_after = rss_bytes(pids)
+    print(f"\nload: {CLIENTS * REQUESTS} requests in {seconds:.1f} s; {infer_after - infer_before} inferences in "
+          f"{exec_after - exec_before} executions; server RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB")
+    assert failures == [] and mismatched == []
+    assert infer_after - infer_before == CLIENTS * REQUESTS
+    assert exec_after - exec_before < (infer_after - infer_before) / 2, "dynamic batching formed no batches"
+    assert rss_after < rss_before * 1.10 + 16 * 2**20, (rss_before, rss_after)
+
+
+def test_metrics_expose_the_request_counters(served):
+    with urllib.request.urlopen(f"http://{served.metrics}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    success = re.search(r'nv_inference_request_success\{model="posetok_encode",version="1"\} (\d+)', text)
+    assert success and int(success.group(1)) >= CLIENTS * REQUESTS, text[:2000]  # the load test ran before
+    # Triton 2.51 counts a Python-backend response carrying an error as a success; the
+    # failure counters are still exported, by reason.
+    for reason in ("OTHER", "BACKEND", "REJECTED"):
+        assert f'nv_inference_request_failure{{model="posetok_decode",reason="{reason}",version="1"}}' in text
+    assert "nv_inference_exec_count" in text and "nv_inference_queue_duration_us" in text
+
+
+def readme_block(marker: str) -> str:
+    text = (REPO / "README.md").read_text()
+    match = re.search(rf"<!-- {marker} -->\n```python\n(.*?)```", text, re.S)
+    assert match, f"README.md has no python block after <!-- {marker} -->"
+    return match.group(1)
+
+
+def test_readme_board_client_example_runs(served, linear_bundle, tmp_path):  # noqa: F811
+    """The board encodes locally and sends only token ids; the server decodes."""
+    code = readme_block("serving-client-example: run by tests/host/test_serving.py")
+    code = code.replace('"bundle/"', repr(str(linear_bundle[0]))).replace('"127.0.0.1:8000"', repr(served.http))
+    script = tmp_path / "board.py"
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert re.search(rf"{4 * M} bytes of token ids per pose", out.stdout), out.stdout
+    err = re.search(r"max error after decoding on the server: ([0-9.]+) px", out.stdout)
+    assert err and float(err.group(1)) < 1e-3, out.stdout
+
+
+# ---- posetok_estimate: frames in, poses out (a bundle with an estimator) ----------------------------------------
+
+@pytest.fixture(scope="module")
+def served_estimator(estimator_bundle):
+    """The Python API's TritonServer (the CLI path is ``served``'s) on the bundle with an estimator."""
+    with TritonServer(estimator_bundle[0], ServerOptions(http_port=0, grpc_port=0, metrics_port=0,
+                                                         batching=Batching(max_queue_delay_us=2000))) as server:
+        pgid, regions = server.process.pid, server.shm_regions()
+        yield server
+    assert group_pids(pgid) == []
+    assert regions and not [r for r in regions if r.exists()]
+
+
+@pytest.fixture(scope="module")
+def local_estimator(estimator_bundle):
+    with PoseEstimator.from_bundle(estimator_bundle[0], backend="onnxruntime", num_threads=1) as est:
+        yield est
+
+
+def estimate(client, frames, boxes=None, binary=True):
+    """posetok_estimate over HTTP (binary or JSON tensors) or gRPC, whichever ``client`` is."""
+    lib, kw = (grpcclient, {}) if isinstance(client, grpcclient.InferenceServerClient) else \
+        (httpclient, {"binary_data": binary})
+    tensors = [lib.InferInput(n, list(a.shape), d) for n, d, a in (("IMAGE", "UINT8", frames), ("BOX", "INT32", boxes))
+               if a is not None]
+    for tensor, array in zip(tensors, (frames, boxes)):
+        tensor.set_data_from_numpy(array, **kw)
+    result = client.infer("posetok_estimate", tensors)
+    return {name: result.as_numpy(name) for name in ("KEYPOINTS", "SCORES", "TOKEN_IDS")}
+
+
+def assert_same_poses(got: dict, want: list):
+    np.testing.assert_array_equal(got["KEYPOINTS"], np.stack([p.keypoints for p in want]))
+    np.testing.assert_array_equal(got["SCORES"], np.stack([p.scores for p in want]))
+    np.testing.assert_array_equal(got["TOKEN_IDS"], np.stack([p.token_ids for p in want]))
+
+
+def test_estimate_is_served_with_its_documented_tensors(served_estimator, local_estimator):
+    h = httpclient.InferenceServerClient(served_estimator.http_url)
+    try:
+        assert served_estimator.models == ["posetok_encode", "posetok_decode", "posetok_estimate"]
+        meta, m = h.get_model_metadata("posetok_estimate"), local_estimator.num_tokens
+        assert meta["inputs"] == [{"name": "IMAGE", "datatype": "UINT8", "shape": [-1, -1, -1, 3]},
+                                  {"name": "BOX", "datatype": "INT32", "shape": [-1, 4]}]
+        assert meta["outputs"] == [{"name": "KEYPOINTS", "datatype": "FP32", "shape": [-1, 13, 2]},
+                                   {"name": "SCORES", "datatype": "FP32", "shape": [-1, 13]},
+                                   {"name": "TOKEN_IDS", "datatype": "INT32", "shape": [-1, m]}]
+        config = h.get_model_config("posetok_estimate")
+        assert [i.get("optional", False) for i in config["input"]] == [False, True]
+        assert config["max_batch_size"] == 64 and "dynamic_batching" in config
+    finally:
+        h.close()
+
+
+def test_estimate_equals_the_local_estimator(served_estimator, local_estimator, camera):  # noqa: F811
+    rgb, boxes = camera
+    boxes = np.array([[int(v) for v in b] for b in boxes], np.int32)
+    boxes[1] = (10, 4, 60, 80)                                   # not square: the server squares it like the runtime
+    big = np.stack([in_big_frame(rgb[0]), in_big_frame(rgb[3], at=(20, 30))])
+    h = httpclient.InferenceServerClient(served_estimator.http_url)
+    g = grpcclient.InferenceServerClient(served_estimator.grpc_url)
+    try:
+        with_box = estimate(h, rgb, boxes)                  # six frames and boxes in one request
+        assert_same_poses(with_box, [local_estimator.estimate(f, box=b) for f, b in zip(rgb, boxes)])
+        assert with_box["KEYPOINTS"].shape == (6, 13, 2) and with_box["TOKEN_IDS"].dtype == np.int32
+        searched = estimate(g, big)                         # no BOX: the coarse + refine search
+        want = [local_estimator.estimate(f) for f in big]
+        assert_same_poses(searched, want)
+        assert want[0].box[2] < 320                              # the refine pass, not the whole-frame square
+        assert_same_poses(estimate(h, rgb[:2], boxes[:2], binary=False), want=[
+            local_estimator.estimate(f, box=b) for f, b in zip(rgb[:2], boxes[:2])])
+    finally:
+        h.close()
+        g.close()
+
+
+def test_estimate_under_concurrent_mixed_requests(served_estimator, local_estimator, camera):  # noqa: F811
+    """8 clients send frames of two sizes, with and without boxes, at once: Triton groups only equal shapes
+    and the same inputs; every answer is its own frame's pose."""
+    rgb, boxes = camera
+    frames = [rgb[i % 6] if i % 2 else in_big_frame(rgb[i % 6]) for i in range(8)]
+    box_of = [np.array(boxes[i % 6], np.int32)[None] if i % 2 else None for i in range(8)]  # 96-px frames: a box
+    before = stats(served_estimator.http_url, "posetok_estimate")
+
+    def client(k):
+        c = httpclient.InferenceServerClient(served_estimator.http_url)
+        try:
+            return [estimate(c, frames[k][None], box_of[k]) for _ in range(6)]
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(client, range(8)))
+    for k, got in enumerate(answers):
+        want = local_estimator.estimate(frames[k], box=None if box_of[k] is None else box_of[k][0])
+        for answer in got:
+            assert_same_poses(answer, [want])
+    assert stats(served_estimator.http_url, "posetok_estimate")[0] - before[0] == 48
+
+
+def image_input(shape=(1, 16, 16, 3), dtype="UINT8"):
+    return ("IMAGE", dtype, list(shape), [9] * int(np.prod(shape)))
+
+
+def box_input(*values):
+    return ("BOX", "INT32", [1, len(values)], list(values))
+
+
+@pytest.mark.parametrize("case, inputs, message", [
+    ("frame under 16 px", [image_input((1, 8, 8, 3))], "at least 16x16"),
+    ("box outside the frame", [image_input(), box_input(40, 40, 8, 8)], "lies outside the 16x16 frame"),
+    ("empty box", [image_input(), box_input(0, 0, 0, 8)], r"1 pixel, got \(0, 0, 0, 8\)"),
+    ("huge box", [image_input(), box_input(0, 0, 10**9, 8)], "box is too large"),
+    ("box of 3", [image_input(), box_input(0, 0, 8)], "unexpected shape for input 'BOX'"),
+    ("a box per frame", [image_input((2, 16, 16, 3)), box_input(0, 0, 8, 8)], "'IMAGE' batch size does not match"),
+    ("float frame", [image_input(dtype="FP32")], "data-type"),
+    ("four channels", [image_input((1, 16, 16, 4))], "unexpected shape"),
+    ("no frame", [box_input(0, 0, 8, 8)], "the request has no input IMAGE"),
+])
+def test_bad_estimate_requests_get_a_400_and_the_server_keeps_serving(served_estimator, local_estimator,
+                                                                      camera, case, inputs, message):  # noqa: F811
+    body = json.dumps({"inputs": [{"name": n, "datatype": d, "shape": s, "data": v} for n, d, s, v in inputs]})
+    got, answer = raw_post(served_estimator.http_url, "/v2/models/posetok_estimate/infer", body.encode(),
+                           {"Content-Type": "application/json"})
+    assert got == 400, answer
+    assert re.search(message, answer["error"]), answer
+    h = httpclient.InferenceServerClient(served_estimator.http_url)
+    try:
+        frame, box = camera[0][2], np.array(camera[1][2], np.int32)
+        assert_same_poses(estimate(h, frame[None], box[None]), [local_estimator.estimate(frame, box=box)])
+    finally:
+        h.close()
