@@ -8,12 +8,15 @@ A standalone script, not part of the wheel: it needs only the installed
 to a board next to a bundle and a frame. ``make demo`` runs it inside the
 emulated aarch64 Python against the wheel installed in build/device-site.
 
-Takes an NV21 camera frame, runs the pre-processing kernels to a normalized
-model-input tensor (blur the luma, NV21 -> RGB, crop, resize, normalize),
-then encodes the figure's keypoints to tokens and decodes them with every
-runtime and precision the bundle and the device offer. With a frame file
-that carries host results (poses and host token ids) it also reports token
-agreement with the host. Prints one JSON object; arrays go to --out.
+Frame -> pose: takes an NV21 camera frame of a figure and, with every runtime
+and estimator precision the bundle and the device offer, runs
+``PoseEstimator.estimate_nv21`` without a box (a coarse pass over the whole
+frame, then a refined one) and with the known person box; decodes the
+estimator's token ids with the tokenizer (what a receiver of the tokens
+reconstructs) and times the pipeline per stage (``posetok bench --pipeline``).
+The tokenizer's own round trip (keypoints -> tokens -> keypoints) runs on the
+frame file's evaluation poses. With host results in the frame file it reports
+token agreement with the host. Prints one JSON object; arrays go to --out.
 """
 from __future__ import annotations
 
@@ -27,25 +30,11 @@ import numpy as np
 
 from posetok import backends, kernels
 from posetok.atomic import atomic_output
-from posetok.bench_cli import bench
-from posetok.skeleton import mpjpe_px
+from posetok.bench_cli import bench, pipeline_bench, pipeline_combos
+from posetok.bundle import Bundle
+from posetok.estimator import PoseEstimator
+from posetok.skeleton import FRAME_SIZE, mpjpe_px
 from posetok.tokenizer import PoseTokenizer, TokenizerOptions
-
-# ImageNet-style per-channel statistics, the usual input of a pose detector.
-MEAN_RGB = (123.675, 116.28, 103.53)
-SCALE_RGB = (1 / 58.395, 1 / 57.12, 1 / 57.375)
-MODEL_INPUT = 64  # px, the tokenizer's frame
-
-
-def preprocess(y: np.ndarray, vu: np.ndarray, crop: tuple[int, int, int], impl: str = "auto") -> dict:
-    """crop = (x0, y0, side): the square around the person in frame pixels."""
-    x0, y0, side = crop
-    luma = kernels.gaussian3x3(y, impl=impl)                     # denoise before colour conversion
-    rgb = kernels.nv21_to_rgb888(luma, vu, impl=impl)            # BT.601 video range
-    person = rgb[y0:y0 + side, x0:x0 + side]                     # a strided view: no copy
-    small = kernels.resize_bilinear(person, (MODEL_INPUT, MODEL_INPUT), impl=impl)
-    tensor = kernels.normalize(small, MEAN_RGB, SCALE_RGB, impl=impl)
-    return {"rgb": rgb, "model_input_u8": small, "model_input": tensor}
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -57,42 +46,58 @@ def median_ms(fn, repeats: int) -> float:
     return float(np.median(times)) * 1e3
 
 
-def run(bundle: str, frame_path: str, repeats: int = 5) -> tuple[dict, dict]:
-    frame = np.load(frame_path)
-    crop = tuple(int(v) for v in frame["crop"])
-    y, vu = frame["y"], frame["vu"]
-    pre = preprocess(y, vu, crop)
-    pre_ref = preprocess(y, vu, crop, impl="ref")
-    report = {
-        "machine": platform.machine(),
-        "emulated_cpu": os.environ.get("POSETOK_QEMU_CPU") if platform.machine() == "aarch64" else None,
-        "kernels_isa": kernels.isa(),
-        "frame": f"{y.shape[1]}x{y.shape[0]} NV21",
-        "model_input": list(pre["model_input"].shape),
-        "preprocess_bit_exact_vs_ref": bool(np.array_equal(pre["rgb"], pre_ref["rgb"]) and
-                                            np.array_equal(pre["model_input_u8"], pre_ref["model_input_u8"])),
-        "preprocess_ms": round(median_ms(lambda: preprocess(y, vu, crop), repeats), 2),
-        "preprocess_ref_ms": round(median_ms(lambda: preprocess(y, vu, crop, impl="ref"), repeats), 2),
-        "tokenizer": [],
-    }
-    arrays = {"rgb": pre["rgb"], "model_input_u8": pre["model_input_u8"]}
-    truth = frame["keypoints_px"]
-    installed = backends.installed_backends()
-    probe = PoseTokenizer.from_bundle(bundle)  # verifies every file once
-    offered = probe.bundle.offers()
-    probe.close()
-    for backend in backends.BACKENDS:
+def to_frame(px64: np.ndarray, box) -> np.ndarray:
+    """Model-frame pixels of a pass's box -> frame pixels."""
+    return np.asarray(box[:2], np.float32) + np.asarray(px64, np.float32) * np.float32(box[2] / FRAME_SIZE)
+
+
+def errors(keypoints: np.ndarray, truth: np.ndarray, true_side: int) -> dict:
+    err = mpjpe_px(keypoints, truth)
+    return {"mpjpe_frame_px": round(err, 3), "mpjpe_model_px": round(err * FRAME_SIZE / true_side, 3)}
+
+
+def estimator_rows(bundle: str, frame, repeats: int) -> tuple[list, dict]:
+    y, vu, box = frame["y"], frame["vu"], tuple(int(v) for v in frame["box"])
+    truth = frame["truth_frame_px"]
+    offered = Bundle.load(bundle, verify=False).offers()
+    rows, arrays = [], {}
+    for backend, precision in pipeline_combos(bundle):
         fmt = backends.FORMAT_OF_BACKEND[backend]
+        tok_precision = precision if (fmt, precision) in offered else "fp32"
+        row = {"backend": backend, "runtime": backends.runtime_version(backend), "precision": precision}
+        with PoseEstimator.from_bundle(bundle, backend=backend, precision=precision, verify=False) as est, \
+                PoseTokenizer.from_bundle(bundle, backend=backend, precision=tok_precision, verify=False) as tok:
+            for mode, given in (("search", None), ("box", box)):
+                pose = est.estimate_nv21(y, vu, box=given)
+                from_tokens = to_frame(tok.decode(pose.token_ids[None])[0], pose.box)
+                row[mode] = {"box": list(pose.box), "token_ids": pose.token_ids.tolist(),
+                             "mean_score": round(float(pose.scores.mean()), 3),
+                             **errors(pose.keypoints, truth, box[2]),
+                             "from_tokens": errors(from_tokens, truth, box[2])}
+                host = f"host_est_{backend}_{precision}_{mode}_ids"
+                if host in frame.files:
+                    row[mode]["tokens_equal_host"] = float((pose.token_ids == frame[host]).mean())
+                arrays[f"{backend}_{precision}_{mode}_keypoints"] = pose.keypoints
+        row["decoder_precision"] = tok_precision
+        timing = pipeline_bench(bundle, backend, precision, frame=(y.shape[1], y.shape[0]), iterations=repeats,
+                                warmup=1, num_threads=1)
+        row["timing"] = {k: timing[k] for k in ("preprocess_p50_us", "estimator_p50_us", "decoder_p50_us",
+                                                "total_p50_us", "search_p50_us", "load_ms", "peak_rss_mb")}
+        rows.append(row)
+    return rows, arrays
+
+
+def tokenizer_rows(bundle: str, frame, truth64: np.ndarray) -> list:
+    installed, offered, rows = backends.installed_backends(), Bundle.load(bundle, verify=False).offers(), []
+    for backend in backends.BACKENDS:
         for precision in ("fp32", "int8"):
-            if backend not in installed or (fmt, precision) not in offered:
+            if backend not in installed or (backends.FORMAT_OF_BACKEND[backend], precision) not in offered:
                 continue
             options = TokenizerOptions(backend=backend, precision=precision, verify=False)
             with PoseTokenizer.from_bundle(bundle, options=options) as tok:
-                ids = tok.encode(truth)
-                decoded = tok.decode(ids)
+                ids = tok.encode(truth64)
                 row = {"backend": backend, "runtime": backends.runtime_version(backend), "precision": precision,
-                       "files": tok.files, "token_ids": ids.tolist(),
-                       "frame_pose_error_px": round(mpjpe_px(decoded, truth), 3)}
+                       "token_ids": ids.tolist(), "frame_pose_error_px": round(mpjpe_px(tok.decode(ids), truth64), 3)}
                 key = f"host_ids_{backend}_{precision}"
                 if key in frame.files:
                     poses = frame["eval_poses"]
@@ -100,19 +105,44 @@ def run(bundle: str, frame_path: str, repeats: int = 5) -> tuple[dict, dict]:
                     row["token_agreement_vs_host"] = float((device_ids == frame[key]).mean())
                     row["mpjpe_px"] = round(mpjpe_px(tok.decode(device_ids), poses), 4)
                     row["poses"] = int(poses.shape[0])
-                arrays[f"decoded_{backend}_{precision}"] = decoded
-            timing = bench(bundle, options, batch=1, iterations=50, warmup=5)
-            row.update({k: timing[k] for k in ("load_ms", "first_inference_ms", "p50_us", "p90_us", "peak_rss_mb")})
-            report["tokenizer"].append(row)
+            timing = bench(bundle, options, batch=1, iterations=20, warmup=2)
+            row.update({k: timing[k] for k in ("load_ms", "p50_us", "peak_rss_mb")})
+            rows.append(row)
+    return rows
+
+
+def run(bundle: str, frame_path: str, repeats: int = 5) -> tuple[dict, dict]:
+    frame = np.load(frame_path)
+    y, vu, box = frame["y"], frame["vu"], tuple(int(v) for v in frame["box"])
+    Bundle.load(bundle)  # verifies every file once; the runs below skip it
+    spec = Bundle.load(bundle, verify=False).spec.estimator["input"]
+    crop = lambda b, impl="auto": kernels.crop_nv21(y, vu, tuple(b), (FRAME_SIZE, FRAME_SIZE), mean=spec["mean"],
+                                                    scale=spec["scale"], u8=True, impl=impl)
+    (tensor, small), (tensor_ref, small_ref) = crop(box), crop(box, "ref")
+    report = {
+        "machine": platform.machine(),
+        "emulated_cpu": os.environ.get("POSETOK_QEMU_CPU") if platform.machine() == "aarch64" else None,
+        "kernels_isa": kernels.isa(),
+        "frame": f"{y.shape[1]}x{y.shape[0]} NV21",
+        "model_input": list(tensor.shape),
+        "preprocess_bit_exact_vs_ref": bool(np.array_equal(tensor, tensor_ref) and np.array_equal(small, small_ref)),
+        "preprocess_ms": round(median_ms(lambda: crop(box), repeats), 2),
+        "preprocess_ref_ms": round(median_ms(lambda: crop(box, "ref"), repeats), 2),
+    }
+    report["estimator"], arrays = estimator_rows(bundle, frame, repeats)
+    report["tokenizer"] = tokenizer_rows(bundle, frame, frame["truth_px64"])
+    shown = report["estimator"][0]["search"]["box"]  # the picture's inset: the model input of the found box
+    arrays.update({"rgb": kernels.nv21_to_rgb888(y, vu), "model_input_u8": crop(shown)[1]})
     return report, arrays
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="device_demo.py", description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", required=True)
-    ap.add_argument("--frame", required=True, help=".npz with y, vu, crop, keypoints_px [, eval_poses, host_ids_*]")
-    ap.add_argument("--out", help="write the RGB frame, model input and decoded poses here (.npz)")
-    ap.add_argument("--repeats", type=int, default=5, help="timing repeats for the pre-processing (median)")
+    ap.add_argument("--bundle", required=True, help="a bundle with an estimator and a tokenizer")
+    ap.add_argument("--frame", required=True,
+                    help=".npz with y, vu, box, truth_frame_px, truth_px64 [, eval_poses, host_ids_*, host_est_*]")
+    ap.add_argument("--out", help="write the RGB frame, the model input and the estimated keypoints here (.npz)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed frames per measurement (median)")
     args = ap.parse_args(argv)
     report, arrays = run(args.bundle, args.frame, args.repeats)
     if args.out:

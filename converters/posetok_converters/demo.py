@@ -1,14 +1,19 @@
-"""make demo: the product story in one command, on the shipped default model.
+"""make demo: the product story in one command: a camera frame -> a pose, on the emulated board.
 
-1. export the default model to a bundle (ONNX + TFLite, fp32/fp16/int8w/int8);
+1. export the shipped tokenizer and estimator to a bundle (ONNX + TFLite,
+   fp32/fp16/int8w/int8; the estimator's files as the exporter writes them);
 2. (make builds and installs the aarch64 wheel into build/device-site);
-3. synthesize an NV21 camera frame of a stick figure;
-4. inside the emulated aarch64 Python, with the installed wheel only: run the
-   NEON kernels from the frame to the model input, encode the figure's
-   keypoints to tokens and decode them with onnxruntime and LiteRT;
-5. count the kernels' guest instructions under QEMU;
-6. print one summary table and write a PNG of the frame with the true and
-   the decoded skeleton.
+3. draw a 640x480 camera frame of a figure in the style the estimator was
+   trained on (frames.py: backdrop, clutter, side colours, camera noise),
+   hand it over as NV21, and run the host's estimator and tokenizer on it for
+   reference;
+4. inside the emulated aarch64 Python, with the installed wheel only: estimate
+   the pose without a box (coarse + refine) and with the known box for every
+   runtime and precision, decode the token ids with the tokenizer, run the
+   tokenizer's round trip, and time the pipeline stage by stage;
+5. count the guest instructions of the one-pass crop kernel under QEMU;
+6. print the summary tables and write a PNG of the frame with the estimated
+   skeleton (the true one faint) and the model input of the found box.
 """
 from __future__ import annotations
 
@@ -21,52 +26,52 @@ from pathlib import Path
 
 import numpy as np
 
-from posetok import PoseTokenizer
-from posetok.atomic import atomic_output
+from posetok import PoseEstimator, PoseTokenizer
+from posetok.atomic import atomic_output, write_text_atomic
 from posetok.backends import FORMAT_OF_BACKEND
+from posetok.bench_cli import pipeline_bench, pipeline_combos
 from posetok.bundle import Bundle
 from posetok.info_cli import table as text_table
-from posetok.skeleton import LIMBS
+from posetok.skeleton import FRAME_SIZE, LIMBS
 
+from . import frames
 from .data import eval_poses, sample_poses
-from .render import render
+from .estimator_cli import CHECKPOINT_NAME, DEFAULT_ESTIMATOR_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 FRAME_W, FRAME_H = 640, 480
-CROP = (96, 16, 448)          # x0, y0, side: the person box, 7x the 64-px frame
+CROP = (96, 16, 448)          # x0, y0, side: the true person box, 7x the 64-px frame
+LIMB_RADIUS, HEAD_RADIUS = 1.1, 2.8   # in 64-px model-frame pixels, mid-range of frames.draw_frames
 HOST_POSES = 256              # poses for the host-vs-device token comparison
 COMBOS = (("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8"))
+KERNEL_OUT_PX = FRAME_SIZE * FRAME_SIZE   # kernels-bench counts crop_nv21_c3 per output pixel of the 64x64 input
 
 
 def say(text: str) -> None:
     print(f"[demo] {text}", flush=True)
 
 
-def rgb_to_nv21(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """BT.601 video-range RGB -> NV21 (Y plane, interleaved V,U at half size),
-    what a camera driver hands over."""
-    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
-    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
-    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
-    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
-    half = lambda p: p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).mean(axis=(1, 3))
-    to_u8 = lambda p: np.clip(np.rint(p), 0, 255).astype(np.uint8)
-    return to_u8(y), np.stack([to_u8(half(v)), to_u8(half(u))], axis=-1)
-
-
 def camera_frame(pose_px: np.ndarray, seed: int) -> np.ndarray:
-    """A 640x480 RGB frame: a lit backdrop with sensor noise and the figure
-    drawn in the crop box."""
+    """A 640x480 RGB frame drawn with frames.py's scene at camera size: backdrop gradient, blotches and
+    clutter strokes, the figure (placed by CROP) in side colours (left warm, right cool, torso neutral),
+    then gain, gamma and sensor noise. The canvas is square (640 x 640), cut to the top 480 rows."""
     rng = np.random.default_rng(seed)
     x0, y0, side = CROP
-    rows = np.linspace(0.0, 1.0, FRAME_H, dtype=np.float32)[:, None, None]
-    backdrop = (1 - rows) * np.array([70, 90, 120], np.float32) + rows * np.array([40, 45, 55], np.float32)
-    frame = np.broadcast_to(backdrop, (FRAME_H, FRAME_W, 3)).copy()
-    alpha = render(pose_px[None], size=side)[0].astype(np.float32)[..., None] / 255.0
-    box = frame[y0:y0 + side, x0:x0 + side]
-    frame[y0:y0 + side, x0:x0 + side] = box * (1 - alpha) + alpha * np.array([245, 170, 60], np.float32)
-    frame += rng.normal(0.0, 4.0, frame.shape).astype(np.float32)
-    return np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+    scale = side / FRAME_SIZE
+    centers = np.arange(FRAME_W, dtype=np.float32) + 0.5
+    grid = np.stack(np.meshgrid(centers, centers, indexing="xy"), axis=-1)
+    canvas = frames._backdrop(rng, 1, grid)
+    cam = (np.array([x0, y0], np.float32) + pose_px.astype(np.float32) * np.float32(scale))[None]
+    dist = frames._segment_distance(centers, cam[:, frames._PARENTS], cam[:, frames._CHILDREN])   # [1,L,S,S]
+    head = frames._segment_distance(centers, cam[:, [frames._HEAD]], cam[:, [frames._HEAD]])[:, 0]
+    head -= (HEAD_RADIUS - LIMB_RADIUS) * scale
+    colors = frames._figure_colors(rng, 1)
+    sides = (0, 1, -1)                                     # torso and head, then left, then right in front
+    layers = [dist[:, frames.LIMB_SIDE == s].min(axis=1) for s in sides]
+    layers[0] = np.minimum(layers[0], head)
+    layer_colors = np.stack([colors[:, list(frames.LIMB_SIDE).index(s)] for s in sides], axis=1)
+    frames._paint(canvas, np.stack(layers, axis=1), np.full((1, 3), LIMB_RADIUS * scale, np.float32), layer_colors)
+    return frames._camera(rng, canvas)[0, :FRAME_H]
 
 
 def run_logged(cmd: list[str], env: dict | None = None, capture: bool = False) -> str:
@@ -76,29 +81,39 @@ def run_logged(cmd: list[str], env: dict | None = None, capture: bool = False) -
     return proc.stdout if capture else ""
 
 
-def to_frame_px(kp64: np.ndarray) -> np.ndarray:
-    x0, y0, side = CROP
-    return kp64 * (side / 64.0) + np.array([x0, y0], np.float32)
+def draw_skeleton(ax, kp: np.ndarray, colour: str, label: str, **style) -> None:
+    for a, b in LIMBS:
+        ax.plot(kp[[a, b], 0], kp[[a, b], 1], color=colour, **style)
+    ax.scatter(kp[:, 0], kp[:, 1], s=16, color=colour, label=label, zorder=3, alpha=style.get("alpha", 1.0))
 
 
-def write_png(path: Path, rgb: np.ndarray, model_input: np.ndarray, truth: np.ndarray, decoded: np.ndarray,
-              label: str, ids: list[int]) -> None:
+def write_png(path: Path, arrays, truth: np.ndarray, row: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    key = f"{row['backend']}_{row['precision']}_search"
+    estimate, found = arrays[f"{key}_keypoints"], row["search"]["box"]
+    label = f"{row['runtime']} {row['precision']}"
     fig, (ax_frame, ax_input) = plt.subplots(1, 2, figsize=(12, 5.2), gridspec_kw={"width_ratios": [4, 3]})
-    ax_frame.imshow(rgb)
-    for kp, colour, style, name in ((to_frame_px(truth), "#2ecc40", "-", "ground truth"),
-                                    (to_frame_px(decoded), "#ff4136", "--", f"decoded ({label})")):
-        for a, b in LIMBS:
-            ax_frame.plot(kp[[a, b], 0], kp[[a, b], 1], style, color=colour, lw=2.2)
-        ax_frame.scatter(kp[:, 0], kp[:, 1], s=18, color=colour, label=name, zorder=3)
-    ax_frame.legend(loc="lower left", fontsize=9)
-    ax_frame.set_title("NV21 frame -> RGB by the NEON kernels (aarch64, QEMU)")
+    ax_frame.imshow(arrays["rgb"])
+    draw_skeleton(ax_frame, truth, "#111111", "ground truth (faint)", ls="--", lw=1.2, alpha=0.5)
+    draw_skeleton(ax_frame, estimate, "#ff00ff", f"estimated, no box given ({label})", lw=2.2)
+    ax_frame.add_patch(Rectangle(found[:2], found[2], found[3], fill=False, ec="#ffdc00", lw=1.2,
+                                 label="box found (coarse + refine)"))
+    height, width = arrays["rgb"].shape[:2]
+    ax_frame.set_xlim(0, width)                      # a found box may reach past the frame: keep the frame's view
+    ax_frame.set_ylim(height, 0)
+    ax_frame.legend(loc="lower left", fontsize=8)
+    ax_frame.set_title(f"640x480 NV21 frame -> pose on aarch64 (QEMU): MPJPE {row['search']['mpjpe_frame_px']:.1f} "
+                       f"frame px = {row['search']['mpjpe_model_px']:.2f} model px", fontsize=10)
     ax_frame.axis("off")
-    ax_input.imshow(model_input, interpolation="nearest")
-    ax_input.set_title("64x64 model input (blur, crop, bilinear resize)")
+    ax_input.imshow(arrays["model_input_u8"], interpolation="nearest", extent=(0, FRAME_SIZE, FRAME_SIZE, 0))
+    draw_skeleton(ax_input, (estimate - np.array(found[:2], np.float32)) * (FRAME_SIZE / found[2]), "#ff00ff",
+                  "estimated", lw=1.5)
+    ax_input.set_title("64x64 model input of the found box (crop_nv21, NEON)", fontsize=10)
     ax_input.axis("off")
+    ids = row["search"]["token_ids"]
     fig.suptitle(f"{len(ids)} tokens: " + " ".join(map(str, ids)), fontsize=9)
     fig.tight_layout()
     try:
@@ -112,6 +127,73 @@ def table(rows: list[tuple], header: tuple) -> str:
     return "\n".join(text_table(list(header), [[str(c) for c in r] for r in rows]))
 
 
+def host_references(bundle_dir: Path, y: np.ndarray, vu: np.ndarray) -> tuple[dict, dict]:
+    """The host's token ids (tokenizer on the evaluation poses, estimator on the frame) and pipeline timings."""
+    refs = {"eval_poses": eval_poses()[:HOST_POSES]}
+    offered = Bundle.load(bundle_dir, verify=False).offers()
+    for backend, precision in (c for c in COMBOS if (FORMAT_OF_BACKEND[c[0]], c[1]) in offered):
+        with PoseTokenizer.from_bundle(bundle_dir, backend=backend, precision=precision, verify=False) as tok:
+            refs[f"host_ids_{backend}_{precision}"] = tok.encode(refs["eval_poses"])
+    timings = {}
+    for backend, precision in pipeline_combos(str(bundle_dir)):
+        with PoseEstimator.from_bundle(bundle_dir, backend=backend, precision=precision, verify=False) as est:
+            for mode, box in (("search", None), ("box", (CROP[0], CROP[1], CROP[2], CROP[2]))):
+                refs[f"host_est_{backend}_{precision}_{mode}_ids"] = est.estimate_nv21(y, vu, box=box).token_ids
+        timings[(backend, precision)] = pipeline_bench(str(bundle_dir), backend, precision, (FRAME_W, FRAME_H),
+                                                       iterations=20, warmup=3, num_threads=1)
+    return refs, timings
+
+
+def print_summary(bundle: Bundle, device: dict, host_timing: dict, crop_row: dict, chain_row: dict | None) -> None:
+    print(f"\nposetok demo: frame -> pose, {bundle.num_tokens} tokens x {bundle.num_codes} codes per pose; "
+          f"device {device['machine']} under QEMU -cpu {device['emulated_cpu']}, kernels {device['kernels_isa']}")
+    print(f"true person box {CROP[2]}x{CROP[2]} px at ({CROP[0]}, {CROP[1]}): 1 model-frame px = "
+          f"{CROP[2] / FRAME_SIZE:.0f} frame px\n")
+    rows = []
+    for r in device["estimator"]:
+        for mode, name in (("search", "none (search)"), ("box", "known")):
+            m = r[mode]
+            rows.append((r["runtime"], r["precision"], name, f"{m['mpjpe_frame_px']:.1f}", f"{m['mpjpe_model_px']:.2f}",
+                         f"{m['from_tokens']['mpjpe_model_px']:.2f}", f"{m.get('tokens_equal_host', float('nan')):.3f}",
+                         f"{m['mean_score']:.2f}"))
+    print(table(rows, ("estimator (aarch64)", "precision", "box", "MPJPE frame px", "MPJPE 64-px",
+                       "from tokens 64-px", "tokens = host", "mean score")))
+    print()
+    ms = lambda us: "-" if us is None else f"{us / 1000:.1f}"
+    rows = []
+    for r in device["estimator"]:
+        t, h = r["timing"], host_timing.get((r["backend"], r["precision"]), {})
+        rows.append((r["runtime"], r["precision"], ms(t["preprocess_p50_us"]), ms(t["estimator_p50_us"]),
+                     ms(t["decoder_p50_us"]), ms(t["total_p50_us"]), ms(t["search_p50_us"]),
+                     ms(h.get("total_p50_us")), ms(h.get("search_p50_us"))))
+    print("per frame, p50 ms, one thread: emulated aarch64 (pre-process = crop_nv21, estimator graph, tokenizer "
+          "decoder; no box = coarse + refine passes), and the x86_64 host")
+    print(table(rows, ("runtime", "precision", "pre-process", "estimator", "decoder", "total", "no box",
+                       "host total", "host no box")))
+    print()
+    insn = crop_row["insn_per_px_neon"] * KERNEL_OUT_PX
+    versus = (f"; the previous chain (blur, NV21->RGB, crop, bilinear, normalize) "
+              f"{chain_row['insn_per_px_neon'] * KERNEL_OUT_PX / 1e6:.2f} M" if chain_row else "")
+    print(f"crop_nv21 ({CROP[2]}x{CROP[2]} box of a 640x480 NV21 frame -> 3x64x64 f32): "
+          f"{insn / 1e6:.3f} M guest instructions per frame with NEON, "
+          f"{crop_row['insn_per_px_ref'] * KERNEL_OUT_PX / 1e6:.2f} M scalar{versus} "
+          f"(QEMU -cpu {device['emulated_cpu']})")
+    print(f"  emulated: NEON {device['preprocess_ms']} ms vs scalar {device['preprocess_ref_ms']} ms; "
+          f"bit-exact: {device['preprocess_bit_exact_vs_ref']}\n")
+    parity = {(r["format"], r["precision"]): r for r in bundle.manifest.get("parity", [])}
+    rows = []
+    for r in device["tokenizer"]:
+        host = parity.get((FORMAT_OF_BACKEND[r["backend"]], r["precision"]), {})
+        rows.append((r["runtime"], r["precision"], f"{host.get('size_bytes', 0) / 1024:.0f} KiB",
+                     f"{host.get('token_agreement', float('nan')):.4f}", f"{r['token_agreement_vs_host']:.4f}",
+                     f"{r['mpjpe_px']:.3f}", f"{r['p50_us'] / 1000:.2f}"))
+    reference = (bundle.manifest.get("reference") or {}).get("mpjpe_px", float("nan"))
+    print(f"tokenizer round trip (keypoints -> tokens -> keypoints), {HOST_POSES} evaluation poses; torch reference "
+          f"MPJPE {reference:.3f} px")
+    print(table(rows, ("tokenizer (aarch64)", "precision", "enc+dec size", "tokens = torch", "tokens = host",
+                       "MPJPE px", "p50 ms (emulated)")))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m posetok_converters.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "build" / "demo")
@@ -119,69 +201,56 @@ def main(argv: list[str] | None = None) -> int:
                     help="where make installed the aarch64 wheel")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--checkpoint", help="tokenizer checkpoint (default: the shipped model)")
+    ap.add_argument("--estimator", help="estimator checkpoint file or folder (default: the shipped estimator)")
+    ap.add_argument("--bundle", type=Path, help="use this exported bundle (with an estimator) instead of exporting")
     args = ap.parse_args(argv)
+    if args.bundle is None and args.estimator is None and not (DEFAULT_ESTIMATOR_DIR / CHECKPOINT_NAME).is_file():
+        raise SystemExit(f"[demo] no shipped estimator at {DEFAULT_ESTIMATOR_DIR / CHECKPOINT_NAME}; pass "
+                         "--estimator PATH (train one with 'posetok train-estimator')")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    bundle_dir = out / "bundle"
+    bundle_dir = args.bundle or out / "bundle"
 
-    say("1/5 exporting the shipped default model (posetok export)")
-    run_logged([sys.executable, "-m", "posetok", "export", "--out", str(bundle_dir), "--force"]
-               + (["--checkpoint", args.checkpoint] if args.checkpoint else []))
+    if args.bundle:
+        say(f"1/5 using the bundle {bundle_dir}")
+    else:
+        say("1/5 exporting the shipped tokenizer and estimator (posetok export)")
+        run_logged([sys.executable, "-m", "posetok", "export", "--out", str(bundle_dir), "--force"]
+                   + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+                   + (["--estimator", args.estimator] if args.estimator else []))
     bundle = Bundle.load(bundle_dir)
 
-    say("2/5 synthesizing an NV21 camera frame and the host's reference tokens")
-    pose = sample_poses(1, seed=args.seed)[0]
-    y, vu = rgb_to_nv21(camera_frame(pose, args.seed))
-    poses = eval_poses()[:HOST_POSES]
-    host_ids = {}
-    for backend, precision in COMBOS:
-        with PoseTokenizer.from_bundle(bundle_dir, backend=backend, precision=precision, verify=False) as tok:
-            host_ids[f"host_ids_{backend}_{precision}"] = tok.encode(poses)
+    say("2/5 drawing a 640x480 NV21 camera frame of a figure; the host's reference tokens and timings")
+    pose = sample_poses(1, seed=args.seed, distribution="upright")[0]
+    y, vu = frames.rgb_to_nv21(camera_frame(pose, args.seed))
+    truth = np.array(CROP[:2], np.float32) + pose * np.float32(CROP[2] / FRAME_SIZE)
+    refs, host_timing = host_references(bundle_dir, y, vu)
     frame_path = out / "frame.npz"
-    np.savez(frame_path, y=y, vu=vu, crop=np.array(CROP), keypoints_px=pose, eval_poses=poses, **host_ids)
+    with atomic_output(frame_path) as tmp:
+        np.savez(tmp, y=y, vu=vu, box=np.array([CROP[0], CROP[1], CROP[2], CROP[2]]), truth_frame_px=truth,
+                 truth_px64=pose, **refs)
 
-    say("3/5 running kernels + tokenizer inside the emulated aarch64 Python (installed wheel)")
+    say("3/5 frame -> pose inside the emulated aarch64 Python (installed wheel): estimator, decoder, tokenizer")
     env = dict(os.environ, POSETOK_DEVICE_PYTHONPATH=str(args.device_site))
     result_path = out / "device.npz"
     device = json.loads(run_logged([str(REPO / "cross" / "qemu-python"), str(REPO / "cross" / "device_demo.py"),
                                     "--bundle", str(bundle_dir), "--frame", str(frame_path),
                                     "--out", str(result_path)], env=env, capture=True))
 
-    say("4/5 counting guest instructions of the kernels at 640x480 (posetok kernels-bench --quick)")
+    say("4/5 counting guest instructions of crop_nv21 at 640x480 (posetok kernels-bench --kernels crop_nv21_c3)")
     kbench = json.loads(run_logged([sys.executable, "-m", "posetok", "kernels-bench", "--quick", "--json",
-                                    "--pairs", "3"], capture=True))
+                                    "--pairs", "3", "--kernels", "crop_nv21_c3", "chain_nv21_c3"], capture=True))
+    by_name = {k["name"]: k for k in kbench["kernels"]}
 
     say("5/5 summary")
     arrays = np.load(result_path)
     png = out / "demo.png"
-    best = next(r for r in device["tokenizer"] if (r["backend"], r["precision"]) == ("onnxruntime", "int8"))
-    write_png(png, arrays["rgb"], arrays["model_input_u8"], pose, arrays["decoded_onnxruntime_int8"],
-              "onnxruntime int8", best["token_ids"])
-
-    parity = {(r["format"], r["precision"]): r for r in bundle.manifest.get("parity", [])}
-    print()
-    print(f"posetok demo — {bundle.num_tokens} tokens x {bundle.num_codes} codes "
-          f"({bundle.num_tokens * int(np.log2(bundle.num_codes))} bits per pose vs 832 for 26 float32); "
-          f"torch reference MPJPE {bundle.manifest['reference']['mpjpe_px']:.3f} px")
-    print(f"device: {device['machine']} under QEMU -cpu {device['emulated_cpu']}, kernels {device['kernels_isa']}\n")
-    rows = []
-    for r in device["tokenizer"]:
-        fmt = FORMAT_OF_BACKEND[r["backend"]]
-        host = parity.get((fmt, r["precision"]), {})
-        rows.append((r["runtime"], r["precision"], f"{host.get('size_bytes', 0) / 1024:.0f} KiB",
-                     f"{host.get('token_agreement', float('nan')):.4f}", f"{r['token_agreement_vs_host']:.4f}",
-                     f"{r['mpjpe_px']:.3f}", f"{r['frame_pose_error_px']:.3f}", f"{r['p50_us'] / 1000:.2f}"))
-    print(table(rows, ("runtime (aarch64)", "precision", "enc+dec size", "tokens = torch", "tokens = host",
-                       f"MPJPE px ({HOST_POSES} poses)", "frame pose err px", "p50 ms (emulated)")))
-    print()
-    krows = [(k["name"], f"{k['width']}x{k['height']}", f"{k['insn_per_px_ref']:.2f}", f"{k['insn_per_px_neon']:.2f}",
-              f"{k['insn_per_px_ref'] / k['insn_per_px_neon']:.1f}x") for k in kbench["kernels"]]
-    print(table(krows, ("kernel", "size", "insn/px scalar", "insn/px NEON", "fewer")))
-    print()
-    print(f"pre-processing 640x480 NV21 -> 3x64x64 tensor: NEON {device['preprocess_ms']} ms vs scalar "
-          f"{device['preprocess_ref_ms']} ms under emulation; bit-exact: {device['preprocess_bit_exact_vs_ref']}")
-    print(f"picture: {png.relative_to(REPO) if png.is_relative_to(REPO) else png}")
-    (out / "summary.json").write_text(json.dumps({"device": device, "kernels": kbench}, indent=2))
+    write_png(png, arrays, truth, device["estimator"][0])
+    print_summary(bundle, device, host_timing, by_name["crop_nv21_c3"], by_name.get("chain_nv21_c3"))
+    print(f"\npicture: {png.relative_to(REPO) if png.is_relative_to(REPO) else png}")
+    timing = {f"{b}/{p}": t for (b, p), t in host_timing.items()}
+    write_text_atomic(out / "summary.json", json.dumps({"device": device, "host_pipeline": timing, "kernels": kbench},
+                                                 indent=2))
     return 0
 
 

@@ -126,7 +126,7 @@ def train_main(argv: list[str], prog: str) -> int:
     command = "posetok " + prog.split()[-1] + " " + shlex.join(argv)
     shared = {"train_seconds": round(history["train_seconds"], 1), "frames_made": history["frames_made"],
               "frames_seen": history["frames_seen"], "device": device, "machine": platform.machine(),
-              "torch": torch.__version__}
+              "torch": str(torch.__version__)}
     results = {}
     for head in heads:
         print(f"[{prog}] evaluating the {head} head on the held-out frames", flush=True)

@@ -73,7 +73,7 @@ def row_files(manifest: bundle_lib.Manifest, fmt: str,
               precision: str) -> tuple[list[bundle_lib.Artifact], Optional[int]]:
     """The artifacts whose sizes a row counts: encoder + decoder, for TFLite the largest batch."""
     chosen, batch = [], None
-    for role in bundle_lib.ROLES:
+    for role in ("encoder", "decoder"):  # the tokenizer's row; the estimator has its own parity rows
         found = [a for a in manifest.artifacts if (a.format, a.precision, a.role) == (fmt, precision, role)]
         fixed = [a for a in found if a.batch is not None]
         pick = max(fixed, key=lambda a: a.batch) if fixed and len(fixed) == len(found) else \

@@ -105,3 +105,15 @@ def test_losses_of_the_regression_head_have_no_token_terms():
     batch = frames.make_frames(4, np.random.default_rng(0))
     out = losses(model, torch.from_numpy(batch.pictures), torch.from_numpy(batch.poses_px), 1.0)
     assert set(out) == {"l1_px", "loss"} and out["loss"] > 0
+
+
+def test_shipped_estimator_loads_with_its_tokenizer_and_figures():
+    from posetok_converters.estimator_cli import DEFAULT_ESTIMATOR_DIR
+    from posetok_converters.estimator_export import same_tokenizer
+    model, meta = load_estimator(None)       # weights_only loading: the meta must hold plain values
+    tokenizer, _ = load_checkpoint(None)
+    assert same_tokenizer(model, tokenizer)
+    shipped = json.loads((DEFAULT_ESTIMATOR_DIR / "metrics.json").read_text())
+    assert meta["metrics"]["mpjpe_px"] == shipped["mpjpe_px"]
+    assert shipped["mpjpe_px"] < shipped["baselines"]["regression"]["mpjpe_px"]
+    assert 2 * estimator_macs(model)["estimator"] <= 50e6

@@ -1,0 +1,141 @@
+"""Exports an estimator bundle into build/host-results/estimator and saves what
+this host's runtimes make of a fixed set of NV21 camera frames, with and
+without a person box. tests/device/test_estimator_device.py runs the same
+files on the same frames on aarch64 and must reproduce these numbers.
+
+The estimator is the shipped one when it is there, else one trained for a few
+steps here: the device comparison is about the runtime giving the same numbers
+on both machines, not about the model's quality."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from posetok import PoseEstimator, backends
+from posetok.bench_cli import main as bench_main, pipeline_frame
+from posetok.bundle import PRECISIONS, Bundle
+from posetok.skeleton import FRAME_SIZE
+
+
+def export_test(f):
+    """The module's bundle fixture exports (and, while no estimator is shipped, trains a quick one): 35-60 s."""
+    return pytest.mark.slow(pytest.mark.export(f))
+
+
+FRAMES = 12            # emulation is slow: 12 frames x (1 box pass + 2 search passes) per file
+FRAME_SEED = 20251210
+RESULTS = "estimator_results.npz"
+
+
+@pytest.fixture(scope="module")
+def estimator_bundle(host_results_dir):
+    from posetok_converters.checkpoint import load_checkpoint
+    from posetok_converters.estimator_cli import CHECKPOINT_NAME, DEFAULT_ESTIMATOR_DIR, load_estimator
+    from posetok_converters.export import ExportOptions, export_bundle
+    if (DEFAULT_ESTIMATOR_DIR / CHECKPOINT_NAME).is_file():
+        model, _ = load_estimator(None)
+    else:
+        from posetok_converters.estimator import EstimatorConfig
+        from posetok_converters.estimator_train import EstimatorTrainConfig, train_estimator
+        model, _ = train_estimator(EstimatorConfig(), EstimatorTrainConfig(steps=8, batch_size=16, workers=0),
+                                   load_checkpoint(None)[0])
+    bundle = host_results_dir / "estimator"
+    # ONNX only: the exporter writes estimator files in ONNX (add "tflite" here when it writes TFLite ones;
+    # the device test then covers LiteRT too)
+    export_bundle(bundle, None, ExportOptions(formats=("onnx",), precisions=("fp32", "int8"), parity=False),
+                  force=True, estimator=model, progress=lambda _: None)
+    return bundle
+
+
+def camera_frames() -> dict:
+    """FRAMES 96 x 96 NV21 frames of figures (frames.py's scene, no occluder), their boxes and true poses."""
+    from posetok_converters import data, frames
+    rng = np.random.default_rng(FRAME_SEED)
+    poses = data.sample_poses_rng(FRAMES, rng, distribution="upright")
+    rgb, boxes = frames.draw_frames(poses, rng, occluders=0)
+    y, vu = frames.rgb_to_nv21(rgb)
+    scale = (boxes[:, 2] / FRAME_SIZE)[:, None, None]
+    return {"y": y, "vu": vu, "boxes": boxes, "poses_px": poses,
+            "truth_frame_px": (boxes[:, None, :2] + poses * scale).astype(np.float32)}
+
+
+def run_frames(est: PoseEstimator, y: np.ndarray, vu: np.ndarray, boxes: np.ndarray) -> dict:
+    """Every frame with its box and without one: keypoints, scores, token ids and (search) the box found.
+    tests/device/test_estimator_device.py has the same function: the two must run the same calls."""
+    out = {}
+    for mode in ("box", "search"):
+        results = [est.estimate_nv21(y[i], vu[i], box=tuple(int(v) for v in boxes[i]) if mode == "box" else None)
+                   for i in range(len(y))]
+        out.update({f"{mode}_keypoints": np.stack([r.keypoints for r in results]),
+                    f"{mode}_scores": np.stack([r.scores for r in results]),
+                    f"{mode}_token_ids": np.stack([r.token_ids for r in results]),
+                    f"{mode}_boxes": np.array([r.box for r in results], np.int32)})
+    return out
+
+
+@export_test
+def test_host_estimates_saved_for_the_device(estimator_bundle, host_results_dir):
+    frames = camera_frames()
+    have = {(a.format, a.precision) for a in Bundle.load(estimator_bundle).artifacts if a.role == "estimator"}
+    saved, combos = dict(frames), []
+    for backend in backends.installed_backends():
+        for precision in PRECISIONS:
+            if (backends.FORMAT_OF_BACKEND[backend], precision) not in have:
+                continue
+            with PoseEstimator.from_bundle(estimator_bundle, backend=backend, precision=precision) as est:
+                got = run_frames(est, frames["y"], frames["vu"], frames["boxes"])
+            for key, value in got.items():
+                assert np.isfinite(value).all(), (backend, precision, key)
+            # a box pass maps the model frame onto its box: keypoints stay near it
+            side = frames["boxes"][:, 2, None]
+            inside = (got["box_keypoints"] - frames["boxes"][:, None, :2]) / side[..., None]
+            assert ((inside > -0.5) & (inside < 1.5)).all(), (backend, precision)
+            saved.update({f"{backend}_{precision}_{key}": value for key, value in got.items()})
+            combos.append(f"{backend}/{precision}")
+    assert "onnxruntime/fp32" in combos and "onnxruntime/int8" in combos, combos
+    # int8 vs fp32 on this host, the yardstick the device's int8 is held to
+    for backend in ("onnxruntime", "litert"):
+        if f"{backend}/int8" in combos:
+            scale = FRAME_SIZE / frames["boxes"][:, 2, None]
+            dev = np.linalg.norm(saved[f"{backend}_int8_box_keypoints"] - saved[f"{backend}_fp32_box_keypoints"],
+                                 axis=-1) * scale
+            saved[f"{backend}_int8_vs_fp32_model_px"] = np.float32(dev.mean())
+            print(f"{backend} int8 vs fp32 on the host: mean {dev.mean():.3f}, max {dev.max():.3f} model-frame px")
+            assert dev.mean() < 8.0, dev.mean()  # a broken int8 file lands anywhere in the 64-px frame
+    np.savez(host_results_dir / RESULTS, combos=np.array(combos), **saved)
+
+
+@export_test
+def test_pipeline_bench_reports_every_stage_per_frame(estimator_bundle, capsys):
+    assert bench_main([str(estimator_bundle), "--pipeline", "--backend", "onnxruntime", "--iterations", "4",
+                       "--warmup", "1", "--num-threads", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["mode"], result["machine"], result["frame"]) == ("pipeline", "x86_64", "640x480 NV21")
+    assert [(r["backend"], r["precision"]) for r in result["rows"]] == [("onnxruntime", "fp32"),
+                                                                      ("onnxruntime", "int8")]
+    for row in result["rows"]:
+        stages = [row[f"{s}_p50_us"] for s in ("preprocess", "estimator", "decoder")]
+        assert all(t > 0 for t in stages) and row["box"] == [96, 16, 448, 448], row
+        # the p50 of per-frame sums lies within the stages' own spread
+        assert max(stages) < row["total_p50_us"] <= row["total_p90_us"], row
+        assert row["files"] == [f"estimator.{row['precision']}.onnx", f"decoder.{row['precision']}.onnx"]
+    assert bench_main([str(estimator_bundle), "--pipeline", "--precision", "int8", "--iterations", "2",
+                       "--warmup", "0", "--frame", "320x240"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "320x240 NV21, box [48, 8, 224, 224]" in lines[0] and lines[1].split()[:3] == ["runtime", "precision",
+                                                                                         "pre-process"]
+    assert len(lines) == 4 and lines[3].split()[2] == "int8", lines
+
+
+def test_pipeline_bench_refuses_a_frame_it_cannot_make(capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench_main(["no-such-bundle", "--pipeline", "--frame", "641x480"])
+    assert stop.value.code == 2 and "even and at least 16x16" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_main(["no-such-bundle", "--pipeline", "--frame", "640by480"])
+    assert "WIDTHxHEIGHT" in capsys.readouterr().err
+    assert pipeline_frame(64, 48)[2] == (10, 2, 44, 44)
+    with pytest.raises(ValueError, match="at least 16x16"):
+        pipeline_frame(14, 14)
