@@ -277,16 +277,23 @@ def _export_onnx(graphs: dict, calibration: dict, io_specs: dict, options: Expor
         example = torch.from_numpy(calibration[role][:4])
         fp32 = export_onnx_fp32(graph, example, in_name, out_name)
         step(f"onnx {role}: exported fp32 (opset {ONNX_OPSET}, dynamic batch)")
-        for precision in options.precisions:
-            proto = compact_onnx(onnx_variant(fp32, precision, calibration[role], options))
-            what = f"{role}.{precision}.onnx"
-            check_onnx(proto, what)
-            path = work / what
-            write_bytes_atomic(path, proto.SerializeToString())
-            scheme = (options.onnx_int8.describe() if precision == "int8"
-                      else SCHEMES[("onnx", precision)])
-            artifacts.append(artifact_record(path, role, "onnx", precision, None, *io_specs[role], scheme))
-            step(f"onnx {role} {precision}: {path.stat().st_size / 1024:.0f} KiB, checker ok")
+        artifacts += _write_onnx_precisions(role, fp32, calibration[role], options, io_specs[role], work, step)
+    return artifacts
+
+
+def _write_onnx_precisions(role: str, fp32: onnx.ModelProto, calibration: np.ndarray, options: ExportOptions,
+                           io_specs: tuple, work: Path, step: Callable[[str], None]) -> list[bundle_lib.Artifact]:
+    """``role.<precision>.onnx`` for every precision asked for, checked, with its manifest record."""
+    artifacts = []
+    for precision in options.precisions:
+        proto = compact_onnx(onnx_variant(fp32, precision, calibration, options))
+        what = f"{role}.{precision}.onnx"
+        check_onnx(proto, what)
+        path = work / what
+        write_bytes_atomic(path, proto.SerializeToString())
+        scheme = options.onnx_int8.describe() if precision == "int8" else SCHEMES[("onnx", precision)]
+        artifacts.append(artifact_record(path, role, "onnx", precision, None, *io_specs, scheme))
+        step(f"onnx {role} {precision}: {path.stat().st_size / 1024:.0f} KiB, checker ok")
     return artifacts
 
 
@@ -323,17 +330,8 @@ def _export_estimator(estimator, tokenizer, options: ExportOptions, work: Path,
         fp32 = export_onnx_fp32(graph, torch.from_numpy(calibration[:4]), estimator_export.ESTIMATOR_INPUT,
                                 estimator_export.ESTIMATOR_OUTPUTS)
         step(f"onnx estimator: exported fp32 (opset {ONNX_OPSET}, dynamic batch)")
-        for precision in options.precisions:
-            settings = dataclasses.replace(options, onnx_int8=options.estimator_onnx_int8)
-            proto = compact_onnx(onnx_variant(fp32, precision, calibration, settings))
-            what = f"estimator.{precision}.onnx"
-            check_onnx(proto, what)
-            path = work / what
-            write_bytes_atomic(path, proto.SerializeToString())
-            scheme = (options.estimator_onnx_int8.describe() if precision == "int8"
-                      else SCHEMES[("onnx", precision)])
-            artifacts.append(artifact_record(path, "estimator", "onnx", precision, None, inputs, outputs, scheme))
-            step(f"onnx estimator {precision}: {path.stat().st_size / 1024:.0f} KiB, checker ok")
+        settings = dataclasses.replace(options, onnx_int8=options.estimator_onnx_int8)
+        artifacts += _write_onnx_precisions("estimator", fp32, calibration, settings, (inputs, outputs), work, step)
     section = {"input": estimator_export.estimator_input_contract(), "config": estimator.config.to_dict(),
                "figure_share": estimator_export.frames.FIGURE_SHARE}
     return artifacts, section
