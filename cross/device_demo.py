@@ -67,7 +67,7 @@ def estimator_rows(bundle: str, frame, repeats: int) -> tuple[list, dict]:
         row = {"backend": backend, "runtime": backends.runtime_version(backend), "precision": precision}
         with PoseEstimator.from_bundle(bundle, backend=backend, precision=precision, verify=False) as est, \
                 PoseTokenizer.from_bundle(bundle, backend=backend, precision=tok_precision, verify=False) as tok:
-            for mode, given in (("search", None), ("box", box)):
+            for mode, given in (("search", None), ("box", tuple(float(v) for v in frame["person_box"]))):
                 pose = est.estimate_nv21(y, vu, box=given)
                 from_tokens = to_frame(tok.decode(pose.token_ids[None])[0], pose.box)
                 row[mode] = {"box": list(pose.box), "token_ids": pose.token_ids.tolist(),
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="device_demo.py", description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", required=True, help="a bundle with an estimator and a tokenizer")
     ap.add_argument("--frame", required=True,
-                    help=".npz with y, vu, box, truth_frame_px, truth_px64 [, eval_poses, host_ids_*, host_est_*]")
+                    help=".npz with y, vu, box, person_box, truth_frame_px, truth_px64 [, eval_poses, host_ids_*, "
+                         "host_est_*]")
     ap.add_argument("--out", help="write the RGB frame, the model input and the estimated keypoints here (.npz)")
     ap.add_argument("--repeats", type=int, default=5, help="timed frames per measurement (median)")
     args = ap.parse_args(argv)

@@ -127,7 +127,13 @@ def table(rows: list[tuple], header: tuple) -> str:
     return "\n".join(text_table(list(header), [[str(c) for c in r] for r in rows]))
 
 
-def host_references(bundle_dir: Path, y: np.ndarray, vu: np.ndarray) -> tuple[dict, dict]:
+def person_box(truth: np.ndarray) -> np.ndarray:
+    """The person box a detector would give: (x, y, w, h) tight around the true keypoints, frame px."""
+    low, high = truth.min(axis=0), truth.max(axis=0)
+    return np.concatenate([low, high - low]).astype(np.float32)
+
+
+def host_references(bundle_dir: Path, y: np.ndarray, vu: np.ndarray, box: np.ndarray) -> tuple[dict, dict]:
     """The host's token ids (tokenizer on the evaluation poses, estimator on the frame) and pipeline timings."""
     refs = {"eval_poses": eval_poses()[:HOST_POSES]}
     offered = Bundle.load(bundle_dir, verify=False).offers()
@@ -137,8 +143,8 @@ def host_references(bundle_dir: Path, y: np.ndarray, vu: np.ndarray) -> tuple[di
     timings = {}
     for backend, precision in pipeline_combos(str(bundle_dir)):
         with PoseEstimator.from_bundle(bundle_dir, backend=backend, precision=precision, verify=False) as est:
-            for mode, box in (("search", None), ("box", (CROP[0], CROP[1], CROP[2], CROP[2]))):
-                refs[f"host_est_{backend}_{precision}_{mode}_ids"] = est.estimate_nv21(y, vu, box=box).token_ids
+            for mode, given in (("search", None), ("box", tuple(float(v) for v in box))):
+                refs[f"host_est_{backend}_{precision}_{mode}_ids"] = est.estimate_nv21(y, vu, box=given).token_ids
         timings[(backend, precision)] = pipeline_bench(str(bundle_dir), backend, precision, (FRAME_W, FRAME_H),
                                                        iterations=20, warmup=3, num_threads=1)
     return refs, timings
@@ -224,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     pose = sample_poses(1, seed=args.seed, distribution="upright")[0]
     y, vu = frames.rgb_to_nv21(camera_frame(pose, args.seed))
     truth = np.array(CROP[:2], np.float32) + pose * np.float32(CROP[2] / FRAME_SIZE)
-    refs, host_timing = host_references(bundle_dir, y, vu)
+    refs, host_timing = host_references(bundle_dir, y, vu, person_box(truth))
     frame_path = out / "frame.npz"
     with atomic_output(frame_path) as tmp:
-        np.savez(tmp, y=y, vu=vu, box=np.array([CROP[0], CROP[1], CROP[2], CROP[2]]), truth_frame_px=truth,
-                 truth_px64=pose, **refs)
+        np.savez(tmp, y=y, vu=vu, box=np.array([CROP[0], CROP[1], CROP[2], CROP[2]]),
+                 person_box=person_box(truth), truth_frame_px=truth, truth_px64=pose, **refs)
 
     say("3/5 frame -> pose inside the emulated aarch64 Python (installed wheel): estimator, decoder, tokenizer")
     env = dict(os.environ, POSETOK_DEVICE_PYTHONPATH=str(args.device_site))

@@ -82,7 +82,12 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch threads of the training process")
     p.add_argument("--eval-frames", type=int, default=None, help="held-out frames per set (default: 2000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="training frames and initialization; continuing a run (--init), pick another seed so the "
+                        "frames are new")
+    p.add_argument("--init", type=Path, default=None,
+                   help="continue from the checkpoints of an earlier run (its --out folder: each head from the "
+                        "estimator.pt of that head found there); same tokenizer and configs")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     p.add_argument("--no-progress", action="store_true", help="print a line every 500 steps instead of every 50")
     return p
@@ -95,6 +100,7 @@ def train_main(argv: list[str], prog: str) -> int:
     from . import frames
     from .checkpoint import load_checkpoint
     from .estimator import HEADS, EstimatorConfig
+    from .estimator_eval import user_path_metrics
     from .estimator_train import EstimatorTrainConfig, evaluate_estimator, train_config_dict, train_estimators
 
     if args.threads is not None:
@@ -120,9 +126,14 @@ def train_main(argv: list[str], prog: str) -> int:
             print(f"[{prog}] {row['head']:10s} step {step + 1}/{tcfg.steps} l1 {row['l1_px']:.3f} px{extra} "
                   f"frames made {row['frames']} {row['seconds']:.0f} s", flush=True)
 
+    try:
+        init = _initial_models(args.init, heads, tokenizer) if args.init is not None else {}
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{prog}: --init: {exc}", file=sys.stderr)
+        return 2
     print(f"[{prog}] heads {', '.join(heads)}: {tcfg.steps} steps x {tcfg.batch_size} frames on {device}, "
-          f"{workers} frame worker(s)", flush=True)
-    models, history = train_estimators(cfgs, tcfg, tokenizer, progress)
+          f"{workers} frame worker(s)" + (f", continuing from {args.init}" if init else ""), flush=True)
+    models, history = train_estimators(cfgs, tcfg, tokenizer, progress, init=init)
     command = "posetok " + prog.split()[-1] + " " + shlex.join(argv)
     shared = {"train_seconds": round(history["train_seconds"], 1), "frames_made": history["frames_made"],
               "frames_seen": history["frames_seen"], "device": device, "machine": platform.machine(),
@@ -130,7 +141,11 @@ def train_main(argv: list[str], prog: str) -> int:
     results = {}
     for head in heads:
         print(f"[{prog}] evaluating the {head} head on the held-out frames", flush=True)
-        results[head] = {**evaluate_estimator(models[head], n=args.eval_frames or frames.EVAL_FRAMES), **shared}
+        n = args.eval_frames or frames.EVAL_FRAMES
+        results[head] = {**evaluate_estimator(models[head], n=n), **user_path_metrics(models[head].cpu(), n),
+                         **shared}
+        if init:
+            results[head].update(_continued(init_meta(args.init, [head])[head].get("metrics", {}), shared))
         path = (args.out if head == heads[0] else args.out / head) / CHECKPOINT_NAME
         meta = {"command": command, "train": train_config_dict(tcfg), "tokenizer": str(args.tokenizer or "default"),
                 "tokenizer_command": tok_meta.get("command"), "metrics": results[head], "history": history[head]}
@@ -142,24 +157,76 @@ def train_main(argv: list[str], prog: str) -> int:
     return 0
 
 
+def _continued(earlier: dict, this_run: dict) -> dict:
+    """What a continued run adds to its metrics: the earlier run's figures and the whole training's totals."""
+    out = {"continued_from": {k: earlier.get(k) for k in ("train_seconds", "frames_made", "frames_seen",
+                                                          "mpjpe_px", "occluded_mpjpe_px")}}
+    for key in ("train_seconds", "frames_made", "frames_seen"):
+        total = this_run[key] + earlier.get(f"total_{key}", earlier.get(key, 0))
+        out[f"total_{key}"] = round(total, 1) if key == "train_seconds" else int(total)
+    return out
+
+
+def _init_paths(folder: Path, heads: list[str]) -> dict[str, Path]:
+    """{head: checkpoint} of an earlier run's --out folder (first head at the top, others in HEAD/)."""
+    found = {}
+    for path in [folder / CHECKPOINT_NAME] + [folder / h / CHECKPOINT_NAME for h in heads]:
+        if path.is_file():
+            found.setdefault(load_estimator(path)[0].config.head, path)
+    missing = [h for h in heads if h not in found]
+    if missing:
+        raise FileNotFoundError(f"no {', '.join(missing)} estimator checkpoint in {folder}")
+    return {h: found[h] for h in heads}
+
+
+def init_meta(folder: Path, heads: list[str]) -> dict[str, dict]:
+    """{head: meta} of the checkpoints ``--init`` continues from."""
+    return {h: load_estimator(p)[1] for h, p in _init_paths(folder, heads).items()}
+
+
+def _initial_models(folder: Path, heads: list[str], tokenizer) -> dict:
+    """{head: model} to continue from, each trained against exactly ``tokenizer``."""
+    from .estimator_export import same_tokenizer
+    models = {h: load_estimator(p)[0] for h, p in _init_paths(folder, heads).items()}
+    for h, m in models.items():
+        if not same_tokenizer(m, tokenizer):
+            raise ValueError(f"the {h} checkpoint in {folder} was trained against another tokenizer")
+    return models
+
+
 def eval_main(argv: list[str], prog: str) -> int:
     p = argparse.ArgumentParser(prog=prog, description="Evaluate an estimator checkpoint on the held-out frames "
-                                "(clean, and with two occluding boxes of 6-18 px).")
+                                "(clean, and with two occluding boxes of 6-18 px), then as a user meets it: held-out "
+                                "poses cropped around a person box, and frames of an independent renderer "
+                                "(see posetok_converters.estimator_eval).")
     p.add_argument("checkpoint", nargs="?", type=Path, default=None, help="default: the shipped estimator")
     p.add_argument("--frames", type=int, default=None, help="held-out frames per set (default: 2000)")
+    p.add_argument("--shares", default="",
+                   help="comma-separated person-box shares of the crop to sweep (e.g. 0.35,0.42,0.5,0.58); the "
+                        "errors go to person_box_share_sweep")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     from . import frames
+    from .estimator_eval import user_path_metrics
     from .estimator_train import evaluate_estimator
+    try:
+        shares = tuple(float(v) for v in args.shares.split(",") if v.strip())
+        if any(not 0 < v <= 1 for v in shares):
+            raise ValueError
+    except ValueError:
+        print(f"{prog}: --shares must be numbers in (0, 1], got {args.shares!r}", file=sys.stderr)
+        return 2
     try:
         model, _ = load_estimator(args.checkpoint)
     except (FileNotFoundError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    metrics = evaluate_estimator(model, n=args.frames or frames.EVAL_FRAMES)
+    n = args.frames or frames.EVAL_FRAMES
+    metrics = {**evaluate_estimator(model, n=n), **user_path_metrics(model, n, shares)}
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
             print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
+        print(f"{'independent / clean':28s} {metrics['independent_mpjpe_px'] / metrics['mpjpe_px']:.2f}x")
     return 0

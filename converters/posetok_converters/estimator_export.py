@@ -93,12 +93,29 @@ def estimator_graph(model: PoseEstimatorModel) -> EstimatorGraph:
     return EstimatorGraph(model, keypoint_attribution(model, data.calibration_poses(ATTRIBUTION_POSES))).eval()
 
 
-def estimator_io_specs(num_tokens: int) -> tuple[list, list]:
-    """The manifest's tensor specs of an estimator file (batch dimension symbolic)."""
-    inputs = [tensor_spec(ESTIMATOR_INPUT, ["batch", 3, 64, 64], "float32")]
-    outputs = [tensor_spec("keypoints", ["batch", NUM_KEYPOINTS, 2], "float32"),
-               tensor_spec("scores", ["batch", NUM_KEYPOINTS], "float32"),
-               tensor_spec("token_ids", ["batch", num_tokens], "int32")]
+def estimator_io_specs(num_tokens: int, batch: int | str = "batch") -> tuple[list, list]:
+    """The manifest's tensor specs of an estimator file (batch dimension symbolic unless given)."""
+    inputs = [tensor_spec(ESTIMATOR_INPUT, [batch, 3, 64, 64], "float32")]
+    outputs = [tensor_spec("keypoints", [batch, NUM_KEYPOINTS, 2], "float32"),
+               tensor_spec("scores", [batch, NUM_KEYPOINTS], "float32"),
+               tensor_spec("token_ids", [batch, num_tokens], "int32")]
+    return inputs, outputs
+
+
+def check_tflite_estimator(path: Path, num_tokens: int, batch: int) -> tuple[list, list]:
+    """The manifest specs of a written estimator .tflite, after checking that the runtime can read it: a float32
+    image input and one output per spec (the converter renames outputs; the runtime matches them by shape and
+    dtype, so the three must stay distinct and no quantizer may have turned the input into int8).
+
+    Raises:
+        ValueError: the file's input or outputs break the contract (the message names the file).
+    """
+    from posetok import backends
+    inputs, outputs = estimator_io_specs(num_tokens, batch)
+    session = backends.LiteRTSession(path, outputs=outputs)     # matches the outputs or raises, naming both
+    if session.input_dtype != np.float32 or session.batch != batch:
+        raise ValueError(f"{path.name}: input is {session.input_dtype} batch {session.batch}, "
+                         f"the bundle contract needs float32 batch {batch}")
     return inputs, outputs
 
 

@@ -164,18 +164,27 @@ ProgressFn = Callable[[int, dict], None]
 
 
 def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, tokenizer,
-                     progress: Optional[ProgressFn] = None) -> tuple[dict[str, PoseEstimatorModel], dict]:
+                     progress: Optional[ProgressFn] = None, init: Optional[dict[str, PoseEstimatorModel]] = None
+                     ) -> tuple[dict[str, PoseEstimatorModel], dict]:
     """Train one estimator per config against the same frozen tokenizer, every model on the same batches
     (making frames costs more than a training step on the CPU, so a head-to-head comparison shares them).
+
+    Args:
+        init: {head: trained model} to continue from (its weights are copied; same config and tokenizer).
 
     Returns:
         ({head: model}, {head: history} plus the shared "train_seconds", "frames_made", "frames_seen").
     """
     torch.manual_seed(tcfg.seed)
     device = torch.device(tcfg.device)
-    models = {cfg.head: PoseEstimatorModel(cfg, tokenizer).to(device) for cfg in cfgs}
+    models = {cfg.head: PoseEstimatorModel(cfg, tokenizer) for cfg in cfgs}
     if len(models) != len(cfgs):
         raise ValueError("one config per head: two configs share a head")
+    for head, start in (init or {}).items():
+        if start.config != models[head].config:
+            raise ValueError(f"the {head} model to continue from has another config: {start.config}")
+        models[head].load_state_dict(start.state_dict())       # includes the frozen tokenizer: must be the same
+    models = {head: m.to(device) for head, m in models.items()}
     opts = {head: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=tcfg.lr,
                                     weight_decay=tcfg.weight_decay) for head, m in models.items()}
     history: dict = {head: {"step": [], "loss": [], "l1_px": [], "token_acc": []} for head in models}

@@ -52,6 +52,8 @@ class ExportOptions:
     # the estimator's int8: convolutions and the head's layers; the frozen soft decoder stays float32
     estimator_onnx_int8: quantize_onnx.OnnxStaticInt8 = quantize_onnx.OnnxStaticInt8(
         op_types=("Conv", "MatMul", "Gemm"), float_outside_mixer=False)
+    estimator_tflite_int8: quantize_tflite.TfliteStaticInt8 = quantize_tflite.TfliteStaticInt8(
+        ops=("CONV_2D", "FULLY_CONNECTED"), per_channel_weights="all", float_outside_mixer=False)
     estimator_calibration_size: int = 256
 
     def __post_init__(self):
@@ -301,37 +303,54 @@ def _export_tflite(graphs: dict, calibration: dict, options: ExportOptions, work
                    step: Callable[[str], None]) -> list[bundle_lib.Artifact]:
     artifacts = []
     for role, (graph, _, _) in graphs.items():
-        for batch in sorted(options.tflite_batches, reverse=True):
-            example = torch.from_numpy(calibration[role][:batch])
-            fp32 = export_tflite_fp32(graph, example)
-            step(f"tflite {role} batch {batch}: converted fp32")
-            for precision in options.precisions:
-                data = tflite_flatbuffer.compact_tflite(tflite_variant(fp32, precision, calibration[role], options))
-                path = work / f"{role}.{precision}.b{batch}.tflite"
-                write_bytes_atomic(path, data)
-                inputs, outputs = tflite_tensor_specs(data)
-                _check_tflite_io(path.name, inputs[0], outputs[0], role)
-                scheme = (options.tflite_int8.describe() if precision == "int8"
-                          else SCHEMES[("tflite", precision)])
-                artifacts.append(artifact_record(path, role, "tflite", precision, batch, inputs, outputs,
-                                                 scheme))
-                step(f"tflite {role} {precision} batch {batch}: {path.stat().st_size / 1024:.0f} KiB")
+        def specs(path: Path, data: bytes, batch: int, role=role) -> tuple[list, list]:
+            inputs, outputs = tflite_tensor_specs(data)
+            _check_tflite_io(path.name, inputs[0], outputs[0], role)
+            return inputs, outputs
+        artifacts += _write_tflite_batches(role, graph, calibration[role], options, work, step, specs)
+    return artifacts
+
+
+def _write_tflite_batches(role: str, graph: torch.nn.Module, calibration: np.ndarray, options: ExportOptions,
+                          work: Path, step: Callable[[str], None],
+                          specs: Callable[[Path, bytes, int], tuple[list, list]]) -> list[bundle_lib.Artifact]:
+    """``role.<precision>.b<batch>.tflite`` for every batch size and precision; ``specs(path, data, batch)``
+    checks a written file and returns its manifest (inputs, outputs)."""
+    artifacts = []
+    for batch in sorted(options.tflite_batches, reverse=True):
+        fp32 = export_tflite_fp32(graph, torch.from_numpy(calibration[:batch]))
+        step(f"tflite {role} batch {batch}: converted fp32")
+        for precision in options.precisions:
+            data = tflite_flatbuffer.compact_tflite(tflite_variant(fp32, precision, calibration, options))
+            path = work / f"{role}.{precision}.b{batch}.tflite"
+            write_bytes_atomic(path, data)
+            inputs, outputs = specs(path, data, batch)
+            scheme = options.tflite_int8.describe() if precision == "int8" else SCHEMES[("tflite", precision)]
+            artifacts.append(artifact_record(path, role, "tflite", precision, batch, inputs, outputs, scheme))
+            step(f"tflite {role} {precision} batch {batch}: {path.stat().st_size / 1024:.0f} KiB")
     return artifacts
 
 
 def _export_estimator(estimator, tokenizer, options: ExportOptions, work: Path,
                       step: Callable[[str], None]) -> tuple[list[bundle_lib.Artifact], dict]:
-    """The estimator's files (ONNX; every precision asked for) and the manifest's ``estimator`` section."""
+    """The estimator's files (ONNX and TFLite; every precision asked for) and the manifest's ``estimator``
+    section. int8 covers the convolutions and the head's layers; the frozen soft decoder stays float32."""
     graph = estimator_export.estimator_graph(estimator)
     calibration = estimator_export.calibration_inputs(options.estimator_calibration_size)
-    inputs, outputs = estimator_export.estimator_io_specs(tokenizer.config.num_tokens)
+    num_tokens = tokenizer.config.num_tokens
     artifacts = []
     if "onnx" in options.formats:
         fp32 = export_onnx_fp32(graph, torch.from_numpy(calibration[:4]), estimator_export.ESTIMATOR_INPUT,
                                 estimator_export.ESTIMATOR_OUTPUTS)
         step(f"onnx estimator: exported fp32 (opset {ONNX_OPSET}, dynamic batch)")
         settings = dataclasses.replace(options, onnx_int8=options.estimator_onnx_int8)
-        artifacts += _write_onnx_precisions("estimator", fp32, calibration, settings, (inputs, outputs), work, step)
+        artifacts += _write_onnx_precisions("estimator", fp32, calibration, settings,
+                                            estimator_export.estimator_io_specs(num_tokens), work, step)
+    if "tflite" in options.formats:
+        def specs(path: Path, data: bytes, batch: int) -> tuple[list, list]:
+            return estimator_export.check_tflite_estimator(path, num_tokens, batch)
+        settings = dataclasses.replace(options, tflite_int8=options.estimator_tflite_int8)
+        artifacts += _write_tflite_batches("estimator", graph, calibration, settings, work, step, specs)
     section = {"input": estimator_export.estimator_input_contract(), "config": estimator.config.to_dict(),
                "figure_share": estimator_export.frames.FIGURE_SHARE}
     return artifacts, section
@@ -358,5 +377,9 @@ def _plan(options: ExportOptions) -> int:
 
 
 def _plan_estimator(options: ExportOptions) -> int:
-    return ((1 + len(options.precisions)) if "onnx" in options.formats else 0) + \
-        (len(options.precisions) if options.parity and "onnx" in options.formats else 0)
+    n = (1 + len(options.precisions)) if "onnx" in options.formats else 0
+    if "tflite" in options.formats:
+        n += len(options.tflite_batches) * (1 + len(options.precisions))
+    if options.parity:
+        n += len(options.formats) * len(options.precisions)
+    return n

@@ -2,8 +2,10 @@
 
 Each sample is a small RGB camera frame with one figure from the tokenizer's
 pose generator, a person box around it, and what a camera brings: a backdrop
-(gradients, blotches, clutter lines that look like limbs), lighting and
-contrast, blur, sensor noise, limb thickness and colour, and (optionally)
+(gradients, blotches, clutter lines that look like limbs, and on some frames
+stripes, a checker of tiles or blocks of furniture), lighting and contrast,
+blur, sensor noise, limb thickness (from sub-pixel to ~3 px, anti-aliased or
+hard-edged as other renderers draw them) and colour, and (optionally)
 occluding boxes. The frame goes through NV21, as a camera driver hands it over,
 and the model input is made by the same kernel library the board runs
 (``posetok.kernels.crop_nv21``): training and deployment see identical inputs.
@@ -38,10 +40,14 @@ INPUT_SCALE = (1.0 / 64.0, 1.0 / 64.0, 1.0 / 64.0)
 OCCLUDER_SIDE_PX = (6.0, 18.0)       # occluding boxes, in 64-px model-frame pixels
 EVAL_SEEDS = {"clean": 20251201, "occluded": 20251202}
 CALIBRATION_SEED = 20251204          # int8 calibration frames of the exported estimator
-# A figure's extent (the larger side of its keypoints' bounding box) is about this share of the model frame in
-# training (the median over the pose generator; tests/host/test_estimator.py measures it), so a person box drawn
-# around found keypoints is their extent divided by it.
-FIGURE_SHARE = 0.42
+# The runtime crops a square around a person box, side = the box's long side / FIGURE_SHARE (the manifest's
+# figure_share). Training figures fill 0.42 of the model frame at the median, anywhere in it; crops centred on
+# the figure did best at 0.5 in a sweep (`posetok eval-estimator --shares 0.35,0.42,0.5,0.58`): tighter crops
+# leave the training distribution, wider ones lose resolution.
+FIGURE_SHARE = 0.5
+LIMB_RADIUS_PX = (0.25, 1.8)         # model-frame px, log-uniform: from lines thinner than a pixel to ~3.5 px wide
+HARD_EDGE_SHARE = 0.3                # frames drawn without anti-aliasing (coverage 0 or 1)
+PATTERN_SHARE = 0.4                  # backdrops with stripes, tiles or blocks on top
 EVAL_FRAMES = 2000
 
 _LEFT = {KEYPOINT_INDEX[n] for n in ("left_shoulder", "left_elbow", "left_hand", "left_knee", "left_foot")}
@@ -117,12 +123,42 @@ def _segment_distance(centers: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.n
     return np.sqrt(dx, out=dx)
 
 
-def _paint(canvas: np.ndarray, dist: np.ndarray, radius: np.ndarray, colors: np.ndarray) -> None:
-    """Composite capsules onto canvas [c,S,S,3] in order: coverage = clip(radius + 0.5 - dist) (1-px ramp)."""
+def _paint(canvas: np.ndarray, dist: np.ndarray, radius: np.ndarray, colors: np.ndarray,
+           hard: np.ndarray | None = None) -> None:
+    """Composite capsules onto canvas [c,S,S,3] in order: coverage = clip(radius + 0.5 - dist) (1-px ramp), or
+    for the frames where ``hard`` [c] is set, 1 where the pixel centre is within max(radius, 0.5) (aliased)."""
     for k in range(dist.shape[1]):
-        alpha = np.clip(radius[:, k, None, None] + 0.5 - dist[:, k], 0.0, 1.0)[..., None]
+        alpha = np.clip(radius[:, k, None, None] + 0.5 - dist[:, k], 0.0, 1.0)
+        if hard is not None and hard.any():
+            alpha[hard] = dist[hard, k] <= np.maximum(radius[hard, k], 0.5)[:, None, None]
+        alpha = alpha[..., None]
         canvas *= 1.0 - alpha
         canvas += alpha * colors[:, k, None, None, :]
+
+
+def _patterns(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray) -> None:
+    """On about PATTERN_SHARE of the frames: stripes or a checker of tiles at a random angle and period, or
+    axis-aligned blocks (furniture, shelves), blended over the backdrop."""
+    n, s = len(canvas), grid.shape[0]
+    chosen = np.flatnonzero(rng.uniform(size=n) < PATTERN_SHARE)
+    for i in chosen:
+        kind = rng.integers(3)
+        colour = rng.uniform(0, 255, 3).astype(np.float32)
+        if kind < 2:
+            angle = rng.uniform(0, np.pi)
+            period = rng.uniform(6.0, 30.0)
+            u = (grid[..., 0] * np.cos(angle) + grid[..., 1] * np.sin(angle)) / period
+            mask = (np.floor(u) % 2).astype(bool)
+            if kind == 1:
+                v = (-grid[..., 0] * np.sin(angle) + grid[..., 1] * np.cos(angle)) / period
+                mask ^= (np.floor(v) % 2).astype(bool)
+        else:
+            mask = np.zeros((s, s), bool)
+            for _ in range(int(rng.integers(2, 7))):
+                x0, y0 = rng.integers(0, s, 2)
+                mask[y0:y0 + rng.integers(3, s // 2), x0:x0 + rng.integers(3, s // 2)] = True
+                colour = colour if rng.uniform() < 0.5 else rng.uniform(0, 255, 3).astype(np.float32)
+        canvas[i][mask] = colour
 
 
 def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray) -> np.ndarray:
@@ -147,6 +183,7 @@ def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray) -> np.ndarray:
         radius = rng.uniform(0.5, 4.0, (n, strokes)).astype(np.float32)
         colors = rng.uniform(0, 255, (n, strokes, 3)).astype(np.float32)
         _paint(canvas, _segment_distance(grid[0, :, 0], a, b), radius, colors)
+    _patterns(rng, canvas, grid)
     return canvas
 
 
@@ -235,7 +272,8 @@ def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int |
     scale = (boxes[:, 2] / FRAME_SIZE).astype(np.float32)
     cam = boxes[:, None, :2] + poses_px * scale[:, None, None]
     canvas = _backdrop(rng, n, grid)
-    limb_radius = (rng.uniform(0.6, 1.6, n) * scale)[:, None]
+    limb_radius = (np.exp(rng.uniform(*np.log(LIMB_RADIUS_PX), n)) * scale)[:, None]
+    hard = rng.uniform(size=n) < HARD_EDGE_SHARE
     colors = _figure_colors(rng, n)
     dist = _segment_distance(centers, cam[:, _PARENTS], cam[:, _CHILDREN])            # [c,L,S,S]
     head_radius = (rng.uniform(2.0, 3.5, n) * scale)[:, None]
@@ -246,7 +284,7 @@ def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int |
     layers = [dist[:, LIMB_SIDE == side].min(axis=1) for side in sides]
     layers[0] = np.minimum(layers[0], head_dist)
     layer_colors = np.stack([colors[:, list(LIMB_SIDE).index(side)] for side in sides], axis=1)
-    _paint(canvas, np.stack(layers, axis=1), np.repeat(limb_radius, 3, axis=1), layer_colors)
+    _paint(canvas, np.stack(layers, axis=1), np.repeat(limb_radius, 3, axis=1), layer_colors, hard)
     count = int(rng.integers(0, 3)) if occluders is None else occluders
     _occlude(rng, canvas, grid, boxes, count)
     return _camera(rng, _blur(rng, canvas)), boxes

@@ -36,11 +36,12 @@ class TfliteStaticInt8:
     """Settings of ai-edge-quantizer's static A8W8 recipe for the ``int8`` row.
 
     ``ops``: the TFLite ops that get int8 weights and activations. Matrix
-    multiplies (FULLY_CONNECTED) only by default: with "*" the quantizer also
-    turns the graph input and the LayerNorm arithmetic (MEAN, RSQRT...) into
-    int8, which breaks the float32 input contract.
+    multiplies (FULLY_CONNECTED) only by default (the estimator adds CONV_2D):
+    with "*" the quantizer also turns the graph input and the LayerNorm
+    arithmetic (MEAN, RSQRT...) into int8, which breaks the float32 input
+    contract.
     """
-    ops: str = "FULLY_CONNECTED"
+    ops: tuple[str, ...] = ("FULLY_CONNECTED",)
     activation_symmetric: bool = False
     float_outside_mixer: bool = True  # as OnnxStaticInt8.float_outside_mixer
     # Weight scales: "all" per output channel, "none" one per tensor, or
@@ -52,6 +53,8 @@ class TfliteStaticInt8:
     per_channel_weights: str = "keypoint_mixing"
 
     def __post_init__(self):
+        if isinstance(self.ops, str) or not self.ops:
+            raise ValueError(f"ops must be a non-empty tuple of TFLite op names, got {self.ops!r}")
         if self.per_channel_weights not in ("all", "keypoint_mixing", "none"):
             raise ValueError(f"per_channel_weights must be all, keypoint_mixing or none, "
                              f"got {self.per_channel_weights!r}")
@@ -62,7 +65,7 @@ class TfliteStaticInt8:
                    "keypoint_mixing": "per-tensor (per-channel in the keypoint/token-mixing layers)"}[
             self.per_channel_weights]
         text = (f"static A8W8 (ai-edge-quantizer, exact min/max calibration): {weights} int8 weights and {acts} "
-                f"per-tensor int8 activations on {self.ops}; other ops float32")
+                f"per-tensor int8 activations on {', '.join(self.ops)}; other ops float32")
         if self.float_outside_mixer:
             text += "; " + OUTSIDE_MIXER_TEXT
         return text
@@ -80,9 +83,10 @@ def tflite_recipe(precision: str, int8: TfliteStaticInt8 = TfliteStaticInt8(),
                  "op_config": op_config} for name in names]
 
     if precision == "fp16":
-        rules = [{"regex": ".*", "operation": "FULLY_CONNECTED", "algorithm_key": "float_casting",
+        rules = [{"regex": ".*", "operation": op, "algorithm_key": "float_casting",
                   "op_config": {"weight_tensor_config": _weight_config(16, dtype="FLOAT"),
-                                "compute_precision": "FLOAT", "explicit_dequantize": True}}]
+                                "compute_precision": "FLOAT", "explicit_dequantize": True}}
+                 for op in ("FULLY_CONNECTED", "CONV_2D")]
     elif precision == "int8w":
         rules = [{"regex": ".*", "operation": "*", "algorithm_key": "min_max_uniform_quantize",
                   "op_config": {"weight_tensor_config": _weight_config(8),
@@ -94,9 +98,10 @@ def tflite_recipe(precision: str, int8: TfliteStaticInt8 = TfliteStaticInt8(),
                     "weight_tensor_config": _weight_config(8, granularity=granularity),
                     "compute_precision": "INTEGER", "explicit_dequantize": False}
         default = "CHANNELWISE" if int8.per_channel_weights == "all" else "TENSORWISE"
-        rules = [{"regex": ".*", "operation": int8.ops, "algorithm_key": "min_max_uniform_quantize",
-                  "op_config": int8_config(default)}]
-        rules += by_name(channelwise_ops, "min_max_uniform_quantize", int8_config("CHANNELWISE"), int8.ops)
+        rules = [{"regex": ".*", "operation": op, "algorithm_key": "min_max_uniform_quantize",
+                  "op_config": int8_config(default)} for op in int8.ops]
+        for op in int8.ops:
+            rules += by_name(channelwise_ops, "min_max_uniform_quantize", int8_config("CHANNELWISE"), op)
     else:
         raise ValueError(f"no TFLite quantization recipe for precision {precision!r}")
     return rules + [_no_quantize_float_scopes()] + by_name(float_ops, "no_quantize", {})

@@ -11,16 +11,17 @@ the 64x64 model input (``posetok.kernels.crop_image`` / ``crop_nv21`` /
 graph -> normalized keypoints ``u`` -> model-frame pixels ``(u + 1) * 32`` ->
 frame pixels ``box_xy + px64 * side / 64``.
 
-Boxes: the model frame is square, so a box ``(x, y, w, h)`` given by the
-caller becomes the square of side ``max(w, h)`` around its centre. Without a
-box, a coarse pass runs on the square covering the whole frame (side
-``max(H, W)``, centred) and a second pass refines on the square around the
-found keypoints: centred on their bounding box, side = its larger extent /
-``figure_share`` (the manifest's share of the model frame a figure fills in
-training) * ``box_scale``, at least ``MIN_BOX_PX``, at most twice the frame's
-larger side, the centre kept inside the frame. In video mode the same rule
-turns each frame's smoothed keypoints into the next frame's box; the first
-frame, and the first after ``reset()``, runs as in image mode.
+Boxes: a box ``(x, y, w, h)`` is a person box, tight around the person as
+a detector or a set of keypoints gives it. The model sees a square crop
+around it (``person_crop``): centred on the box, side = ``max(w, h) /
+figure_share * box_scale`` (``figure_share``: the manifest's share of the
+crop a person's long side fills), at least ``MIN_BOX_PX``, at most twice the
+frame's larger side, the centre kept inside the frame. Without a box, a
+coarse pass runs on the square covering the whole frame (side ``max(H, W)``,
+centred) and a second pass refines on the crop around the found keypoints'
+bounding box. In video mode the same rule turns each frame's smoothed
+keypoints into the next frame's crop; the first frame, and the first after
+``reset()``, runs as in image mode.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from .tokenizer import _check_runtime_options, _one_of, _pick_backend
 
 RUNNING_MODES = ("image", "video")
 MIN_FRAME_PX = 16   # frames smaller than 16 x 16 are refused: the figure would be a few pixels
-MIN_BOX_PX = 16     # boxes derived from keypoints are at least this wide
+MIN_BOX_PX = 16     # crops are at least this wide
 OUTPUTS = ("keypoints", "scores", "token_ids")
 
 
@@ -52,7 +53,7 @@ class PoseResult:
         scores: float32 (13,) in [0, 1], each keypoint's confidence from the
             token probabilities (see the estimator's export notes).
         token_ids: int32 (M,), the argmax code of each token position.
-        box: ``(x, y, side, side)`` ints, the square box of the pass that
+        box: ``(x, y, side, side)`` ints, the square crop of the pass that
             produced the pose, in frame pixels.
     """
 
@@ -95,8 +96,9 @@ class EstimatorOptions:
             Default 10.0: a figure crossing one box side per second is
             filtered at 11 Hz.
         d_cutoff: cutoff in Hz of the low-pass on the speed. Default 1.0.
-        box_scale: multiplies the side of every box derived from keypoints
-            (refine pass, video tracking); above 1 leaves more margin. Default 1.0.
+        box_scale: multiplies the side of every crop around a person box
+            (given, refine pass, video tracking); above 1 leaves more margin.
+            Default 1.0.
 
     Raises:
         ValueError: an unknown backend, precision or running_mode (the message
@@ -185,7 +187,7 @@ def _check_frame(name: str, a, channels: tuple) -> np.ndarray:
 
 
 def _check_box(box, width: int, height: int) -> tuple:
-    """The caller's box as the square the model sees: (x, y, side, side) ints."""
+    """The caller's person box, checked: (x, y, w, h) floats."""
     try:
         vals = [float(v) for v in box]
     except (TypeError, ValueError):
@@ -195,9 +197,32 @@ def _check_box(box, width: int, height: int) -> tuple:
     x, y, w, h = vals
     if w < 1 or h < 1:
         raise ValueError(f"box width and height must be at least 1 pixel, got {box!r}")
+    if max(w, h, abs(x), abs(y)) >= 2 ** 30:
+        raise ValueError(f"box is too large (|x|, |y|, w, h < 2**30), got {box!r}")
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         raise ValueError(f"box {tuple(box)!r} lies outside the {width}x{height} frame; it must overlap it")
-    return _square(x + w / 2, y + h / 2, max(w, h))
+    return x, y, w, h
+
+
+def person_crop(box: tuple, width: int, height: int, figure_share: float, box_scale: float = 1.0) -> tuple:
+    """The square crop the model sees around a person box.
+
+    Args:
+        box: ``(x, y, w, h)`` floats, tight around the person, frame pixels.
+        width, height: the frame's size.
+        figure_share: the share of the crop the box's long side fills (the
+            manifest's ``estimator.figure_share``).
+        box_scale: multiplies the crop's side.
+
+    Returns:
+        ``(x, y, side, side)`` ints: centred on the box (the centre kept inside
+        the frame), side = ``max(w, h) / figure_share * box_scale``, at least
+        ``MIN_BOX_PX`` and at most twice the frame's larger side.
+    """
+    x, y, w, h = box
+    side = min(max(max(w, h) / figure_share * box_scale, MIN_BOX_PX), 2 * max(width, height))
+    cx, cy = min(max(x + w / 2, 0.0), width), min(max(y + h / 2, 0.0), height)
+    return _square(float(cx), float(cy), side)
 
 
 def _square(cx: float, cy: float, side: float) -> tuple:
@@ -223,7 +248,7 @@ class PoseEstimator:
         format: ``"onnx"`` or ``"tflite"``.
         precision: the estimator file's precision.
         num_tokens: M, token ids per pose.
-        figure_share: the share of the model frame a figure's extent fills in training.
+        figure_share: the share of the crop a person box's long side fills.
         files: the model files opened.
 
     Raises:
@@ -354,8 +379,9 @@ class PoseEstimator:
         Args:
             image: uint8 (H, W, 3) RGB or (H, W) grey (rows may be strided,
                 e.g. a slice of a larger frame), at least 16 x 16.
-            box: ``(x, y, width, height)`` numbers in frame pixels around the
-                person (made square around its centre); None: search the frame.
+            box: ``(x, y, width, height)`` numbers in frame pixels, tight
+                around the person (the crop around it: see ``person_crop``);
+                None: search the frame.
             timestamp_ms: the frame's time in milliseconds; required in video
                 mode, strictly increasing; must be None in image mode.
 
@@ -449,19 +475,19 @@ class PoseEstimator:
         scores = np.clip(np.asarray(out["scores"], np.float32).reshape(NUM_KEYPOINTS), 0.0, 1.0)
         return keypoints, scores, np.asarray(out["token_ids"]).reshape(-1).astype(np.int32)
 
+    def _crop(self, box: tuple, width: int, height: int) -> tuple:
+        return person_crop(box, width, height, self.figure_share, self.options.box_scale)
+
     def _box_around(self, keypoints: np.ndarray, width: int, height: int) -> tuple:
         low, high = keypoints.min(axis=0), keypoints.max(axis=0)
-        extent = float((high - low).max())
-        side = min(max(extent / self.figure_share * self.options.box_scale, MIN_BOX_PX), 2 * max(width, height))
-        cx, cy = np.clip((low + high) / 2, 0, (width, height))
-        return _square(float(cx), float(cy), side)
+        return self._crop((float(low[0]), float(low[1]), *(float(v) for v in high - low)), width, height)
 
     def _estimate(self, crop: Callable, width: int, height: int, box, timestamp_ms) -> PoseResult:
         if self._runner is None:
             raise RuntimeError("this PoseEstimator is closed")
         t_ms = self._check_time(timestamp_ms)
         if box is not None:
-            square = _check_box(box, width, height)
+            square = self._crop(_check_box(box, width, height), width, height)
         elif self._track is not None:
             square = self._track
         else:

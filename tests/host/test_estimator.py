@@ -135,3 +135,39 @@ def test_shipped_estimator_loads_with_its_tokenizer_and_figures():
     assert meta["metrics"]["mpjpe_px"] == shipped["mpjpe_px"]
     assert shipped["mpjpe_px"] < shipped["baselines"]["regression"]["mpjpe_px"]
     assert 2 * estimator_macs(model)["estimator"] <= 50e6
+
+
+def test_hard_edged_limbs_are_binary_and_thin_ones_stay_visible():
+    centers = np.arange(12, dtype=np.float32) + 0.5
+    a, b = np.array([[[1.0, 2.3]]], np.float32), np.array([[[11.0, 8.7]]], np.float32)
+    dist = frames._segment_distance(centers, a, b)                     # [1,1,12,12]
+    colour = np.array([[[200.0, 40.0, 10.0]]], np.float32)
+    for hard in (False, True):
+        canvas = np.zeros((1, 12, 12, 3), np.float32)
+        frames._paint(canvas, dist, np.array([[0.25]], np.float32), colour, np.array([hard]))
+        red = canvas[0, ..., 0]
+        # a quarter-pixel radius: anti-aliased, partial coverage only; hard-edged, whole pixels of the colour
+        assert (red > 0).sum() >= 10
+        assert hard == bool(np.isin(red, (0.0, 200.0)).all()), np.unique(red)
+
+
+def test_training_continues_from_an_earlier_run(tmp_path, capsys):
+    from posetok.cli import main as cli_main
+    common = ["train-estimator", "--heads", "tokens,regression", "--steps", "2", "--batch-size", "4", "--workers",
+              "0", "--eval-frames", "8"]
+    assert cli_main(common + ["--out", str(tmp_path / "a")]) == 0
+    first = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    capsys.readouterr()
+    assert cli_main(common + ["--init", str(tmp_path / "a"), "--seed", "1", "--out", str(tmp_path / "b")]) == 0
+    assert "continuing from" in capsys.readouterr().out
+    second = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    for now, before in ((second, first), (second["baselines"]["regression"], first["baselines"]["regression"])):
+        assert now["continued_from"]["mpjpe_px"] == before["mpjpe_px"]
+        assert now["total_frames_seen"] == 16 and now["frames_seen"] == 8
+    # each head started from its own weights: after two more steps they are close to, not equal to, the first run's
+    a, _ = load_estimator(tmp_path / "a")
+    b, _ = load_estimator(tmp_path / "b")
+    wa, wb = a.backbone.layers[0][0].weight, b.backbone.layers[0][0].weight
+    assert not torch.equal(wa, wb) and (wa - wb).abs().max() < 0.05
+    assert cli_main(common + ["--init", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
+    assert "no tokens, regression estimator checkpoint" in capsys.readouterr().err

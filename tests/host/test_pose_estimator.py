@@ -39,6 +39,14 @@ def camera():
     return rgb, boxes
 
 
+def person_box_of(model_frame_box) -> tuple:
+    """The person box whose crop is a camera frame's model-frame box (the square the figure was drawn in)."""
+    from posetok_converters import frames
+    x, y, side, _ = (float(v) for v in model_frame_box)
+    inner = side * frames.FIGURE_SHARE
+    return (x + (side - inner) / 2, y + (side - inner) / 2, inner, inner)
+
+
 def in_big_frame(rgb: np.ndarray, at=(150, 100)) -> np.ndarray:
     big = np.zeros((240, 320, 3), np.uint8)
     big[at[1]:at[1] + rgb.shape[0], at[0]:at[0] + rgb.shape[1]] = rgb
@@ -56,14 +64,19 @@ def test_with_a_box_the_keypoints_are_the_torch_graphs_on_the_same_crop(estimato
     root, model = estimator_bundle
     graph = estimator_export.estimator_graph(model)
     rgb, boxes = camera
-    boxes = [tuple(int(v) for v in b) for b in boxes] + [(10, 4, 60, 80)]  # the last one not square
+    boxes = [person_box_of(b) for b in boxes] + [(10, 4, 30, 40)]  # the last one not square
     images = list(rgb) + [rgb[0]]
     with PoseEstimator.from_bundle(root) as est:
         results = [est.estimate(img, box=box) for img, box in zip(images, boxes)]
+        share = est.figure_share
+    # the crop around a person box: centred on it, side = its long side / figure_share (0.5 when exported)
+    assert share == 0.5 and results[-1].box == (-15, -16, 80, 80)
     for img, box, got in zip(images, boxes, results):
-        side = max(box[2], box[3])
-        square = (box[0] + (box[2] - side) // 2, box[1] + (box[3] - side) // 2, side, side)
-        assert got.box == square
+        square = got.box
+        side = square[2]
+        assert square[3] == side and abs(side - max(box[2:]) / share) <= 0.5
+        np.testing.assert_allclose(np.array(square[:2]) + side / 2, [box[0] + box[2] / 2, box[1] + box[3] / 2],
+                                   atol=0.5)
         crop = kernels.crop_image(img, square, (64, 64), mean=frames.INPUT_MEAN, scale=frames.INPUT_SCALE)
         with torch.no_grad():
             kp, scores, ids = (t.numpy()[0] for t in graph(torch.from_numpy(crop[None])))
@@ -81,11 +94,11 @@ def test_without_a_box_a_coarse_pass_finds_the_figure_and_a_second_refines(estim
     big = in_big_frame(camera[0][0])
     with PoseEstimator.from_bundle(root) as est:
         got = est.estimate(big)
-        coarse = est.estimate(big, box=(0, -40, 320, 320))   # the whole-frame square the search starts from
-        again = est.estimate(big, box=got.box)
+        coarse = est.estimate(big, box=person_box_of((0, -40, 320, 320)))   # the whole-frame square of the search
+        low, high = coarse.keypoints.min(0), coarse.keypoints.max(0)
+        again = est.estimate(big, box=(*low, *(high - low)))               # the coarse keypoints' person box
     assert coarse.box == (0, -40, 320, 320) and got.box != coarse.box
-    # the refine box is the square around the coarse keypoints' bounding box, side = extent / figure_share
-    low, high = coarse.keypoints.min(0), coarse.keypoints.max(0)
+    # the refine crop is the square around the coarse keypoints' bounding box, side = extent / figure_share
     side = max(round(float((high - low).max()) / est.figure_share), MIN_BOX_PX)
     centre = (low + high) / 2
     assert got.box[2] == got.box[3] == side
@@ -93,6 +106,7 @@ def test_without_a_box_a_coarse_pass_finds_the_figure_and_a_second_refines(estim
     x, y, s, _ = got.box
     assert 0 <= x + s / 2 <= 320 and 0 <= y + s / 2 <= 240 and s < 320
     assert (got.keypoints >= 0).all() and (got.keypoints[:, 0] <= 320).all() and (got.keypoints[:, 1] <= 240).all()
+    assert again.box == got.box
     np.testing.assert_array_equal(again.keypoints, got.keypoints)   # the refine pass is a pass on that box
 
 
@@ -104,12 +118,12 @@ def test_nv21_nv12_rgb_and_grey_paths_agree(estimator_bundle, camera):
     worst = 0.0
     with PoseEstimator.from_bundle(root) as est:
         for img, box in zip(rgb, boxes):
-            box = tuple(int(v) for v in box)
+            box = person_box_of(box)
             y, vu = frames.rgb_to_nv21(img)
             a, b = est.estimate(img, box=box), est.estimate_nv21(y, vu, box=box)
             c = est.estimate_nv12(y, np.ascontiguousarray(vu[..., ::-1]), box=box)
             np.testing.assert_array_equal(b.keypoints, c.keypoints)     # same planes, other chroma order
-            worst = max(worst, float(np.abs(a.keypoints - b.keypoints).max()) * 64 / box[2])
+            worst = max(worst, float(np.abs(a.keypoints - b.keypoints).max()) * 64 / a.box[2])
             grey = img.mean(axis=2).astype(np.uint8)
             g1, g3 = est.estimate(grey, box=box), est.estimate(np.repeat(grey[..., None], 3, axis=2), box=box)
             np.testing.assert_array_equal(g1.keypoints, g3.keypoints)
@@ -139,6 +153,7 @@ def test_input_errors_name_the_problem(estimator_bundle, camera):
             (lambda: est.estimate(img, box=(0, 0, 0.5, 50)), "width and height must be at least 1"),
             (lambda: est.estimate(img, box=(0, float("nan"), 5, 5)), "four finite numbers"),
             (lambda: est.estimate(img, box=(0, 0, 5)), "four finite numbers"),
+            (lambda: est.estimate(img, box=(0, 0, 2 ** 31, 8)), r"box is too large"),
             (lambda: est.estimate(img, timestamp_ms=5), "timestamp_ms is for running_mode='video'"),
             (lambda: est.estimate_nv21(np.zeros((241, 320), np.uint8), np.zeros((120, 160, 2), np.uint8)),
              "y must have an even height and width"),
@@ -201,7 +216,7 @@ def test_video_mode_smooths_jitter_on_a_static_noisy_figure(estimator_bundle, ca
     rng = np.random.default_rng(7)
     base = camera[0][1].astype(np.int16)
     noisy = [np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8) for _ in range(30)]
-    box = tuple(int(v) for v in camera[1][1])
+    box = person_box_of(camera[1][1])
     with PoseEstimator.from_bundle(root) as image_mode, \
             PoseEstimator.from_bundle(root, running_mode="video") as video_mode:
         raw, smooth = jitter(image_mode, noisy, box, False), jitter(video_mode, noisy, box, True)

@@ -190,7 +190,8 @@ def test_frame_to_pose_ensemble_is_declared_and_chained(est_repo, estimator_bund
     assert pre.backend == "python" and pre.parameters["bundle"].string_value == ""
     settings = json.loads(pre.parameters["settings"].string_value)
     contract = Bundle.load(estimator_bundle[0]).spec.estimator["input"]
-    assert settings == {"mean": contract["mean"], "scale": contract["scale"]} and len(settings["mean"]) == 3
+    assert settings == {"mean": contract["mean"], "scale": contract["scale"], "figure_share": 0.5}
+    assert len(settings["mean"]) == 3
 
 
 def infer(client, model, tensors: dict, outputs):

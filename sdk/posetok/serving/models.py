@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from .. import kernels
-from ..estimator import EstimatorOptions, PoseEstimator, _check_box, _check_frame
+from ..estimator import EstimatorOptions, PoseEstimator, _check_box, _check_frame, person_crop
 from ..skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels, pixels_to_normalized
 from ..tokenizer import PoseTokenizer, TokenizerOptions
 
@@ -209,20 +209,28 @@ def pipeline_settings(bundle: Any) -> dict:
         bundle: a loaded ``posetok.Bundle``.
 
     Returns:
-        ``{"mean": [3 floats], "scale": [3 floats]}`` of the manifest's
-        ``estimator.input`` (the crop's normalization), or {} without an estimator.
+        ``{"mean": [3 floats], "scale": [3 floats], "figure_share": float}``
+        of the manifest's ``estimator`` section (the crop's normalization and
+        size around a person box), or {} without an estimator.
     """
-    spec = (bundle.spec.estimator or {}).get("input") or {}
-    return {k: [float(v) for v in spec[k]] for k in ("mean", "scale") if k in spec}
+    section = bundle.spec.estimator or {}
+    spec = section.get("input") or {}
+    settings = {k: [float(v) for v in spec[k]] for k in ("mean", "scale") if k in spec}
+    if "figure_share" in section:
+        settings["figure_share"] = float(section["figure_share"])
+    return settings
 
 
 def _open_preprocess(bundle_dir: str, settings: dict) -> tuple:
     try:
         mean, scale = (np.asarray(settings[k], np.float32).reshape(3) for k in ("mean", "scale"))
+        share = float(settings["figure_share"])
     except (KeyError, TypeError, ValueError):
-        raise ValueError(f"posetok_preprocess needs settings mean and scale (3 numbers each), got {settings}") \
-            from None
-    return mean, scale
+        raise ValueError(f"posetok_preprocess needs settings mean and scale (3 numbers each) and figure_share, "
+                         f"got {settings}") from None
+    if not 0 < share <= 1:
+        raise ValueError(f"posetok_preprocess: figure_share must be in (0, 1], got {share}")
+    return mean, scale, share
 
 
 def _preprocess(norm: tuple, inputs: dict) -> dict:
@@ -230,7 +238,7 @@ def _preprocess(norm: tuple, inputs: dict) -> dict:
     images, crops, squares = inputs["IMAGE"], [], []
     for image, box in zip(images, _boxes(inputs, images)):
         frame = _check_frame("IMAGE", image, (3,))
-        square = _check_box(box, frame.shape[1], frame.shape[0])
+        square = person_crop(_check_box(box, frame.shape[1], frame.shape[0]), frame.shape[1], frame.shape[0], norm[2])
         crops.append(kernels.crop_image(frame, square, (FRAME_SIZE, FRAME_SIZE), mean=norm[0], scale=norm[1]))
         squares.append(square)
     return {"image": np.stack(crops), "crop_box": np.asarray(squares, np.int32).reshape(-1, 4)}

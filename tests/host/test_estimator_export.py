@@ -1,0 +1,66 @@
+"""The estimator's TFLite files (issue #17 part 4): fp32 and int8 graphs per batch size, their parity rows in the
+manifest, and PoseEstimator reading them with LiteRT."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posetok import PoseEstimator, kernels
+from posetok.bundle import Bundle
+from posetok.skeleton import NUM_KEYPOINTS
+
+
+@pytest.fixture(scope="module")
+def tflite_estimator_bundle(estimator_bundle, tmp_path_factory):
+    """conftest's quick estimator exported again as TFLite fp32 + int8 at batch 1 (about 60 s of conversion,
+    quantization and parity on the 2-core host)."""
+    from posetok_converters.export import ExportOptions, export_bundle
+    _, model = estimator_bundle
+    root = tmp_path_factory.mktemp("tflite_estimator") / "bundle"
+    export_bundle(root, None, ExportOptions(formats=("tflite",), precisions=("fp32", "int8"), tflite_batches=(1,)),
+                  estimator=model, progress=lambda _: None)
+    return root, model
+
+
+@pytest.mark.slow
+@pytest.mark.export
+def test_tflite_estimator_files_hold_parity_and_run_in_litert(tflite_estimator_bundle):
+    import torch
+
+    from posetok_converters import data, estimator_export, frames, quantize_tflite
+
+    root, model = tflite_estimator_bundle
+    bundle = Bundle.load(root)
+    files = {(a.precision, a.batch): a for a in bundle.artifacts if a.role == "estimator"}
+    assert set(files) == {("fp32", 1), ("int8", 1)}
+    assert all(a.format == "tflite" and a.file == f"estimator.{a.precision}.b1.tflite" for a in files.values())
+    assert [o.name for o in files[("int8", 1)].outputs] == ["keypoints", "scores", "token_ids"]
+    assert "CONV_2D, FULLY_CONNECTED" in files[("int8", 1)].quantization
+    # int8 weights and activations in the convolutions: quantize ops around them, the file a third of fp32 or less
+    ops = quantize_tflite.tflite_op_summary((root / "estimator.int8.b1.tflite").read_bytes())
+    assert ops.get("QUANTIZE", 0) >= 1 and ops.get("DEQUANTIZE", 0) >= 1
+    assert files[("int8", 1)].size_bytes < 0.5 * files[("fp32", 1)].size_bytes
+
+    rows = {r["precision"]: r for r in bundle.spec.estimator["parity"] if r["format"] == "tflite"}
+    assert rows["fp32"]["token_agreement"] == 1.0 and rows["fp32"]["max_keypoint_diff_px"] < 1e-3
+    assert abs(rows["fp32"]["mpjpe_px"] - rows["fp32"]["torch_mpjpe_px"]) < 1e-3
+    assert rows["int8"]["meets_targets"], rows["int8"]     # within 0.15 px of torch
+
+    graph = estimator_export.estimator_graph(model)
+    rng = np.random.default_rng(5)
+    rgb, boxes = frames.draw_frames(data.sample_poses_rng(3, rng, distribution="upright"), rng, occluders=0)
+    with PoseEstimator.from_bundle(root, backend="litert") as est:
+        assert est.backend == "litert" and est.files == ["estimator.fp32.b1.tflite"]
+        for img, box in zip(rgb, boxes):
+            got = est.estimate(img, box=tuple(float(v) for v in box))
+            crop = kernels.crop_image(img, got.box, (64, 64), mean=frames.INPUT_MEAN, scale=frames.INPUT_SCALE)
+            with torch.no_grad():
+                kp, scores, ids = (t.numpy()[0] for t in graph(torch.from_numpy(crop[None])))
+            want = np.array(got.box[:2]) + (kp + 1) * 32 * got.box[2] / 64
+            assert got.keypoints.shape == (NUM_KEYPOINTS, 2)
+            np.testing.assert_allclose(got.keypoints, want, atol=1e-3 * got.box[2] / 64)
+            np.testing.assert_allclose(got.scores, scores, atol=1e-5)
+            np.testing.assert_array_equal(got.token_ids, ids)
+    with PoseEstimator.from_bundle(root, backend="litert", precision="int8") as est:
+        got = est.estimate(rgb[0], box=tuple(float(v) for v in boxes[0]))
+        assert np.isfinite(got.keypoints).all() and got.token_ids.shape == (model.config.num_tokens,)
