@@ -41,7 +41,6 @@ from .estimator_cli import CHECKPOINT_NAME, DEFAULT_ESTIMATOR_DIR
 REPO = Path(__file__).resolve().parents[2]
 FRAME_W, FRAME_H = 640, 480
 CROP = (96, 16, 448)          # x0, y0, side: the true person box, 7x the 64-px frame
-LIMB_RADIUS, HEAD_RADIUS = 1.1, 2.8   # in 64-px model-frame pixels, mid-range of frames.draw_frames
 HOST_POSES = 256              # poses for the host-vs-device token comparison
 COMBOS = (("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8"))
 KERNEL_OUT_PX = FRAME_SIZE * FRAME_SIZE   # kernels-bench counts crop_nv21_c3 per output pixel of the 64x64 input
@@ -52,26 +51,11 @@ def say(text: str) -> None:
 
 
 def camera_frame(pose_px: np.ndarray, seed: int) -> np.ndarray:
-    """A 640x480 RGB frame drawn with frames.py's scene at camera size: backdrop gradient, blotches and
-    clutter strokes, the figure (placed by CROP) in side colours (left warm, right cool, torso neutral),
-    then gain, gamma and sensor noise. The canvas is square (640 x 640), cut to the top 480 rows."""
-    rng = np.random.default_rng(seed)
+    """A 640x480 RGB frame of frames.py's scene at camera size (``frames.draw_scene``, no occluder), the
+    figure's model frame at CROP: the square canvas (640 x 640) cut to the top 480 rows."""
     x0, y0, side = CROP
-    scale = side / FRAME_SIZE
-    centers = np.arange(FRAME_W, dtype=np.float32) + 0.5
-    grid = np.stack(np.meshgrid(centers, centers, indexing="xy"), axis=-1)
-    canvas = frames._backdrop(rng, 1, grid)
-    cam = (np.array([x0, y0], np.float32) + pose_px.astype(np.float32) * np.float32(scale))[None]
-    dist = frames._segment_distance(centers, cam[:, frames._PARENTS], cam[:, frames._CHILDREN])   # [1,L,S,S]
-    head = frames._segment_distance(centers, cam[:, [frames._HEAD]], cam[:, [frames._HEAD]])[:, 0]
-    head -= (HEAD_RADIUS - LIMB_RADIUS) * scale
-    colors = frames._figure_colors(rng, 1)
-    sides = (0, 1, -1)                                     # torso and head, then left, then right in front
-    layers = [dist[:, frames.LIMB_SIDE == s].min(axis=1) for s in sides]
-    layers[0] = np.minimum(layers[0], head)
-    layer_colors = np.stack([colors[:, list(frames.LIMB_SIDE).index(s)] for s in sides], axis=1)
-    frames._paint(canvas, np.stack(layers, axis=1), np.full((1, 3), LIMB_RADIUS * scale, np.float32), layer_colors)
-    return frames._camera(rng, canvas)[0, :FRAME_H]
+    box = np.array([[x0, y0, side, side]], np.int32)
+    return frames.draw_scene(pose_px[None], box, FRAME_W, np.random.default_rng(seed), occluders=0)[0, :FRAME_H]
 
 
 def run_logged(cmd: list[str], env: dict | None = None, capture: bool = False) -> str:

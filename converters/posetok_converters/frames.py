@@ -252,7 +252,7 @@ def _boxes(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Camera frames with one figure each.
+    """Camera frames with one figure each, at random person boxes of the CAMERA_PX camera.
 
     Args:
         poses_px: float [n,13,2], poses in the 64-px model frame.
@@ -266,9 +266,29 @@ def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int |
     n = len(poses_px)
     if poses_px.shape != (n, NUM_KEYPOINTS, 2):
         raise ValueError(f"poses_px must have shape [n,{NUM_KEYPOINTS},2], got {list(poses_px.shape)}")
-    centers = np.arange(CAMERA_PX, dtype=np.float32) + 0.5
-    grid = np.stack(np.meshgrid(centers, centers, indexing="xy"), axis=-1)
     boxes = _boxes(rng, n)
+    return draw_scene(poses_px, boxes, CAMERA_PX, rng, occluders), boxes
+
+
+def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.random.Generator,
+               occluders: int | None = None) -> np.ndarray:
+    """Square camera frames of any size with one figure each, the model frame of each pose at its box.
+
+    Args:
+        poses_px: float [n,13,2], poses in the 64-px model frame.
+        boxes: [n,4] (x, y, side, side) camera pixels where each pose's model frame lies
+            (px_cam = box_xy + px64 * side / 64).
+        size: the frames' side in pixels.
+        rng: the random source for the scene and camera.
+        occluders: as ``draw_frames``.
+
+    Returns:
+        rgb uint8 [n,size,size,3].
+    """
+    poses_px = np.asarray(poses_px, np.float32)
+    n = len(poses_px)
+    centers = np.arange(size, dtype=np.float32) + 0.5
+    grid = np.stack(np.meshgrid(centers, centers, indexing="xy"), axis=-1)
     scale = (boxes[:, 2] / FRAME_SIZE).astype(np.float32)
     cam = boxes[:, None, :2] + poses_px * scale[:, None, None]
     canvas = _backdrop(rng, n, grid)
@@ -287,7 +307,7 @@ def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int |
     _paint(canvas, np.stack(layers, axis=1), np.repeat(limb_radius, 3, axis=1), layer_colors, hard)
     count = int(rng.integers(0, 3)) if occluders is None else occluders
     _occlude(rng, canvas, grid, boxes, count)
-    return _camera(rng, _blur(rng, canvas)), boxes
+    return _camera(rng, _blur(rng, canvas))
 
 
 def model_inputs(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -95,8 +95,9 @@ def pipeline_frame(width: int, height: int, seed: int = 0) -> tuple:
     """A synthetic NV21 camera frame and its person box, for timing.
 
     The kernel's and the graphs' cost does not depend on the pixel values, so
-    the planes are random; the box is the centred square of side 14/15 of the
-    frame's height, the box ``posetok kernels-bench`` measures ``crop_nv21_c3`` on.
+    the planes are random; the box is the crop: the centred square of side 14/15
+    of the frame's height, the box ``posetok kernels-bench`` measures
+    ``crop_nv21_c3`` on (``PoseEstimator`` gets the person box whose crop it is).
 
     Args:
         width, height: the frame size in pixels, even, at least 16.

@@ -107,7 +107,8 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
     ap.add_argument("--size", type=lambda s: [int(v) for v in _pair(s.lower(), "x", 2, "--size")],
                     help="WxH of a raw frame, e.g. 640x480")
     ap.add_argument("--box", type=lambda s: _pair(s, ",", 4, "--box"),
-                    help="x,y,w,h of the person in frame pixels (default: search the whole frame)")
+                    help="x,y,w,h of the person in frame pixels, tight around them as a detector gives it (the "
+                         "model sees a square crop around it); default: search the whole frame")
     ap.add_argument("--backend", default="auto", choices=("auto",) + backends.BACKENDS)
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ap.add_argument("--num-threads", type=int, default=None)

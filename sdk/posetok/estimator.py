@@ -34,12 +34,14 @@ import numpy as np
 
 from . import backends, kernels
 from .bundle import Bundle, BundleError
+from .person_boxes import MIN_BOX_PX, MIN_FRAME_PX, OneEuroFilter, _check_box, _check_frame, person_crop
 from .skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels
 from .tokenizer import _check_runtime_options, _one_of, _pick_backend
 
+__all__ = ["EstimatorOptions", "MIN_BOX_PX", "MIN_FRAME_PX", "OneEuroFilter", "PoseEstimator", "PoseResult",
+           "RUNNING_MODES", "person_crop"]
+
 RUNNING_MODES = ("image", "video")
-MIN_FRAME_PX = 16   # frames smaller than 16 x 16 are refused: the figure would be a few pixels
-MIN_BOX_PX = 16     # crops are at least this wide
 OUTPUTS = ("keypoints", "scores", "token_ids")
 
 
@@ -128,106 +130,6 @@ class EstimatorOptions:
             if not ok or value < 0 or (value == 0 and name != "beta"):
                 need = "a finite number >= 0" if name == "beta" else "a finite number > 0"
                 raise ValueError(f"{name} must be {need}, got {value!r}")
-
-
-class OneEuroFilter:
-    """The One Euro filter (Casiez et al. 2012) on an array of coordinates, each filtered on its own.
-
-    Args:
-        min_cutoff: cutoff in Hz at zero speed.
-        beta: cutoff increase per unit of (scaled) speed.
-        d_cutoff: cutoff in Hz of the speed's own low-pass.
-    """
-
-    def __init__(self, min_cutoff: float, beta: float, d_cutoff: float):
-        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
-        self._x: Optional[np.ndarray] = None
-        self._dx: Optional[np.ndarray] = None
-
-    @staticmethod
-    def _alpha(cutoff, dt: float):
-        tau = 1.0 / (2.0 * math.pi * cutoff)
-        return 1.0 / (1.0 + tau / dt)
-
-    def __call__(self, x: np.ndarray, dt: Optional[float], speed_scale: float = 1.0) -> np.ndarray:
-        """Filter one sample.
-
-        Args:
-            x: the new sample (any shape, the same every call).
-            dt: seconds since the previous sample (> 0); None for the first.
-            speed_scale: multiplies the speed before it sets the cutoff
-                (e.g. 1 / box side, for speed in box sides per second).
-
-        Returns:
-            The filtered sample, float64, the shape of ``x``.
-        """
-        x = np.asarray(x, np.float64)
-        if self._x is None or dt is None:
-            self._x, self._dx = x.copy(), np.zeros_like(x)
-            return self._x.copy()
-        speed = (x - self._x) / dt * speed_scale
-        self._dx = self._dx + self._alpha(self.d_cutoff, dt) * (speed - self._dx)
-        cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
-        self._x = self._x + self._alpha(cutoff, dt) * (x - self._x)
-        return self._x.copy()
-
-
-def _check_frame(name: str, a, channels: tuple) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
-    if a.dtype != np.uint8:
-        raise ValueError(f"{name} must have dtype uint8, got {a.dtype}")
-    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in channels)):
-        want = "(H, W)" + "".join(f" or (H, W, {c})" for c in channels)
-        raise ValueError(f"{name} must have shape {want}, got {a.shape}")
-    h, w = a.shape[:2]
-    if h < MIN_FRAME_PX or w < MIN_FRAME_PX:
-        raise ValueError(f"{name} is {w}x{h} pixels; frames must be at least {MIN_FRAME_PX}x{MIN_FRAME_PX}")
-    return a
-
-
-def _check_box(box, width: int, height: int) -> tuple:
-    """The caller's person box, checked: (x, y, w, h) floats."""
-    try:
-        vals = [float(v) for v in box]
-    except (TypeError, ValueError):
-        raise ValueError(f"box must be (x, y, width, height) numbers, got {box!r}") from None
-    if len(vals) != 4 or not all(math.isfinite(v) for v in vals) or any(isinstance(v, bool) for v in box):
-        raise ValueError(f"box must be four finite numbers (x, y, width, height), got {box!r}")
-    x, y, w, h = vals
-    if w < 1 or h < 1:
-        raise ValueError(f"box width and height must be at least 1 pixel, got {box!r}")
-    if max(w, h, abs(x), abs(y)) >= 2 ** 30:
-        raise ValueError(f"box is too large (|x|, |y|, w, h < 2**30), got {box!r}")
-    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise ValueError(f"box {tuple(box)!r} lies outside the {width}x{height} frame; it must overlap it")
-    return x, y, w, h
-
-
-def person_crop(box: tuple, width: int, height: int, figure_share: float, box_scale: float = 1.0) -> tuple:
-    """The square crop the model sees around a person box.
-
-    Args:
-        box: ``(x, y, w, h)`` floats, tight around the person, frame pixels.
-        width, height: the frame's size.
-        figure_share: the share of the crop the box's long side fills (the
-            manifest's ``estimator.figure_share``).
-        box_scale: multiplies the crop's side.
-
-    Returns:
-        ``(x, y, side, side)`` ints: centred on the box (the centre kept inside
-        the frame), side = ``max(w, h) / figure_share * box_scale``, at least
-        ``MIN_BOX_PX`` and at most twice the frame's larger side.
-    """
-    x, y, w, h = box
-    side = min(max(max(w, h) / figure_share * box_scale, MIN_BOX_PX), 2 * max(width, height))
-    cx, cy = min(max(x + w / 2, 0.0), width), min(max(y + h / 2, 0.0), height)
-    return _square(float(cx), float(cy), side)
-
-
-def _square(cx: float, cy: float, side: float) -> tuple:
-    side = max(1, int(math.floor(side + 0.5)))
-    return (int(math.floor(cx - side / 2 + 0.5)), int(math.floor(cy - side / 2 + 0.5)), side, side)
 
 
 class PoseEstimator:

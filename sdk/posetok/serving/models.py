@@ -18,8 +18,8 @@ Tensors (B is the batch dimension, up to ``--max-batch``):
                                                        SCORES [B,13] FP32 in [0, 1], TOKEN_IDS [B,M] INT32
 
 ``posetok_estimate`` is ``PoseEstimator.estimate(frame, box)`` per item (served
-only when the bundle has an estimator): with a BOX one pass on the square of
-side max(w, h) around the box's centre, without one the coarse + refine
+only when the bundle has an estimator): with a BOX (a person box) one pass on
+the crop around it (``posetok.estimator.person_crop``), without one the coarse + refine
 search over the whole frame. IMAGE takes whole frames of any size rather than
 a fixed-size crop because the crop and the area downscale need the frame's
 full-resolution pixels (the posetok kernels do them in one pass on the
@@ -36,7 +36,8 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from .. import kernels
-from ..estimator import EstimatorOptions, PoseEstimator, _check_box, _check_frame, person_crop
+from ..estimator import EstimatorOptions, PoseEstimator
+from ..person_boxes import _check_box, _check_frame, person_crop
 from ..skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels, pixels_to_normalized
 from ..tokenizer import PoseTokenizer, TokenizerOptions
 
