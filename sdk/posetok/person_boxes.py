@@ -7,6 +7,8 @@ from typing import Optional
 
 import numpy as np
 
+from .kernels.crop import MAX_BOX_PX
+
 MIN_FRAME_PX = 16   # frames smaller than 16 x 16 are refused: the figure would be a few pixels
 MIN_BOX_PX = 16     # crops are at least this wide
 
@@ -78,8 +80,8 @@ def _check_box(box, width: int, height: int) -> tuple:
     x, y, w, h = vals
     if w < 1 or h < 1:
         raise ValueError(f"box width and height must be at least 1 pixel, got {box!r}")
-    if max(w, h, abs(x), abs(y)) >= 2 ** 30:
-        raise ValueError(f"box is too large (|x|, |y|, w, h < 2**30), got {box!r}")
+    if max(w, h) > MAX_BOX_PX or max(abs(x), abs(y)) >= 2 ** 30:
+        raise ValueError(f"box is too large (w, h <= {MAX_BOX_PX}, |x|, |y| < 2**30), got {box!r}")
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         raise ValueError(f"box {tuple(box)!r} lies outside the {width}x{height} frame; it must overlap it")
     return x, y, w, h

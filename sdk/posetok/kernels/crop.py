@@ -11,7 +11,7 @@ import numpy as np
 from . import _INT_MAX, _array, _check_impl, _floats, _ptr, _row_stride, _u8_image
 from .library import _call
 
-_MAX_BOX, _MAX_OUT = 1 << 16, 1 << 14
+MAX_BOX_PX, _MAX_OUT = 1 << 16, 1 << 14
 CropResult = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 
 
@@ -26,9 +26,9 @@ def _box(box) -> Tuple[int, int, int, int]:
     x, y, w, h = (int(v) for v in vals)
     if w < 1 or h < 1:
         raise ValueError(f"box width and height must be >= 1, got {box!r}")
-    if w > _MAX_BOX or h > _MAX_BOX or not all(-(1 << 30) < v + d < (1 << 30) for v, d in ((x, 0), (y, 0),
+    if w > MAX_BOX_PX or h > MAX_BOX_PX or not all(-(1 << 30) < v + d < (1 << 30) for v, d in ((x, 0), (y, 0),
                                                                                           (x, w), (y, h))):
-        raise ValueError(f"box is too large (w, h <= {_MAX_BOX}, |x|, |y| < 2**30), got {box!r}")
+        raise ValueError(f"box is too large (w, h <= {MAX_BOX_PX}, |x|, |y| < 2**30), got {box!r}")
     return x, y, w, h
 
 
