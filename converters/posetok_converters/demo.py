@@ -37,6 +37,7 @@ from posetok.skeleton import FRAME_SIZE, LIMBS
 from . import frames
 from .data import eval_poses, sample_poses
 from .estimator_cli import CHECKPOINT_NAME, DEFAULT_ESTIMATOR_DIR
+from .estimator_eval import keypoint_boxes
 
 REPO = Path(__file__).resolve().parents[2]
 FRAME_W, FRAME_H = 640, 480
@@ -109,12 +110,6 @@ def write_png(path: Path, arrays, truth: np.ndarray, row: dict) -> None:
 
 def table(rows: list[tuple], header: tuple) -> str:
     return "\n".join(text_table(list(header), [[str(c) for c in r] for r in rows]))
-
-
-def person_box(truth: np.ndarray) -> np.ndarray:
-    """The person box a detector would give: (x, y, w, h) tight around the true keypoints, frame px."""
-    low, high = truth.min(axis=0), truth.max(axis=0)
-    return np.concatenate([low, high - low]).astype(np.float32)
 
 
 def host_references(bundle_dir: Path, y: np.ndarray, vu: np.ndarray, box: np.ndarray) -> tuple[dict, dict]:
@@ -214,11 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     pose = sample_poses(1, seed=args.seed, distribution="upright")[0]
     y, vu = frames.rgb_to_nv21(camera_frame(pose, args.seed))
     truth = np.array(CROP[:2], np.float32) + pose * np.float32(CROP[2] / FRAME_SIZE)
-    refs, host_timing = host_references(bundle_dir, y, vu, person_box(truth))
+    person = keypoint_boxes(truth[None])[0].astype(np.float32)    # what a detector would give
+    refs, host_timing = host_references(bundle_dir, y, vu, person)
     frame_path = out / "frame.npz"
     with atomic_output(frame_path) as tmp:
         np.savez(tmp, y=y, vu=vu, box=np.array([CROP[0], CROP[1], CROP[2], CROP[2]]),
-                 person_box=person_box(truth), truth_frame_px=truth, truth_px64=pose, **refs)
+                 person_box=person, truth_frame_px=truth, truth_px64=pose, **refs)
 
     say("3/5 frame -> pose inside the emulated aarch64 Python (installed wheel): estimator, decoder, tokenizer")
     env = dict(os.environ, POSETOK_DEVICE_PYTHONPATH=str(args.device_site))

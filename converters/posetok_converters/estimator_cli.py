@@ -127,13 +127,14 @@ def train_main(argv: list[str], prog: str) -> int:
                   f"frames made {row['frames']} {row['seconds']:.0f} s", flush=True)
 
     try:
-        init = _initial_models(args.init, heads, tokenizer) if args.init is not None else {}
+        earlier = _earlier_run(args.init, heads, tokenizer) if args.init is not None else {}
     except (FileNotFoundError, ValueError) as exc:
         print(f"{prog}: --init: {exc}", file=sys.stderr)
         return 2
     print(f"[{prog}] heads {', '.join(heads)}: {tcfg.steps} steps x {tcfg.batch_size} frames on {device}, "
-          f"{workers} frame worker(s)" + (f", continuing from {args.init}" if init else ""), flush=True)
-    models, history = train_estimators(cfgs, tcfg, tokenizer, progress, init=init)
+          f"{workers} frame worker(s)" + (f", continuing from {args.init}" if earlier else ""), flush=True)
+    models, history = train_estimators(cfgs, tcfg, tokenizer, progress,
+                                       init={h: model for h, (model, _) in earlier.items()})
     command = "posetok " + prog.split()[-1] + " " + shlex.join(argv)
     shared = {"train_seconds": round(history["train_seconds"], 1), "frames_made": history["frames_made"],
               "frames_seen": history["frames_seen"], "device": device, "machine": platform.machine(),
@@ -144,8 +145,8 @@ def train_main(argv: list[str], prog: str) -> int:
         n = args.eval_frames or frames.EVAL_FRAMES
         results[head] = {**evaluate_estimator(models[head], n=n), **user_path_metrics(models[head].cpu(), n),
                          **shared}
-        if init:
-            results[head].update(_continued(init_meta(args.init, [head])[head].get("metrics", {}), shared))
+        if earlier:
+            results[head].update(_continued(earlier[head][1].get("metrics", {}), shared))
         path = (args.out if head == heads[0] else args.out / head) / CHECKPOINT_NAME
         meta = {"command": command, "train": train_config_dict(tcfg), "tokenizer": str(args.tokenizer or "default"),
                 "tokenizer_command": tok_meta.get("command"), "metrics": results[head], "history": history[head]}
@@ -167,31 +168,22 @@ def _continued(earlier: dict, this_run: dict) -> dict:
     return out
 
 
-def _init_paths(folder: Path, heads: list[str]) -> dict[str, Path]:
-    """{head: checkpoint} of an earlier run's --out folder (first head at the top, others in HEAD/)."""
-    found = {}
+def _earlier_run(folder: Path, heads: list[str], tokenizer) -> dict[str, tuple]:
+    """{head: (model, meta)} of an earlier run's --out folder (first head at the top, others in HEAD/), each
+    checked to be trained against exactly ``tokenizer``."""
+    from .estimator_export import same_tokenizer
+    found: dict[str, tuple] = {}
     for path in [folder / CHECKPOINT_NAME] + [folder / h / CHECKPOINT_NAME for h in heads]:
         if path.is_file():
-            found.setdefault(load_estimator(path)[0].config.head, path)
+            model, meta = load_estimator(path)
+            found.setdefault(model.config.head, (model, meta))
     missing = [h for h in heads if h not in found]
     if missing:
         raise FileNotFoundError(f"no {', '.join(missing)} estimator checkpoint in {folder}")
-    return {h: found[h] for h in heads}
-
-
-def init_meta(folder: Path, heads: list[str]) -> dict[str, dict]:
-    """{head: meta} of the checkpoints ``--init`` continues from."""
-    return {h: load_estimator(p)[1] for h, p in _init_paths(folder, heads).items()}
-
-
-def _initial_models(folder: Path, heads: list[str], tokenizer) -> dict:
-    """{head: model} to continue from, each trained against exactly ``tokenizer``."""
-    from .estimator_export import same_tokenizer
-    models = {h: load_estimator(p)[0] for h, p in _init_paths(folder, heads).items()}
-    for h, m in models.items():
-        if not same_tokenizer(m, tokenizer):
+    for h in heads:
+        if not same_tokenizer(found[h][0], tokenizer):
             raise ValueError(f"the {h} checkpoint in {folder} was trained against another tokenizer")
-    return models
+    return {h: found[h] for h in heads}
 
 
 def eval_main(argv: list[str], prog: str) -> int:

@@ -71,7 +71,7 @@ def long_sides(keypoints: np.ndarray) -> np.ndarray:
 
 def reference_extent_px(n: int) -> float:
     """Mean long side of the held-out clean poses in the 64-px model frame: the scale errors are given at."""
-    return float(long_sides(frames.eval_frames("clean", n).poses_px).mean())
+    return float(long_sides(frames.eval_poses("clean", n)).mean())
 
 
 def relative_mpjpe(pred: np.ndarray, true: np.ndarray, reference_px: float) -> float:
@@ -82,10 +82,10 @@ def relative_mpjpe(pred: np.ndarray, true: np.ndarray, reference_px: float) -> f
 def evaluate_person_boxes(model: PoseEstimatorModel, shares: tuple[float, ...], n: int) -> dict[float, float]:
     """{share: relative MPJPE} on held-out clean poses drawn by ``frames``, cropped around their keypoints."""
     rng = np.random.default_rng(PERSON_BOX_SEED)
-    poses = frames.eval_frames("clean", n).poses_px
+    poses = frames.eval_poses("clean", n)
     rgb, boxes = frames.draw_frames(poses, rng, occluders=0)
     true = boxes[:, None, :2] + poses * (boxes[:, 2] / FRAME_SIZE)[:, None, None]
-    person, reference = keypoint_boxes(true), float(long_sides(poses).mean())
+    person, reference = keypoint_boxes(true), reference_extent_px(n)
     return {share: relative_mpjpe(estimate_in_crops(model, rgb, person, share), true, reference) for share in shares}
 
 

@@ -334,16 +334,29 @@ def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
     Returns:
         A ``FrameBatch``.
     """
-    poses = data.sample_poses_rng(n, rng, distribution="broad")
-    upright = rng.uniform(size=n) < upright_fraction
-    if upright.any():
-        poses[upright] = data.sample_poses_rng(int(upright.sum()), rng, distribution="upright")
+    poses = sample_poses(n, rng, upright_fraction)
     parts = []
     for start in range(0, n, _CHUNK):
         rgb, boxes = draw_frames(poses[start:start + _CHUNK], rng, occluders)
         parts.append((*model_inputs(rgb, boxes), boxes))
     inputs, pictures, boxes = (np.concatenate(a) for a in zip(*parts))
     return FrameBatch(inputs, pictures, poses.astype(np.float32), boxes)
+
+
+def sample_poses(n: int, rng: np.random.Generator, upright_fraction: float = 0.25) -> np.ndarray:
+    """The poses ``make_frames`` draws first from ``rng``: broad ones with ``upright_fraction`` upright."""
+    poses = data.sample_poses_rng(n, rng, distribution="broad")
+    upright = rng.uniform(size=n) < upright_fraction
+    if upright.any():
+        poses[upright] = data.sample_poses_rng(int(upright.sum()), rng, distribution="upright")
+    return poses
+
+
+def eval_poses(kind: str, n: int = EVAL_FRAMES) -> np.ndarray:
+    """The poses of ``eval_frames(kind, n)`` without drawing the frames."""
+    if kind not in EVAL_SEEDS:
+        raise ValueError(f"kind must be one of {sorted(EVAL_SEEDS)}, got {kind!r}")
+    return sample_poses(n, np.random.default_rng(EVAL_SEEDS[kind])).astype(np.float32)
 
 
 def eval_frames(kind: str, n: int = EVAL_FRAMES) -> FrameBatch:
