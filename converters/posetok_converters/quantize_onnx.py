@@ -10,7 +10,7 @@ From the fp32 ModelProto, whose float-only nodes carry the scope name as a
 ``<scope>/`` prefix (see ``mark_float_nodes``):
   fp16   float16 initializers, cast to float32 on load (activations stay fp32:
          onnxruntime's CPU provider has few fp16 kernels).
-  int8w  per-output-channel symmetric int8 MatMul weights, Cast+Mul back to
+  int8w  per-output-channel symmetric int8 MatMul and Conv weights, Cast+Mul back to
          float32 (folded at session start); activations float32.
   int8   static QDQ from onnxruntime.quantization: S8S8, per-channel weights,
          calibrated activations on the MatMuls (settings in ``OnnxStaticInt8``);
@@ -159,10 +159,14 @@ def keypoint_mixing_matmuls(model: onnx.ModelProto) -> list[str]:
             and mixes_keypoints(inits[n.input[1]].dims)]
 
 
+# Weight input and its output-channel axis, per op: MatMul [K, N] (axis 1), Conv [O, I, kh, kw] (axis 0).
+_INT8W_OUTPUT_AXIS = {"MatMul": 1, "Conv": 0}
+
+
 def onnx_int8_weights(model: onnx.ModelProto, float_keypoint_mixing: bool = True) -> onnx.ModelProto:
-    """MatMul weights [K, N] -> int8 per output channel (axis 1), restored by
-    Cast + Mul (``_int8_restore``): the MatMuls run in float32 on weights that
-    are exactly the int8 values times their scales."""
+    """MatMul and Conv weights -> int8 per output channel, restored by Cast +
+    Mul (``_int8_restore``): the layers run in float32 on weights that are
+    exactly the int8 values times their scales."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     inits = _initializers(out)
@@ -170,17 +174,19 @@ def onnx_int8_weights(model: onnx.ModelProto, float_keypoint_mixing: bool = True
     skip = set(keypoint_mixing_matmuls(out)) if float_keypoint_mixing else set()
     restore, replaced = [], {}
     for node in out.graph.node:
-        if node.op_type != "MatMul" or node_scope(node) is not None or node.name in skip:
+        axis = _INT8W_OUTPUT_AXIS.get(node.op_type)
+        if axis is None or node_scope(node) is not None or node.name in skip:
             continue
         name = node.input[1]
         if name not in inits or name in keep or name in replaced:
             continue
         w = numpy_helper.to_array(inits[name]).astype(np.float32)
-        if w.ndim != 2:
+        if w.ndim != (2 if node.op_type == "MatMul" else 4):
             continue
-        scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0
+        others = tuple(d for d in range(w.ndim) if d != axis)
+        scale = np.maximum(np.abs(w).max(axis=others, keepdims=True), 1e-12) / 127.0
         q = np.clip(np.rint(w / scale), -127, 127)
-        replaced[name], nodes = _int8_restore(name, q, scale.astype(np.float32)[None, :], "int8w")
+        replaced[name], nodes = _int8_restore(name, q, scale.astype(np.float32), "int8w")
         restore += nodes
     _replace_initializers(out, replaced)
     _prepend_nodes(out, restore)

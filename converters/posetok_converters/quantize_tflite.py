@@ -141,7 +141,8 @@ def _tflite_model_recipe(float_model: bytes, precision: str, int8: TfliteStaticI
     fcs = _tflite_fully_connected(interp)
     channelwise = _tflite_channelwise_ops(fcs, int8) if precision == "int8" else ()
     reads_ids = np.issubdtype(interp.get_input_details()[0]["dtype"], np.integer)
-    return tflite_recipe(precision, int8, _tflite_float_ops(fcs, precision, int8, reads_ids), channelwise)
+    float_ops = _tflite_float_ops(fcs, precision, int8, reads_ids) + _renamed_float_scope_ops(interp)
+    return tflite_recipe(precision, int8, float_ops, channelwise)
 
 
 def tflite_quantize(float_model: bytes, precision: str, calibration: Optional[np.ndarray] = None,
@@ -172,6 +173,18 @@ def _tflite_fully_connected(interp) -> list[tuple[str, list[int]]]:
             for op in compat.tflite_ops(interp)
             if op["op_name"] == "FULLY_CONNECTED"
             and not re.search(FLOAT_SCOPE_REGEX, tensors[op["inputs"][1]]["name"])]
+
+
+def _renamed_float_scope_ops(interp) -> tuple[str, ...]:
+    """Output tensor names of FULLY_CONNECTED ops whose weight lies in a float-only scope but whose output
+    does not carry the scope's name: the converter names a graph output after the signature, so the
+    float-scope rule (it matches output names) would quantize the op writing it. The estimator's keypoints
+    come out of such an op: the soft decoder's last layer."""
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    return tuple(tensors[op["outputs"][0]]["name"] for op in compat.tflite_ops(interp)
+                 if op["op_name"] == "FULLY_CONNECTED"
+                 and re.search(FLOAT_SCOPE_REGEX, tensors[op["inputs"][1]]["name"])
+                 and not re.search(FLOAT_SCOPE_REGEX, tensors[op["outputs"][0]]["name"]))
 
 
 def _tflite_float_ops(fcs: list[tuple[str, list[int]]], precision: str, int8: TfliteStaticInt8,

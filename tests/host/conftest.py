@@ -22,7 +22,7 @@ EXPORT_FIXTURES = {"exported", "quick_checkpoint", "device_bundle", "tiny", "qui
 # 81 s for evaluating the shipped model on 10 000 poses, about 40 s for estimator_bundle, on the busy 2-core host).
 SLOW_FIXTURES = {"exported", "quick_checkpoint", "device_bundle", "quick_run", "shipped", "estimator_bundle"}
 # Every test in these modules shares a real tritonserver the module starts (about 3 s up, 3 s down).
-SLOW_MODULES = {"test_serving.py", "test_triton_repository.py"}
+SLOW_MODULES = {"test_serving.py", "test_serving_estimator.py", "test_triton_repository.py"}
 # Tests whose own call takes more than 5 s.
 SLOW_TESTS = {
     # evaluates every committed rate-distortion model on the broad evaluation set

@@ -42,9 +42,8 @@ def estimator_bundle(host_results_dir):
         model, _ = train_estimator(EstimatorConfig(), EstimatorTrainConfig(steps=8, batch_size=16, workers=0),
                                    load_checkpoint(None)[0])
     bundle = host_results_dir / "estimator"
-    # ONNX only: the exporter writes estimator files in ONNX (add "tflite" here when it writes TFLite ones;
-    # the device test then covers LiteRT too)
-    export_bundle(bundle, None, ExportOptions(formats=("onnx",), precisions=("fp32", "int8"), parity=False),
+    # both formats: the device suite runs onnxruntime and LiteRT on the same frames
+    export_bundle(bundle, None, ExportOptions(formats=("onnx", "tflite"), precisions=("fp32", "int8"), parity=False),
                   force=True, estimator=model, progress=lambda _: None)
     return bundle
 
@@ -94,7 +93,7 @@ def test_host_estimates_saved_for_the_device(estimator_bundle, host_results_dir)
             assert ((inside > -0.5) & (inside < 1.5)).all(), (backend, precision)
             saved.update({f"{backend}_{precision}_{key}": value for key, value in got.items()})
             combos.append(f"{backend}/{precision}")
-    assert "onnxruntime/fp32" in combos and "onnxruntime/int8" in combos, combos
+    assert {"onnxruntime/fp32", "onnxruntime/int8", "litert/fp32", "litert/int8"} <= set(combos), combos
     # int8 vs fp32 on this host, the yardstick the device's int8 is held to
     for backend in ("onnxruntime", "litert"):
         if f"{backend}/int8" in combos:

@@ -27,7 +27,7 @@ def tflite_estimator_bundle(estimator_bundle, tmp_path_factory):
 def test_tflite_estimator_files_hold_parity_and_run_in_litert(tflite_estimator_bundle):
     import torch
 
-    from posetok_converters import data, estimator_export, frames, quantize_tflite
+    from posetok_converters import compat, data, estimator_export, frames, quantize_tflite
 
     root, model = tflite_estimator_bundle
     bundle = Bundle.load(root)
@@ -40,6 +40,14 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(tflite_estimator_b
     ops = quantize_tflite.tflite_op_summary((root / "estimator.int8.b1.tflite").read_bytes())
     assert ops.get("QUANTIZE", 0) >= 1 and ops.get("DEQUANTIZE", 0) >= 1
     assert files[("int8", 1)].size_bytes < 0.5 * files[("fp32", 1)].size_bytes
+    # the soft decoder stays float32 to its last layer: the keypoints come out of a float FULLY_CONNECTED,
+    # not out of a DEQUANTIZE of an int8 one (a 0.25-px grid on every keypoint)
+    interp = quantize_tflite.tflite_interpreter((root / "estimator.int8.b1.tflite").read_bytes())
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    keypoints_out = next(o["index"] for o in interp.get_output_details() if len(o["shape"]) == 3)
+    writer = next(op for op in compat.tflite_ops(interp) if keypoints_out in op["outputs"])
+    assert writer["op_name"] == "FULLY_CONNECTED", writer["op_name"]
+    assert [tensors[i]["dtype"] for i in writer["inputs"][:2]] == [np.float32, np.float32]
 
     rows = {r["precision"]: r for r in bundle.spec.estimator["parity"] if r["format"] == "tflite"}
     assert rows["fp32"]["token_agreement"] == 1.0 and rows["fp32"]["max_keypoint_diff_px"] < 1e-3

@@ -10,7 +10,9 @@ Modules:
     repository  config.pbtxt text and model-repository folders (also used by
                 ``posetok export --triton``)
     python_model the Python-backend model class run inside the Triton stub
-    server      finding the serving environment, starting and stopping tritonserver
+    environment the serving venv (``.venv-serve``) and the tritonserver files in it
+    processes   free ports, process groups, resident memory, the child's pre-exec hook
+    server      starting and stopping tritonserver (``TritonServer``)
     bench       ``posetok serve-bench``
 
 Importing this package imports nothing beyond the standard library and

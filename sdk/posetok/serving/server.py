@@ -12,12 +12,10 @@ the shared-memory regions of its stubs and the temporary folder.
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,168 +25,12 @@ from pathlib import Path
 from typing import Optional
 
 from ..bundle import Bundle
-from ..errors import PosetokError
+from .environment import ENV_VAR, ServingEnv, ServingError, find_serving_env  # noqa: F401  (re-exported)
+from .processes import die_with_parent, free_ports, group_pids, rss_bytes  # noqa: F401  (re-exported)
 from .repository import Batching, write_serving_repository
 
-ENV_VAR = "POSETOK_SERVE_ENV"
 SHM_DIR = Path("/dev/shm")
-_PKG = Path(__file__).resolve().parents[1]          # .../posetok
-_SOURCE_ROOT = _PKG.parents[1]                       # the checkout, when running from source
-
-
-class ServingError(PosetokError, RuntimeError):
-    """The server could not be started or stopped (the message says why and what to do)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ServingEnv:
-    """The serving environment: a venv holding nvidia-pytriton, numpy<2, onnxruntime.
-
-    Attributes:
-        root: the venv folder.
-    """
-
-    root: Path
-
-    @property
-    def site_packages(self) -> Path:
-        """The venv's site-packages (python3.11)."""
-        return self.root / "lib" / "python3.11" / "site-packages"
-
-    @property
-    def tritonserver(self) -> Path:
-        """The bundled tritonserver binary."""
-        return self.site_packages / "pytriton" / "tritonserver" / "bin" / "tritonserver"
-
-    @property
-    def libs(self) -> Path:
-        """The wheel's shared libraries (libtritonserver, libb64, libcudart, ...)."""
-        return self.site_packages / "nvidia_pytriton.libs"
-
-    @property
-    def python_backend(self) -> Path:
-        """The Python backend folder (libtriton_python.so, triton_python_backend_utils.py)."""
-        return self.site_packages / "pytriton" / "tritonserver" / "backends" / "python"
-
-    @property
-    def stub(self) -> Path:
-        """The Python-backend stub built for CPython 3.11."""
-        return self.site_packages / "pytriton" / "tritonserver" / "python_backend_stubs" / "3.11" / \
-            "triton_python_backend_stub"
-
-    @property
-    def perf_analyzer(self) -> Path:
-        """perf_analyzer from tritonclient 2.51 (runs with ``libs`` on LD_LIBRARY_PATH)."""
-        return self.root / "bin" / "perf_analyzer"
-
-    def library_env(self) -> dict:
-        """``os.environ`` with ``libs`` first on LD_LIBRARY_PATH.
-
-        Returns:
-            A new environment dict.
-        """
-        env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(self.libs), env.get("LD_LIBRARY_PATH")) if p)
-        return env
-
-
-def find_serving_env(path: Optional[os.PathLike | str] = None) -> ServingEnv:
-    """Locate the serving environment.
-
-    Args:
-        path: the venv folder; None: ``$POSETOK_SERVE_ENV``, else ``.venv-serve``
-            in the source checkout this package runs from, else in the current folder.
-
-    Returns:
-        The ``ServingEnv``.
-
-    Raises:
-        ServingError: no venv with the bundled tritonserver there (the message says how to make one).
-    """
-    if path is None and os.environ.get(ENV_VAR):
-        path = os.environ[ENV_VAR]
-    candidates = [Path(path)] if path is not None else [_SOURCE_ROOT / ".venv-serve", Path.cwd() / ".venv-serve"]
-    for root in candidates:
-        env = ServingEnv(root.absolute())
-        if env.tritonserver.is_file() and env.stub.is_file():
-            return env
-    raise ServingError(f"no serving environment with the bundled tritonserver at {', '.join(map(str, candidates))}; "
-                       f"run 'make setup' (it builds .venv-serve from /usr/bin/python3.11 with numpy<2 and "
-                       f"nvidia-pytriton) or point {ENV_VAR} at such a venv")
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Ports nothing listens on now (the OS picks them; a race with another
-    process grabbing one in between is possible but rare).
-
-    Args:
-        count: how many.
-        host: the address to bind.
-
-    Returns:
-        ``count`` distinct port numbers.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind((host, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def group_pids(pgid: int) -> list[int]:
-    """Live processes (not zombies) of a process group, from /proc.
-
-    Args:
-        pgid: the process group id (the server's pid: it leads its own group).
-
-    Returns:
-        Their pids.
-    """
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, ...
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-def rss_bytes(pids: list[int]) -> int:
-    """Resident memory of some processes, summed.
-
-    Args:
-        pids: process ids; ones that have exited count 0.
-
-    Returns:
-        Bytes.
-    """
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
-
-
-def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM when the launcher dies
-    os.setsid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+_PKG = Path(__file__).resolve().parents[1]          # .../posetok, put on the stub's PYTHONPATH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,7 +195,7 @@ class TritonServer:
         log = open(self.log_path, "wb")
         try:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                            env=env, cwd=self._workdir, preexec_fn=_die_with_parent)
+                                            env=env, cwd=self._workdir, preexec_fn=die_with_parent)
         except OSError as exc:
             log.close()
             self._cleanup()
