@@ -28,26 +28,24 @@ host = _load_host_module()   # the frames' layout and run_frames: the very calls
 litert = pytest.mark.litert
 COMBOS = [pytest.param("onnxruntime", "fp32"), pytest.param("onnxruntime", "int8"),
           pytest.param("litert", "fp32", marks=litert), pytest.param("litert", "int8", marks=litert)]
-# fp32 on aarch64 vs x86_64 (onnxruntime 1.32, QEMU cortex-a76), 12 frames of 96 x 96 px, shipped estimator:
-# every token id and refine box equal, keypoints within 2.0e-05 frame px (mean 3.1e-06), scores within 1.6e-07
-# (the graphs' float sums run in another order); the tolerances leave orders of magnitude.
+# fp32 on aarch64 vs x86_64 (onnxruntime 1.32 and ai-edge-litert 1.4, QEMU cortex-a76), 12 frames of 96 x 96 px
+# with their person boxes, shipped estimator: every token id and refine box equal, keypoints within 1.6e-05 frame
+# px (mean 3.2e-06), scores within 3.2e-07 (the graphs' float sums run in another order); the tolerances leave
+# orders of magnitude.
 FP32_KEYPOINT_PX = 0.01
 FP32_SCORE = 1e-4
 # int8: onnxruntime's int8 kernels round differently on x86 (u8s8) and ARM (SDOT). Measured on the shipped
-# estimator: 1 token id in 384 (0.26%) differs from the host's int8 ids, keypoints 0.005 model px mean (0.14 max)
-# from the host's int8 ones, and 0.351 model px from the host's fp32 ones (the host's own int8: 0.355). Bound:
-# the host's int8-vs-fp32 distance plus INT8_MARGIN_PX (model-frame px), at most INT8_ID_FLIPS of the token ids
-# differing from the host's int8 ids.
+# estimator, both runtimes: every token id and keypoint equal to the host's int8 ones; keypoints 0.37 (onnxruntime)
+# and 0.23 (LiteRT) model px from fp32 on both machines. Bound: the host's int8-vs-fp32 distance plus
+# INT8_MARGIN_PX (model-frame px), at most INT8_ID_FLIPS of the token ids differing from the host's int8 ids.
 INT8_MARGIN_PX = 0.25
 INT8_ID_FLIPS = 0.05
 # tflite-runtime 2.14 rounds int8 differently from ai-edge-litert (test_tokenizer_device.tflite_runtime_int8), and
-# the estimator's token probabilities are flat (a soft decode of many near-tied codes), so its argmax ids flip far
-# more often than the tokenizer's. Measured on the shipped estimator, 12 frames: 48% of ids differ from the host's
-# int8 ids and the keypoints 0.63 model px (mean) from the host's int8 ones, while they stay as close to fp32 as
-# the host's int8 (1.17 model px). int8 files are judged by their keypoints against fp32 (README, "Known limits");
-# these two bounds still catch a file that is read wrongly (keypoints anywhere in the frame, ids at random).
-TFLITE_RUNTIME_ID_FLIPS = 0.7
-TFLITE_RUNTIME_VS_HOST_PX = 1.0
+# the estimator's token probabilities are flat (a soft decode of many near-tied codes): measured, 34% of the argmax
+# ids differ from the host's int8 ids and the keypoints 0.19 model px, while the MPJPE against the true poses is
+# 2.45 vs the host's int8 2.43 model px. Such a board is held, like every int8 file, to its error against the
+# truth (at most INT8_MARGIN_PX above the host's int8), its ids to a floor that catches ids at random.
+TFLITE_RUNTIME_ID_FLIPS = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +63,7 @@ def device_runs(saved, host_result):
             pytest.skip(f"the host saved no {backend} {precision} estimator results (the bundle has no such file)")
         if (backend, precision) not in runs:
             with PoseEstimator.from_bundle(host_result("estimator"), backend=backend, precision=precision) as est:
-                runs[(backend, precision)] = host.run_frames(est, saved["y"], saved["vu"], saved["boxes"])
+                runs[(backend, precision)] = host.run_frames(est, saved["y"], saved["vu"], saved["person_boxes"])
         return runs[(backend, precision)]
     return run
 
@@ -102,19 +100,30 @@ def test_fp32_same_token_ids_and_keypoints_as_the_host(saved, device_runs, backe
 def test_int8_within_the_measured_bound_of_fp32(saved, device_runs, backend, precision):
     got = device_runs(backend, precision)
     key = f"{backend}_{precision}"
+
+    def model_px_from(keypoints: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        return model_px(saved, np.linalg.norm(keypoints - reference, axis=-1))
+
     fp32 = saved[f"{backend}_fp32_box_keypoints"]
-    device_vs_fp32 = float(model_px(saved, np.linalg.norm(got["box_keypoints"] - fp32, axis=-1)).mean())
+    device_vs_fp32 = float(model_px_from(got["box_keypoints"], fp32).mean())
     host_vs_fp32 = float(saved[f"{backend}_int8_vs_fp32_model_px"])
-    vs_host = model_px(saved, np.linalg.norm(got["box_keypoints"] - saved[f"{key}_box_keypoints"], axis=-1))
+    vs_host = model_px_from(got["box_keypoints"], saved[f"{key}_box_keypoints"])
     flips = float((got["box_token_ids"] != saved[f"{key}_box_token_ids"]).mean())
+    device_error = float(model_px_from(got["box_keypoints"], saved["truth_frame_px"]).mean())
+    host_error = float(model_px_from(saved[f"{key}_box_keypoints"], saved["truth_frame_px"]).mean())
     print(f"{key}: vs the host's fp32 {device_vs_fp32:.4f} model px (host int8 {host_vs_fp32:.4f}); vs the "
-          f"host's int8 max {vs_host.max():.4f} mean {vs_host.mean():.4f} model px; token ids differing {flips:.4f}")
+          f"host's int8 max {vs_host.max():.4f} mean {vs_host.mean():.4f} model px; token ids differing {flips:.4f}; "
+          f"MPJPE {device_error:.4f} model px (host int8 {host_error:.4f})")
+    if tflite_runtime_int8(backend, precision):
+        # another int8 rounding, so other keypoints: judged, like every int8 file, by the error against the truth
+        assert device_error <= host_error + INT8_MARGIN_PX, \
+            f"{key}: MPJPE {device_error} model px on aarch64, {host_error} with the host's int8"
+        assert flips <= TFLITE_RUNTIME_ID_FLIPS, f"{key}: {flips:.4f} of token ids differ from the host's int8 ids"
+        return
     assert device_vs_fp32 <= host_vs_fp32 + INT8_MARGIN_PX, \
         f"{key}: {device_vs_fp32} model px from fp32 on aarch64, {host_vs_fp32} on the host"
-    id_flips, vs_host_px = (TFLITE_RUNTIME_ID_FLIPS, TFLITE_RUNTIME_VS_HOST_PX) \
-        if tflite_runtime_int8(backend, precision) else (INT8_ID_FLIPS, INT8_MARGIN_PX)
-    assert flips <= id_flips, f"{key}: {flips:.4f} of token ids differ from the host's int8 ids"
-    assert vs_host.mean() <= vs_host_px, f"{key}: int8 keypoints {vs_host.mean()} model px from the host's"
+    assert flips <= INT8_ID_FLIPS, f"{key}: {flips:.4f} of token ids differ from the host's int8 ids"
+    assert vs_host.mean() <= INT8_MARGIN_PX, f"{key}: int8 keypoints {vs_host.mean()} model px from the host's"
 
 
 def test_pipeline_bench_runs_on_the_device(host_result, capsys):

@@ -49,14 +49,18 @@ def estimator_bundle(host_results_dir):
 
 
 def camera_frames() -> dict:
-    """FRAMES 96 x 96 NV21 frames of figures (frames.py's scene, no occluder), their boxes and true poses."""
+    """FRAMES 96 x 96 NV21 frames of figures (frames.py's scene, no occluder), the model-frame square each figure
+    was drawn in (``boxes``), the person box whose crop is that square (``person_boxes``, what the runtime takes)
+    and the true poses."""
     from posetok_converters import data, frames
+    from test_pose_estimator import person_box_of
     rng = np.random.default_rng(FRAME_SEED)
     poses = data.sample_poses_rng(FRAMES, rng, distribution="upright")
     rgb, boxes = frames.draw_frames(poses, rng, occluders=0)
     y, vu = frames.rgb_to_nv21(rgb)
     scale = (boxes[:, 2] / FRAME_SIZE)[:, None, None]
-    return {"y": y, "vu": vu, "boxes": boxes, "poses_px": poses,
+    person_boxes = np.rint([person_box_of(b) for b in boxes]).astype(np.int32)
+    return {"y": y, "vu": vu, "boxes": boxes, "person_boxes": person_boxes, "poses_px": poses,
             "truth_frame_px": (boxes[:, None, :2] + poses * scale).astype(np.float32)}
 
 
@@ -84,7 +88,7 @@ def test_host_estimates_saved_for_the_device(estimator_bundle, host_results_dir)
             if (backends.FORMAT_OF_BACKEND[backend], precision) not in have:
                 continue
             with PoseEstimator.from_bundle(estimator_bundle, backend=backend, precision=precision) as est:
-                got = run_frames(est, frames["y"], frames["vu"], frames["boxes"])
+                got = run_frames(est, frames["y"], frames["vu"], frames["person_boxes"])
             for key, value in got.items():
                 assert np.isfinite(value).all(), (backend, precision, key)
             # a box pass maps the model frame onto its box: keypoints stay near it
@@ -101,7 +105,9 @@ def test_host_estimates_saved_for_the_device(estimator_bundle, host_results_dir)
             dev = np.linalg.norm(saved[f"{backend}_int8_box_keypoints"] - saved[f"{backend}_fp32_box_keypoints"],
                                  axis=-1) * scale
             saved[f"{backend}_int8_vs_fp32_model_px"] = np.float32(dev.mean())
-            print(f"{backend} int8 vs fp32 on the host: mean {dev.mean():.3f}, max {dev.max():.3f} model-frame px")
+            error = np.linalg.norm(saved[f"{backend}_fp32_box_keypoints"] - frames["truth_frame_px"], axis=-1) * scale
+            print(f"{backend} int8 vs fp32 on the host: mean {dev.mean():.3f}, max {dev.max():.3f} model-frame px; "
+                  f"fp32 MPJPE {error.mean():.3f} model-frame px")
             assert dev.mean() < 8.0, dev.mean()  # a broken int8 file lands anywhere in the 64-px frame
     np.savez(host_results_dir / RESULTS, combos=np.array(combos), **saved)
 

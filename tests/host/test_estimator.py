@@ -175,8 +175,9 @@ def test_training_continues_from_an_earlier_run(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_shipped_estimator_holds_its_figures_on_held_out_frames():
-    # the first 256 clean held-out frames, torch; metrics.json has 4.13 px on all 2,000 (regression bound 4.6)
+    # the first 256 clean held-out frames, torch: 3.78 px (metrics.json: 3.77 px on all 2,000); the last
+    # release's model had 4.13 px on all 2,000, so the bound keeps it from coming back
     model, meta = load_estimator(None)
     got = evaluate_estimator(model, kinds=("clean",), n=256)
-    assert got["mpjpe_px"] < 4.6, got
+    assert got["mpjpe_px"] < 4.0, got
     assert got["mpjpe_px"] < 0.25 * got["mean_pose_mpjpe_px"], got

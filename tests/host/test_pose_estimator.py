@@ -32,7 +32,8 @@ def export_test(f):
 
 @pytest.fixture(scope="module")
 def camera():
-    """Six 96 x 96 RGB camera frames of upright figures and their person boxes."""
+    """Six 96 x 96 RGB camera frames of upright figures and the model-frame squares they were drawn in
+    (``person_box_of`` gives the person box whose crop is that square)."""
     from posetok_converters import data, frames
     rng = np.random.default_rng(20251207)
     rgb, boxes = frames.draw_frames(data.sample_poses_rng(6, rng, distribution="upright"), rng, occluders=0)

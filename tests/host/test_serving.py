@@ -28,7 +28,6 @@ from posetok.serving.server import (
     group_pids,
     rss_bytes,
 )
-from test_pose_estimator import camera, in_big_frame  # noqa: F401  (six rendered frames with person boxes)
 from test_sdk_runtime import M, V, linear_bundle, poses  # noqa: F401  (the module-scoped bundle fixture)
 
 grpcclient = pytest.importorskip("tritonclient.grpc")

@@ -14,7 +14,7 @@ import pytest
 from posetok import PoseEstimator
 from posetok.serving.repository import Batching
 from posetok.serving.server import ServerOptions, TritonServer, group_pids
-from test_pose_estimator import camera, in_big_frame  # noqa: F401  (six rendered frames with person boxes)
+from test_pose_estimator import camera, in_big_frame  # noqa: F401  (six rendered frames, their model-frame squares)
 from test_serving import raw_post, stats
 
 grpcclient = pytest.importorskip("tritonclient.grpc")

@@ -22,7 +22,7 @@ from posetok.bundle import Bundle
 from posetok.serving.repository import Batching, write_serving_repository
 from posetok.serving.server import SHM_DIR, ServerOptions, TritonServer, group_pids
 from posetok.skeleton import normalized_to_pixels, pixels_to_normalized
-from test_pose_estimator import camera, in_big_frame  # noqa: F401  (six rendered frames with person boxes)
+from test_pose_estimator import camera, in_big_frame  # noqa: F401  (six rendered frames, their model-frame squares)
 from test_sdk_runtime import M, linear_bundle, poses  # noqa: F401  (the module-scoped bundle fixture)
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
