@@ -131,7 +131,9 @@ def test_pipeline_bench_reports_every_stage_per_frame(estimator_bundle, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "320x240 NV21, box [48, 8, 224, 224]" in lines[0] and lines[1].split()[:3] == ["runtime", "precision",
                                                                                          "pre-process"]
-    assert len(lines) == 4 and lines[3].split()[2] == "int8", lines
+    # one row per runtime that has int8 estimator files: onnxruntime's, then LiteRT's
+    assert len(lines) == 5 and [line.split()[2] for line in lines[3:]] == ["int8", "int8"], lines
+    assert lines[3].startswith("onnxruntime") and lines[4].startswith("ai-edge-litert"), lines
 
 
 def test_pipeline_bench_refuses_a_frame_it_cannot_make(capsys):
