@@ -85,7 +85,7 @@ def evaluate_person_boxes(model: PoseEstimatorModel, shares: tuple[float, ...], 
     poses = frames.eval_poses("clean", n)
     rgb, boxes = frames.draw_frames(poses, rng, occluders=0)
     true = boxes[:, None, :2] + poses * (boxes[:, 2] / FRAME_SIZE)[:, None, None]
-    person, reference = keypoint_boxes(true), reference_extent_px(n)
+    person, reference = keypoint_boxes(true), float(long_sides(poses).mean())   # = reference_extent_px(n)
     return {share: relative_mpjpe(estimate_in_crops(model, rgb, person, share), true, reference) for share in shares}
 
 

@@ -138,11 +138,11 @@ def tflite_calibrate(float_model: bytes, calibration: np.ndarray, quantizer) -> 
 
 def _tflite_model_recipe(float_model: bytes, precision: str, int8: TfliteStaticInt8) -> list[dict]:
     interp = tflite_interpreter(float_model)
-    fcs = _tflite_fully_connected(interp)
+    fcs, renamed_float = _tflite_fully_connected(interp)
     channelwise = _tflite_channelwise_ops(fcs, int8) if precision == "int8" else ()
     reads_ids = np.issubdtype(interp.get_input_details()[0]["dtype"], np.integer)
-    float_ops = _tflite_float_ops(fcs, precision, int8, reads_ids) + _renamed_float_scope_ops(interp)
-    return tflite_recipe(precision, int8, float_ops, channelwise)
+    return tflite_recipe(precision, int8, _tflite_float_ops(fcs, precision, int8, reads_ids) + renamed_float,
+                         channelwise)
 
 
 def tflite_quantize(float_model: bytes, precision: str, calibration: Optional[np.ndarray] = None,
@@ -164,27 +164,24 @@ def tflite_interpreter(model: bytes):
     return Interpreter(model_content=bytes(model), num_threads=1)
 
 
-def _tflite_fully_connected(interp) -> list[tuple[str, list[int]]]:
-    """(output tensor name, weight shape) of the FULLY_CONNECTED ops outside the
-    codebook step, in graph order. An op belongs to the codebook step when its
-    weight does (the output name may not tell)."""
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    return [(tensors[op["outputs"][0]]["name"], list(tensors[op["inputs"][1]]["shape"]))
-            for op in compat.tflite_ops(interp)
-            if op["op_name"] == "FULLY_CONNECTED"
-            and not re.search(FLOAT_SCOPE_REGEX, tensors[op["inputs"][1]]["name"])]
+def _tflite_fully_connected(interp) -> tuple[list[tuple[str, list[int]]], tuple[str, ...]]:
+    """The FULLY_CONNECTED ops, in graph order: (output tensor name, weight shape) of those outside the float-only
+    scopes, and the output names of those inside whose output does not carry the scope's name.
 
-
-def _renamed_float_scope_ops(interp) -> tuple[str, ...]:
-    """Output tensor names of FULLY_CONNECTED ops whose weight lies in a float-only scope but whose output
-    does not carry the scope's name: the converter names a graph output after the signature, so the
-    float-scope rule (it matches output names) would quantize the op writing it. The estimator's keypoints
-    come out of such an op: the soft decoder's last layer."""
+    An op belongs to a float-only scope when its weight does: the float-scope rule of the recipe matches output
+    names, and the converter names a graph output after the signature, so the op writing it (the estimator's
+    soft-decoder layer that writes ``keypoints``) must be kept float by name."""
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    return tuple(tensors[op["outputs"][0]]["name"] for op in compat.tflite_ops(interp)
-                 if op["op_name"] == "FULLY_CONNECTED"
-                 and re.search(FLOAT_SCOPE_REGEX, tensors[op["inputs"][1]]["name"])
-                 and not re.search(FLOAT_SCOPE_REGEX, tensors[op["outputs"][0]]["name"]))
+    outside, renamed = [], []
+    for op in compat.tflite_ops(interp):
+        if op["op_name"] != "FULLY_CONNECTED":
+            continue
+        name, weight = tensors[op["outputs"][0]]["name"], tensors[op["inputs"][1]]
+        if not re.search(FLOAT_SCOPE_REGEX, weight["name"]):
+            outside.append((name, list(weight["shape"])))
+        elif not re.search(FLOAT_SCOPE_REGEX, name):
+            renamed.append(name)
+    return outside, tuple(renamed)
 
 
 def _tflite_float_ops(fcs: list[tuple[str, list[int]]], precision: str, int8: TfliteStaticInt8,
