@@ -88,6 +88,10 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, default=None,
                    help="continue from the checkpoints of an earlier run (its --out folder: each head from the "
                         "estimator.pt of that head found there); same tokenizer and configs")
+    p.add_argument("--retarget", action="store_true",
+                   help="with --init: the earlier run was trained against another tokenizer of the same token "
+                        "shape (M tokens, V codes; a continued tokenizer, say); its backbone and head carry over "
+                        "and this run trains them against --tokenizer")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     p.add_argument("--no-progress", action="store_true", help="print a line every 500 steps instead of every 50")
     return p
@@ -126,8 +130,11 @@ def train_main(argv: list[str], prog: str) -> int:
             print(f"[{prog}] {row['head']:10s} step {step + 1}/{tcfg.steps} l1 {row['l1_px']:.3f} px{extra} "
                   f"frames made {row['frames']} {row['seconds']:.0f} s", flush=True)
 
+    if args.retarget and args.init is None:
+        print(f"{prog}: --retarget applies with --init", file=sys.stderr)
+        return 2
     try:
-        earlier = _earlier_run(args.init, heads, tokenizer) if args.init is not None else {}
+        earlier = _earlier_run(args.init, heads, tokenizer, args.retarget) if args.init is not None else {}
     except (FileNotFoundError, ValueError) as exc:
         print(f"{prog}: --init: {exc}", file=sys.stderr)
         return 2
@@ -147,6 +154,7 @@ def train_main(argv: list[str], prog: str) -> int:
                          **shared}
         if earlier:
             results[head].update(_continued(earlier[head][1].get("metrics", {}), shared))
+            results[head]["continued_from"]["tokenizer_command"] = earlier[head][1].get("tokenizer_command")
         path = (args.out if head == heads[0] else args.out / head) / CHECKPOINT_NAME
         meta = {"command": command, "train": train_config_dict(tcfg), "tokenizer": str(args.tokenizer or "default"),
                 "tokenizer_command": tok_meta.get("command"), "metrics": results[head], "history": history[head]}
@@ -168,9 +176,9 @@ def _continued(earlier: dict, this_run: dict) -> dict:
     return out
 
 
-def _earlier_run(folder: Path, heads: list[str], tokenizer) -> dict[str, tuple]:
+def _earlier_run(folder: Path, heads: list[str], tokenizer, retarget: bool = False) -> dict[str, tuple]:
     """{head: (model, meta)} of an earlier run's --out folder (first head at the top, others in HEAD/), each
-    checked to be trained against exactly ``tokenizer``."""
+    checked to be trained against exactly ``tokenizer`` (with ``retarget``, against one of the same token shape)."""
     from .estimator_export import same_tokenizer
     found: dict[str, tuple] = {}
     for path in [folder / CHECKPOINT_NAME] + [folder / h / CHECKPOINT_NAME for h in heads]:
@@ -180,9 +188,15 @@ def _earlier_run(folder: Path, heads: list[str], tokenizer) -> dict[str, tuple]:
     missing = [h for h in heads if h not in found]
     if missing:
         raise FileNotFoundError(f"no {', '.join(missing)} estimator checkpoint in {folder}")
+    shape = (tokenizer.config.num_tokens, tokenizer.config.num_codes)
     for h in heads:
-        if not same_tokenizer(found[h][0], tokenizer):
-            raise ValueError(f"the {h} checkpoint in {folder} was trained against another tokenizer")
+        theirs = found[h][0].tokenizer.config
+        if retarget and (theirs.num_tokens, theirs.num_codes) != shape:
+            raise ValueError(f"the {h} checkpoint in {folder} predicts {theirs.num_tokens} tokens of "
+                             f"{theirs.num_codes} codes; this tokenizer has {shape[0]} of {shape[1]}")
+        if not retarget and not same_tokenizer(found[h][0], tokenizer):
+            raise ValueError(f"the {h} checkpoint in {folder} was trained against another tokenizer "
+                             "(--retarget carries it over to this one)")
     return {h: found[h] for h in heads}
 
 

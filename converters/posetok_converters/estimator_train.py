@@ -170,7 +170,8 @@ def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, to
     (making frames costs more than a training step on the CPU, so a head-to-head comparison shares them).
 
     Args:
-        init: {head: trained model} to continue from (its weights are copied; same config and tokenizer).
+        init: {head: trained model} to continue from (same config): its backbone and head weights are
+            copied; the frozen tokenizer stays ``tokenizer``.
 
     Returns:
         ({head: model}, {head: history} plus the shared "train_seconds", "frames_made", "frames_seen").
@@ -183,7 +184,11 @@ def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, to
     for head, start in (init or {}).items():
         if start.config != models[head].config:
             raise ValueError(f"the {head} model to continue from has another config: {start.config}")
-        models[head].load_state_dict(start.state_dict())       # includes the frozen tokenizer: must be the same
+        trained = {k: v for k, v in start.state_dict().items() if not k.startswith("tokenizer.")}
+        missing, unexpected = models[head].load_state_dict(trained, strict=False)
+        if unexpected or any(not k.startswith("tokenizer.") for k in missing):
+            raise ValueError(f"the {head} model to continue from does not fit: missing {missing}, "
+                             f"unexpected {unexpected}")
     models = {head: m.to(device) for head, m in models.items()}
     opts = {head: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=tcfg.lr,
                                     weight_decay=tcfg.weight_decay) for head, m in models.items()}

@@ -203,7 +203,8 @@ def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike |
     ckpt_sha = bundle_lib.file_sha256(ckpt_path)
     if estimator is not None and not estimator_export.same_tokenizer(estimator, model):
         raise ExportError(f"the estimator was trained against another tokenizer than {ckpt_path}; "
-                          "its token ids would mean other codes (retrain it with --tokenizer)")
+                          "its token ids would mean other codes (train it with --tokenizer, or continue it onto this "
+                          "tokenizer with --init DIR --retarget)")
     if codebook_storage(model) == "float32":
         progress(f"note: the codebook of {ckpt_path} is not on an int8 grid (trained before codebooks were "
                  "snapped); the reduced-precision files keep it as float32")

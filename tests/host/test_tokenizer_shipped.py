@@ -34,14 +34,14 @@ def test_shipped_model_uses_its_codebook(shipped):
 
 
 # Reconstruction: the targets are broad <= 0.5 px and upright <= 0.45 px;
-# the shipped model measures 0.535 / 0.468 (README "Known limits"), so these
+# the shipped model measures 0.526 / 0.459 (README "Known limits"), so these
 # bounds hold it where it is, not at the targets.
 # Full-integer int8 is judged by reconstruction (README "Known limits"); the
 # simulated A8W8 token agreement is held by a regression floor just below the
 # shipped model's.
-MPJPE_BOUND_PX = 0.55
-UPRIGHT_MPJPE_BOUND_PX = 0.48
-SHIPPED_SIM_INT8_FLOOR = 0.94   # measured 0.948
+MPJPE_BOUND_PX = 0.54
+UPRIGHT_MPJPE_BOUND_PX = 0.47
+SHIPPED_SIM_INT8_FLOOR = 0.94   # measured 0.947
 
 
 def test_shipped_codebook_is_on_an_int8_grid(shipped):
