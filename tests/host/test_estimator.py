@@ -193,8 +193,8 @@ def test_a_run_carries_over_to_a_retrained_tokenizer_only_when_asked(tmp_path, c
     assert "trained against another tokenizer (--retarget" in capsys.readouterr().err
     assert cli_main(common + ["--retarget", "--out", str(tmp_path / "b")]) == 2
     assert "--retarget applies with --init" in capsys.readouterr().err
-    assert cli_main(on_new[:-4] + ["--init", str(tmp_path / "a"), "--tokenizer", str(tmp_path / "tok16"),
-                                   "--retarget", "--out", str(tmp_path / "b")]) == 2
+    assert cli_main(common + ["--init", str(tmp_path / "a"), "--tokenizer", str(tmp_path / "tok16"), "--retarget",
+                              "--out", str(tmp_path / "b")]) == 2
     assert "predicts 32 tokens of 256 codes; this tokenizer has 16 of 256" in capsys.readouterr().err
     assert cli_main(on_new + ["--retarget", "--out", str(tmp_path / "b")]) == 0
     a, _ = load_estimator(tmp_path / "a")
