@@ -87,7 +87,8 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
                         "frames are new")
     p.add_argument("--init", type=Path, default=None,
                    help="continue from the checkpoints of an earlier run (its --out folder: each head from the "
-                        "estimator.pt of that head found there); same tokenizer and configs")
+                        "estimator.pt of that head found there); same tokenizer and configs. Heads it trained "
+                        "that --heads leaves out keep their figures in metrics.json, marked carried_over")
     p.add_argument("--retarget", action="store_true",
                    help="with --init: the earlier run was trained against another tokenizer of the same token "
                         "shape (M tokens, V codes; a continued tokenizer, say); its backbone and head carry over "
@@ -160,7 +161,8 @@ def train_main(argv: list[str], prog: str) -> int:
                 "tokenizer_command": tok_meta.get("command"), "metrics": results[head], "history": history[head]}
         save_estimator(path, models[head].cpu(), meta)
         print(f"[{prog}] wrote {path}")
-    metrics = {**results[heads[0]], "baselines": {h: results[h] for h in heads[1:]}}
+    carried = _untrained_heads(args.init, heads) if earlier else {}
+    metrics = {**results[heads[0]], "baselines": {**carried, **{h: results[h] for h in heads[1:]}}}
     write_text_atomic(args.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
     return 0
@@ -174,6 +176,23 @@ def _continued(earlier: dict, this_run: dict) -> dict:
         total = this_run[key] + earlier.get(f"total_{key}", earlier.get(key, 0))
         out[f"total_{key}"] = round(total, 1) if key == "train_seconds" else int(total)
     return out
+
+
+CARRIED_OVER = "not trained in this run: the figures of the --init run's metrics.json"
+
+
+def _untrained_heads(folder: Path, heads: list[str]) -> dict[str, dict]:
+    """The figures of heads the --init run trained and this run does not, marked ``carried_over``, so a run that
+    continues only the shipped head keeps its baseline's figures beside it (a baseline whose weights were not
+    kept cannot be evaluated again)."""
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    per_head = {earlier.get("head"): {k: v for k, v in earlier.items() if k != "baselines"},
+                **earlier.get("baselines", {})}
+    return {h: {**m, "carried_over": m.get("carried_over", CARRIED_OVER)} for h, m in per_head.items()
+            if h is not None and h not in heads}
 
 
 def _earlier_run(folder: Path, heads: list[str], tokenizer, retarget: bool = False) -> dict[str, tuple]:

@@ -171,6 +171,15 @@ def test_training_continues_from_an_earlier_run(tmp_path, capsys):
     assert not torch.equal(wa, wb) and (wa - wb).abs().max() < 0.05
     assert cli_main(common + ["--init", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
     assert "no tokens, regression estimator checkpoint" in capsys.readouterr().err
+    # continuing the tokens head alone keeps the regression baseline's figures, marked as not trained again
+    tokens_only = common[:2] + ["tokens"] + common[3:]
+    assert cli_main(tokens_only + ["--init", str(tmp_path / "b"), "--seed", "2", "--out", str(tmp_path / "d")]) == 0
+    third = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert third["continued_from"]["mpjpe_px"] == second["mpjpe_px"]
+    carried = third["baselines"]["regression"]
+    assert carried.pop("carried_over").startswith("not trained in this run")
+    assert carried == second["baselines"]["regression"]
+    assert not (tmp_path / "d" / "regression").exists()
 
 
 def test_a_run_carries_over_to_a_retrained_tokenizer_only_when_asked(tmp_path, capsys):
