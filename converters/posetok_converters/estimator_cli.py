@@ -229,8 +229,16 @@ def eval_main(argv: list[str], prog: str) -> int:
     p.add_argument("--shares", default="",
                    help="comma-separated person-box shares of the crop to sweep (e.g. 0.35,0.42,0.5,0.58); the "
                         "errors go to person_box_share_sweep")
+    p.add_argument("--breakdown", action="store_true",
+                   help="instead of the headline figures, where the held-out error lies: its spread over frames, "
+                        "per keypoint, left/right swaps, by pose (see posetok_converters.estimator_breakdown)")
+    p.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
+                   help="with --breakdown: also draw it, with example frames, into this PNG")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.plot is not None and (not args.breakdown or args.plot.suffix.lower() != ".png"):
+        print(f"{prog}: --plot needs --breakdown and a .png file name, got {args.plot}", file=sys.stderr)
+        return 2
     from . import frames
     from .estimator_eval import user_path_metrics
     from .estimator_train import evaluate_estimator
@@ -247,6 +255,8 @@ def eval_main(argv: list[str], prog: str) -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     n = args.frames or frames.EVAL_FRAMES
+    if args.breakdown:
+        return _print_breakdown(model, n, args.plot, args.json)
     metrics = {**evaluate_estimator(model, n=n), **user_path_metrics(model, n, shares)}
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -254,4 +264,32 @@ def eval_main(argv: list[str], prog: str) -> int:
         for key, value in metrics.items():
             print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
         print(f"{'independent / clean':28s} {metrics['independent_mpjpe_px'] / metrics['mpjpe_px']:.2f}x")
+    return 0
+
+
+def _print_breakdown(model, n: int, plot: Path | None, as_json: bool) -> int:
+    from .estimator_breakdown import breakdown, held_out_estimates, plot_breakdown
+    sets = [held_out_estimates(model, kind, n) for kind in ("clean", "occluded")]
+    result = {s.kind: breakdown(s) for s in sets}
+    if plot is not None:
+        plot_breakdown(sets, plot)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for kind, f in result.items():
+        print(f"{kind} ({f['frames']} frames): MPJPE {f['mpjpe_px']:.2f} px, median {f['median_px']:.2f}, "
+              f"p90 {f['p90_px']:.2f}, p99 {f['p99_px']:.2f}")
+        print(f"  frames over the gross-error line: {f['gross_frames']:.3f}, carrying {f['gross_error_share']:.3f} "
+              f"of the error")
+        print(f"  left/right swapped: {f['mirror_swapped_frames']:.3f} of frames; forgiven, MPJPE "
+              f"{f['mpjpe_px_mirror_forgiven']:.2f} px")
+        print("  per keypoint: " + ", ".join(f"{k} {v:.2f}" for k, v in f["per_keypoint_px"].items()))
+        print(f"  keypoints beyond the camera's edge: {f['keypoints_outside_camera']:.3f}, error "
+              f"{f['outside_camera_keypoint_px'] or 0:.2f} px (in the picture: {f['inside_camera_keypoint_px']:.2f})")
+        for key in ("by_generator", "by_torso_tilt_deg", "by_shoulder_span", "by_camera_edge"):
+            parts = [f"{label} {b['mpjpe_px']:.2f} ({b['frames']})" for label, b in f[key].items()
+                     if b["mpjpe_px"] is not None]
+            print(f"  {key}: " + ", ".join(parts))
+    if plot is not None:
+        print(f"wrote {plot}")
     return 0

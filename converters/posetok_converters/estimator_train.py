@@ -18,7 +18,7 @@ import os
 import queue
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -234,21 +234,35 @@ def train_estimator(cfg: EstimatorConfig, tcfg: EstimatorTrainConfig, tokenizer,
     return models[cfg.head], {**history[cfg.head], **{k: v for k, v in history.items() if k != cfg.head}}
 
 
+EVAL_CHUNK = 256   # frames per forward pass when evaluating
+
+
+@torch.no_grad()
+def predict_in_chunks(model: PoseEstimatorModel, pictures: np.ndarray) -> Iterator[tuple[slice, dict]]:
+    """The model's outputs on uint8 crops [n,64,64,3], ``EVAL_CHUNK`` frames at a time, in eval mode.
+
+    Yields:
+        (the frames' slice, the model's output dict for them, on the model's device).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    for start in range(0, len(pictures), EVAL_CHUNK):
+        part = slice(start, min(start + EVAL_CHUNK, len(pictures)))
+        yield part, model(to_inputs(torch.from_numpy(pictures[part]).to(device)))
+
+
 @torch.no_grad()
 def evaluate_estimator(model: PoseEstimatorModel, kinds: tuple[str, ...] = ("clean", "occluded"),
                        n: int = frames.EVAL_FRAMES) -> dict:
     """MPJPE (64-px frame pixels) on the fixed held-out frames; tokens head also argmax decoding and token accuracy."""
-    model.eval()
     device = next(model.parameters()).device
     result: dict = {"eval_frames": n}
     for kind in kinds:
         batch = frames.eval_frames(kind, n)
         target = torch.from_numpy(batch.poses_px)
         errs, argmax_errs, acc = [], [], []
-        for start in range(0, n, 256):
-            pics = torch.from_numpy(batch.pictures[start:start + 256]).to(device)
-            out = model(to_inputs(pics))
-            true = target[start:start + 256].to(device)
+        for part, out in predict_in_chunks(model, batch.pictures):
+            true = target[part].to(device)
             pred_px = (out["keypoints"] + 1.0) * HALF_FRAME
             errs.append(torch.linalg.norm(pred_px - true, dim=-1).mean(-1))
             if "logits" in out:

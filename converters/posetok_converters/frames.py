@@ -49,6 +49,7 @@ LIMB_RADIUS_PX = (0.25, 1.8)         # model-frame px, log-uniform: from lines t
 HARD_EDGE_SHARE = 0.3                # frames drawn without anti-aliasing (coverage 0 or 1)
 PATTERN_SHARE = 0.4                  # backdrops with stripes, tiles or blocks on top
 EVAL_FRAMES = 2000
+UPRIGHT_FRACTION = 0.25              # share of upright poses among the broad ones (as the tokenizer trains)
 
 _LEFT = {KEYPOINT_INDEX[n] for n in ("left_shoulder", "left_elbow", "left_hand", "left_knee", "left_foot")}
 _RIGHT = {KEYPOINT_INDEX[n] for n in ("right_shoulder", "right_elbow", "right_hand", "right_knee", "right_foot")}
@@ -322,7 +323,7 @@ def model_inputs(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
-                upright_fraction: float = 0.25) -> FrameBatch:
+                upright_fraction: float = UPRIGHT_FRACTION) -> FrameBatch:
     """``n`` fresh poses from the tokenizer's generator, drawn, captured and pre-processed.
 
     Args:
@@ -343,20 +344,33 @@ def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
     return FrameBatch(inputs, pictures, poses.astype(np.float32), boxes)
 
 
-def sample_poses(n: int, rng: np.random.Generator, upright_fraction: float = 0.25) -> np.ndarray:
+def sample_poses(n: int, rng: np.random.Generator, upright_fraction: float = UPRIGHT_FRACTION) -> np.ndarray:
     """The poses ``make_frames`` draws first from ``rng``: broad ones with ``upright_fraction`` upright."""
+    return _sample_poses_and_generator(n, rng, upright_fraction)[0]
+
+
+def _sample_poses_and_generator(n: int, rng: np.random.Generator,
+                                upright_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``sample_poses`` and which of them came from the upright generator (bool [n])."""
     poses = data.sample_poses_rng(n, rng, distribution="broad")
     upright = rng.uniform(size=n) < upright_fraction
     if upright.any():
         poses[upright] = data.sample_poses_rng(int(upright.sum()), rng, distribution="upright")
-    return poses
+    return poses, upright
 
 
 def eval_poses(kind: str, n: int = EVAL_FRAMES) -> np.ndarray:
     """The poses of ``eval_frames(kind, n)`` without drawing the frames."""
+    return eval_poses_and_generator(kind, n)[0]
+
+
+def eval_poses_and_generator(kind: str, n: int = EVAL_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+    """The poses of ``eval_frames(kind, n)`` and which of them are upright ones (bool [n])."""
     if kind not in EVAL_SEEDS:
         raise ValueError(f"kind must be one of {sorted(EVAL_SEEDS)}, got {kind!r}")
-    return sample_poses(n, np.random.default_rng(EVAL_SEEDS[kind])).astype(np.float32)
+    poses, upright = _sample_poses_and_generator(n, np.random.default_rng(EVAL_SEEDS[kind]),
+                                                  UPRIGHT_FRACTION)
+    return poses.astype(np.float32), upright
 
 
 def eval_frames(kind: str, n: int = EVAL_FRAMES) -> FrameBatch:

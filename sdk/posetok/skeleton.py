@@ -35,6 +35,18 @@ KEYPOINT_NAMES: tuple[str, ...] = (
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 KEYPOINT_INDEX = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 
+
+def _other_side(name: str) -> str:
+    for a, b in (("left_", "right_"), ("right_", "left_")):
+        if name.startswith(a):
+            return b + name[len(a):]
+    return name
+
+
+# Each keypoint's twin on the figure's other side (head, neck and waist map to
+# themselves): ``keypoints[..., MIRROR_INDEX, :]`` relabels left as right.
+MIRROR_INDEX: tuple[int, ...] = tuple(KEYPOINT_INDEX[_other_side(name)] for name in KEYPOINT_NAMES)
+
 # Limbs as (parent, child) index pairs, parent closer to the neck.
 LIMBS: tuple[tuple[int, int], ...] = tuple(
     (KEYPOINT_INDEX[a], KEYPOINT_INDEX[b]) for a, b in (

@@ -1,0 +1,232 @@
+"""Where the estimator's error lies, on the fixed held-out frames.
+
+``posetok eval-estimator --breakdown`` splits the held-out MPJPE of
+``estimator_train.evaluate_estimator`` (same frames, same model output) by
+what could cause it, so a change to the model or the data can be aimed:
+
+- the spread over frames (median, 90th and 99th percentile, the share of
+  frames off by more than ``GROSS_ERROR_PX`` and their share of the total
+  error): a mean carried by a tail of failures asks for other fixes than
+  an error spread over every frame;
+- per keypoint;
+- left/right: the frames whose estimate relabelled left as right
+  (``posetok.skeleton.MIRROR_INDEX``) would be nearer the truth, and the
+  MPJPE if those swaps were forgiven (the side colours should make it
+  small);
+- by pose: the upright generator's poses against the broad ones, the
+  torso's tilt from upright (neck above waist = 0 degrees, upside down =
+  180), and the shoulder span over the torso length (turned bodies show
+  narrow shoulders and limbs that cross);
+- the camera's edge: a person box may stick out of the camera frame
+  (``frames.BOX_OUTSIDE``), and the keypoints beyond it are not in the
+  picture at all; the error of those keypoints against the seen ones, and
+  of the frames with any such keypoint.
+
+``--plot FILE.png`` draws the same figures and four clean frames at the
+50th, 75th, 90th and 99th percentile of error, truth and estimate drawn
+over the model's input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from posetok.skeleton import FRAME_SIZE, HALF_FRAME, KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, MIRROR_INDEX
+
+from . import frames
+from .estimator import PoseEstimatorModel
+from .estimator_train import predict_in_chunks
+
+GROSS_ERROR_PX = 5.0
+TILT_EDGES_DEG = (0.0, 30.0, 90.0, 150.0, 180.0)
+# Shoulder span / torso length: about 0.6-0.85 facing the camera or turned
+# away, down to 0 seen from the side.
+SPAN_EDGES = (0.0, 0.25, 0.5, np.inf)
+EXAMPLE_PERCENTILES = (50, 75, 90, 99)
+
+_NECK, _WAIST = KEYPOINT_INDEX["neck"], KEYPOINT_INDEX["waist"]
+_SHOULDERS = KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]
+
+
+@dataclass
+class HeldOutEstimates:
+    """One held-out set with the model's keypoints.
+
+    Attributes:
+        kind: "clean" or "occluded" (``frames.EVAL_SEEDS``).
+        true_px, estimated_px: float [n,13,2] in 64-px model-frame pixels.
+        upright: bool [n], the poses drawn from the upright generator.
+        pictures: uint8 [n,64,64,3], the model's input crops.
+        boxes: int [n,4], the crops' (x, y, w, h) in the ``frames.CAMERA_PX`` camera frame.
+    """
+    kind: str
+    true_px: np.ndarray
+    estimated_px: np.ndarray
+    upright: np.ndarray
+    pictures: np.ndarray
+    boxes: np.ndarray
+
+    @property
+    def outside_camera(self) -> np.ndarray:
+        """bool [n,13]: the true keypoints beyond the camera frame's edge (not in the picture)."""
+        boxes = self.boxes.astype(np.float64)
+        camera = boxes[:, None, :2] + self.true_px * (boxes[:, None, 2:] / FRAME_SIZE)
+        return ((camera < 0) | (camera > frames.CAMERA_PX)).any(axis=-1)
+
+    @property
+    def keypoint_errors(self) -> np.ndarray:
+        """[n,13] distances in px."""
+        return np.linalg.norm(self.estimated_px - self.true_px, axis=-1)
+
+    @property
+    def frame_errors(self) -> np.ndarray:
+        """[n] per-frame MPJPE in px."""
+        return self.keypoint_errors.mean(axis=1)
+
+
+def held_out_estimates(model: PoseEstimatorModel, kind: str, n: int = frames.EVAL_FRAMES) -> HeldOutEstimates:
+    """The model's keypoints on the held-out frames ``frames.eval_frames(kind, n)``."""
+    batch = frames.eval_frames(kind, n)
+    poses, upright = frames.eval_poses_and_generator(kind, n)
+    if not np.array_equal(poses, batch.poses_px):
+        raise AssertionError("eval_poses_and_generator no longer draws the poses of eval_frames")
+    estimated = np.empty_like(batch.poses_px)
+    for part, out in predict_in_chunks(model, batch.pictures):
+        estimated[part] = ((out["keypoints"] + 1.0) * HALF_FRAME).cpu().numpy()
+    return HeldOutEstimates(kind, batch.poses_px, estimated, upright, batch.pictures, batch.boxes)
+
+
+def torso_tilt_deg(poses_px: np.ndarray) -> np.ndarray:
+    """[n] angle between the waist->neck vector and image up (y decreases upward): 0 upright, 180 upside down."""
+    torso = poses_px[:, _NECK] - poses_px[:, _WAIST]
+    length = np.maximum(np.linalg.norm(torso, axis=-1), 1e-9)
+    return np.degrees(np.arccos(np.clip(-torso[:, 1] / length, -1.0, 1.0)))
+
+
+def shoulder_span(poses_px: np.ndarray) -> np.ndarray:
+    """[n] distance between the shoulders over the neck-waist distance."""
+    span = np.linalg.norm(poses_px[:, _SHOULDERS[0]] - poses_px[:, _SHOULDERS[1]], axis=-1)
+    return span / np.maximum(np.linalg.norm(poses_px[:, _NECK] - poses_px[:, _WAIST], axis=-1), 1e-9)
+
+
+def _edge_label(value: float) -> str:
+    return "inf" if np.isinf(value) else f"{value:g}"
+
+
+def _binned(errors: np.ndarray, values: np.ndarray, edges: tuple[float, ...]) -> dict:
+    """{"lo-hi": {"frames", "mpjpe_px"}} over half-open bins [lo, hi); the last bin includes hi."""
+    result = {}
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        inside = (values >= lo) & ((values <= hi) if i == len(edges) - 2 else (values < hi))
+        result[f"{_edge_label(lo)}-{_edge_label(hi)}"] = {
+            "frames": int(inside.sum()),
+            "mpjpe_px": float(errors[inside].mean()) if inside.any() else None}
+    return result
+
+
+def breakdown(est: HeldOutEstimates) -> dict:
+    """The figures of the module notes for one held-out set."""
+    per_keypoint = est.keypoint_errors
+    errors = per_keypoint.mean(axis=1)
+    mirrored = np.linalg.norm(est.estimated_px[:, list(MIRROR_INDEX)] - est.true_px, axis=-1).mean(axis=1)
+    gross = errors > GROSS_ERROR_PX
+    outside = est.outside_camera
+    cut = outside.any(axis=1)
+    return {
+        "frames": int(len(errors)),
+        "mpjpe_px": float(errors.mean()),
+        "median_px": float(np.median(errors)),
+        "p90_px": float(np.percentile(errors, 90)),
+        "p99_px": float(np.percentile(errors, 99)),
+        "gross_frames": float(gross.mean()),
+        "gross_error_share": float(errors[gross].sum() / errors.sum()),
+        "mirror_swapped_frames": float((mirrored < errors).mean()),
+        "mpjpe_px_mirror_forgiven": float(np.minimum(errors, mirrored).mean()),
+        "per_keypoint_px": {name: float(v) for name, v in zip(KEYPOINT_NAMES, per_keypoint.mean(axis=0))},
+        "by_generator": {name: {"frames": int(mask.sum()), "mpjpe_px": float(errors[mask].mean())}
+                         for name, mask in (("upright", est.upright), ("broad", ~est.upright)) if mask.any()},
+        "by_torso_tilt_deg": _binned(errors, torso_tilt_deg(est.true_px), TILT_EDGES_DEG),
+        "by_shoulder_span": _binned(errors, shoulder_span(est.true_px), SPAN_EDGES),
+        "keypoints_outside_camera": float(outside.mean()),
+        "outside_camera_keypoint_px": float(per_keypoint[outside].mean()) if outside.any() else None,
+        "inside_camera_keypoint_px": float(per_keypoint[~outside].mean()),
+        "by_camera_edge": {name: {"frames": int(mask.sum()), "mpjpe_px": float(errors[mask].mean())}
+                           for name, mask in (("all_inside", ~cut), ("some_outside", cut)) if mask.any()},
+    }
+
+
+def plot_breakdown(sets: list[HeldOutEstimates], path: Path) -> None:
+    """Write the breakdown figure (PNG) for ``sets`` (the first one's frames are the examples)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from posetok.atomic import atomic_output
+
+    figures = [breakdown(s) for s in sets]
+    colours = ("tab:blue", "tab:orange", "tab:green")
+    fig = plt.figure(figsize=(15, 8.5))
+    grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.05])
+    width = 0.8 / len(sets)
+
+    ax = fig.add_subplot(grid[0, :2])
+    x = np.arange(len(KEYPOINT_NAMES))
+    for i, (s, f) in enumerate(zip(sets, figures)):
+        ax.bar(x + (i - (len(sets) - 1) / 2) * width, list(f["per_keypoint_px"].values()), width,
+               color=colours[i], label=f"{s.kind}: {f['mpjpe_px']:.2f} px")
+    ax.set_xticks(x, [n.replace("_", "\n") for n in KEYPOINT_NAMES], fontsize=7)
+    ax.set_ylabel("mean error, px")
+    ax.set_title("error per keypoint", fontsize=10)
+    ax.legend(fontsize=8)
+
+    ax = fig.add_subplot(grid[0, 2])
+    for i, (s, f) in enumerate(zip(sets, figures)):
+        errors = np.sort(s.frame_errors)
+        ax.plot(errors, np.arange(1, len(errors) + 1) / len(errors), color=colours[i],
+                label=f"{s.kind}: median {f['median_px']:.2f}, p90 {f['p90_px']:.2f} px")
+    ax.axvline(GROSS_ERROR_PX, color="gray", ls=":", lw=1)
+    ax.set_xlim(0, 3 * GROSS_ERROR_PX)
+    ax.set_xlabel("per-frame MPJPE, px")
+    ax.set_ylabel("share of frames")
+    ax.set_title("frames by error", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+
+    ax = fig.add_subplot(grid[0, 3])
+    groups = [("tilt " + k + "°", "by_torso_tilt_deg", k) for k in figures[0]["by_torso_tilt_deg"]]
+    groups += [("span " + k, "by_shoulder_span", k) for k in figures[0]["by_shoulder_span"]]
+    groups += [(k.replace("_", " "), "by_camera_edge", k) for k in figures[0]["by_camera_edge"]]
+    y = np.arange(len(groups))
+    for i, f in enumerate(figures):
+        values = [(f[key].get(label) or {}).get("mpjpe_px") or 0.0 for _, key, label in groups]
+        ax.barh(y + (i - (len(sets) - 1) / 2) * width, values, width, color=colours[i])
+    ax.set_yticks(y, [g[0] for g in groups], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("MPJPE, px")
+    ax.set_title("by torso tilt, shoulder span / torso, camera edge", fontsize=9)
+
+    first = sets[0]
+    errors = first.frame_errors
+    order = np.argsort(errors)
+    for j, pct in enumerate(EXAMPLE_PERCENTILES):
+        k = order[min(len(order) - 1, int(round(pct / 100 * (len(order) - 1))))]
+        ax = fig.add_subplot(grid[1, j])
+        ax.imshow(first.pictures[k], extent=(0, 64, 64, 0), interpolation="nearest")
+        for a, b in LIMBS:
+            ax.plot(first.estimated_px[k, [a, b], 0], first.estimated_px[k, [a, b], 1], color="red", lw=1.0)
+        ax.scatter(first.true_px[k, :, 0], first.true_px[k, :, 1], s=14, color="white", edgecolors="black",
+                   linewidths=0.6, zorder=3)
+        ax.set_xlim(0, 64)
+        ax.set_ylim(64, 0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{first.kind} frame at p{pct}: {errors[k]:.2f} px", fontsize=9)
+    fig.suptitle("estimator error on the held-out frames (64-px model frame); examples: true keypoints white, "
+                 "estimated skeleton red", fontsize=11)
+    fig.tight_layout()
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
+    finally:
+        plt.close(fig)
