@@ -239,6 +239,10 @@ def eval_main(argv: list[str], prog: str) -> int:
     if args.plot is not None and (not args.breakdown or args.plot.suffix.lower() != ".png"):
         print(f"{prog}: --plot needs --breakdown and a .png file name, got {args.plot}", file=sys.stderr)
         return 2
+    if args.breakdown and args.shares:
+        print(f"{prog}: --shares sweeps the person-box path, which --breakdown does not run; give one of them",
+              file=sys.stderr)
+        return 2
     from . import frames
     from .estimator_eval import user_path_metrics
     from .estimator_train import evaluate_estimator

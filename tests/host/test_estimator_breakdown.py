@@ -116,7 +116,8 @@ def test_breakdown_command_writes_json_and_a_png(tmp_path, capsys):
     assert eval_main([str(checkpoint), "--plot", str(tmp_path / "x.png")], "posetok eval-estimator") == 2
     assert "--plot needs --breakdown" in capsys.readouterr().err
     assert eval_main([str(checkpoint), "--breakdown", "--plot", str(tmp_path / "x.svg")], "prog") == 2
-    capsys.readouterr()
+    assert eval_main([str(checkpoint), "--breakdown", "--shares", "0.5"], "prog") == 2
+    assert "--shares sweeps the person-box path" in capsys.readouterr().err
     plot = tmp_path / "breakdown.png"
     assert eval_main([str(checkpoint), "--frames", "24", "--breakdown", "--plot", str(plot), "--json"], "prog") == 0
     got = json.loads(capsys.readouterr().out)
