@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posetok.skeleton import FRAME_SIZE, HALF_FRAME, KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, MIRROR_INDEX
+from posetok.skeleton import HALF_FRAME, KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, MIRROR_INDEX
 
 from . import frames
 from .estimator import PoseEstimatorModel
@@ -71,8 +71,7 @@ class HeldOutEstimates:
     @property
     def outside_camera(self) -> np.ndarray:
         """bool [n,13]: the true keypoints beyond the camera frame's edge (not in the picture)."""
-        boxes = self.boxes.astype(np.float64)
-        camera = boxes[:, None, :2] + self.true_px * (boxes[:, None, 2:] / FRAME_SIZE)
+        camera = frames.crop_to_camera(self.true_px, self.boxes)
         return ((camera < 0) | (camera > frames.CAMERA_PX)).any(axis=-1)
 
     @property
@@ -115,15 +114,20 @@ def _edge_label(value: float) -> str:
     return "inf" if np.isinf(value) else f"{value:g}"
 
 
+def _masked(errors: np.ndarray, groups: dict[str, np.ndarray], keep_empty: bool = False) -> dict:
+    """{name: {"frames", "mpjpe_px"}} of the frames in each boolean mask; an empty group is left out, or
+    kept with mpjpe_px None."""
+    return {name: {"frames": int(mask.sum()), "mpjpe_px": float(errors[mask].mean()) if mask.any() else None}
+            for name, mask in groups.items() if keep_empty or mask.any()}
+
+
 def _binned(errors: np.ndarray, values: np.ndarray, edges: tuple[float, ...]) -> dict:
-    """{"lo-hi": {"frames", "mpjpe_px"}} over half-open bins [lo, hi); the last bin includes hi."""
-    result = {}
+    """``_masked`` over half-open bins [lo, hi) named "lo-hi"; the last bin includes hi; empty bins kept."""
+    groups = {}
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        inside = (values >= lo) & ((values <= hi) if i == len(edges) - 2 else (values < hi))
-        result[f"{_edge_label(lo)}-{_edge_label(hi)}"] = {
-            "frames": int(inside.sum()),
-            "mpjpe_px": float(errors[inside].mean()) if inside.any() else None}
-    return result
+        below = values <= hi if i == len(edges) - 2 else values < hi
+        groups[f"{_edge_label(lo)}-{_edge_label(hi)}"] = (values >= lo) & below
+    return _masked(errors, groups, keep_empty=True)
 
 
 def breakdown(est: HeldOutEstimates) -> dict:
@@ -145,27 +149,25 @@ def breakdown(est: HeldOutEstimates) -> dict:
         "mirror_swapped_frames": float((mirrored < errors).mean()),
         "mpjpe_px_mirror_forgiven": float(np.minimum(errors, mirrored).mean()),
         "per_keypoint_px": {name: float(v) for name, v in zip(KEYPOINT_NAMES, per_keypoint.mean(axis=0))},
-        "by_generator": {name: {"frames": int(mask.sum()), "mpjpe_px": float(errors[mask].mean())}
-                         for name, mask in (("upright", est.upright), ("broad", ~est.upright)) if mask.any()},
+        "by_generator": _masked(errors, {"upright": est.upright, "broad": ~est.upright}),
         "by_torso_tilt_deg": _binned(errors, torso_tilt_deg(est.true_px), TILT_EDGES_DEG),
         "by_shoulder_span": _binned(errors, shoulder_span(est.true_px), SPAN_EDGES),
         "keypoints_outside_camera": float(outside.mean()),
         "outside_camera_keypoint_px": float(per_keypoint[outside].mean()) if outside.any() else None,
         "inside_camera_keypoint_px": float(per_keypoint[~outside].mean()),
-        "by_camera_edge": {name: {"frames": int(mask.sum()), "mpjpe_px": float(errors[mask].mean())}
-                           for name, mask in (("all_inside", ~cut), ("some_outside", cut)) if mask.any()},
+        "by_camera_edge": _masked(errors, {"all_inside": ~cut, "some_outside": cut}),
     }
 
 
-def plot_breakdown(sets: list[HeldOutEstimates], path: Path) -> None:
-    """Write the breakdown figure (PNG) for ``sets`` (the first one's frames are the examples)."""
+def plot_breakdown(sets: list[HeldOutEstimates], figures: list[dict], path: Path) -> None:
+    """Write the breakdown figure (PNG) for ``sets`` and their ``breakdown`` ``figures`` (the first set's frames
+    are the examples)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from posetok.atomic import atomic_output
 
-    figures = [breakdown(s) for s in sets]
     colours = ("tab:blue", "tab:orange", "tab:green")
     fig = plt.figure(figsize=(15, 8.5))
     grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.05])

@@ -276,7 +276,7 @@ def _print_breakdown(model, n: int, plot: Path | None, as_json: bool) -> int:
     sets = [held_out_estimates(model, kind, n) for kind in ("clean", "occluded")]
     result = {s.kind: breakdown(s) for s in sets}
     if plot is not None:
-        plot_breakdown(sets, plot)
+        plot_breakdown(sets, list(result.values()), plot)
     if as_json:
         print(json.dumps(result, indent=2))
         return 0

@@ -60,8 +60,7 @@ def estimate_in_crops(model: PoseEstimatorModel, rgb: np.ndarray, boxes: np.ndar
     device = next(model.parameters()).device
     out = torch.cat([model(torch.from_numpy(inputs[i:i + 256]).to(device))["keypoints"].cpu()
                      for i in range(0, len(inputs), 256)]).numpy()
-    crops = np.asarray(crops, np.float64)
-    return crops[:, None, :2] + (out + 1.0) * HALF_FRAME * (crops[:, 2] / FRAME_SIZE)[:, None, None]
+    return frames.crop_to_camera((out + 1.0) * HALF_FRAME, np.asarray(crops, np.float64))
 
 
 def long_sides(keypoints: np.ndarray) -> np.ndarray:
@@ -84,7 +83,7 @@ def evaluate_person_boxes(model: PoseEstimatorModel, shares: tuple[float, ...], 
     rng = np.random.default_rng(PERSON_BOX_SEED)
     poses = frames.eval_poses("clean", n)
     rgb, boxes = frames.draw_frames(poses, rng, occluders=0)
-    true = boxes[:, None, :2] + poses * (boxes[:, 2] / FRAME_SIZE)[:, None, None]
+    true = frames.crop_to_camera(poses, boxes)
     person, reference = keypoint_boxes(true), float(long_sides(poses).mean())   # = reference_extent_px(n)
     return {share: relative_mpjpe(estimate_in_crops(model, rgb, person, share), true, reference) for share in shares}
 

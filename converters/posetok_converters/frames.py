@@ -322,6 +322,13 @@ def model_inputs(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.nda
     return inputs, pictures
 
 
+def crop_to_camera(points_px: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Points [n,k,2] in the 64-px model frame of square crops ``boxes`` [n,4] (x, y, side, side) -> camera
+    pixels, float64."""
+    boxes = np.asarray(boxes, np.float64)
+    return boxes[:, None, :2] + points_px * (boxes[:, 2] / FRAME_SIZE)[:, None, None]
+
+
 def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
                 upright_fraction: float = UPRIGHT_FRACTION) -> FrameBatch:
     """``n`` fresh poses from the tokenizer's generator, drawn, captured and pre-processed.
