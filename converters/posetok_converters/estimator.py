@@ -12,7 +12,9 @@ decoder runs after them and is counted separately.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -161,7 +163,7 @@ def count_macs(module: nn.Module, example: torch.Tensor) -> int:
     handles = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)
                for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _eval_mode(module):
             module(example)
     finally:
         for h in handles:
@@ -169,10 +171,23 @@ def count_macs(module: nn.Module, example: torch.Tensor) -> int:
     return total
 
 
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode for a counting forward pass, the module's mode restored after: in training mode a forward
+    would move the batch-norm running statistics, changing the model it only measures."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
 def estimator_macs(model: PoseEstimatorModel, image_size: int = 64) -> dict[str, int]:
     """Per-frame multiply-adds: ``estimator`` (backbone + head) and ``decoder`` (the frozen tokenizer decoder)."""
     x = torch.zeros(1, model.config.in_channels, image_size, image_size)
-    features = model.backbone(x)
+    with torch.no_grad(), _eval_mode(model):
+        features = model.backbone(x)
     est = count_macs(model.backbone, x) + count_macs(model.head, features)
     if model.config.head == "regression":
         return {"estimator": est, "decoder": 0}

@@ -20,11 +20,16 @@ what could cause it, so a change to the model or the data can be aimed:
 - the camera's edge: a person box may stick out of the camera frame
   (``frames.BOX_OUTSIDE``), and the keypoints beyond it are not in the
   picture at all; the error of those keypoints against the seen ones, and
-  of the frames with any such keypoint.
+  of the frames with any such keypoint;
+- by what the renderer drew (``frames.SceneRecord``, recorded while the
+  same frames are drawn): limb half-width, hard or anti-aliased edges,
+  patterned backdrop, limb-like clutter strokes, blur, sensor noise, and
+  how far the kernel downscales the crop. These are the trained model's
+  errors split by each factor, not what training without it would give.
 
-``--plot FILE.png`` draws the same figures and four clean frames at the
-50th, 75th, 90th and 99th percentile of error, truth and estimate drawn
-over the model's input.
+``--plot FILE.png`` draws the same figures and three clean frames at the
+50th, 90th and 99th percentile of error, truth and estimate drawn over the
+model's input.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posetok.skeleton import HALF_FRAME, KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, MIRROR_INDEX
+from posetok.skeleton import FRAME_SIZE, HALF_FRAME, KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, MIRROR_INDEX
 
 from . import frames
 from .estimator import PoseEstimatorModel
@@ -44,7 +49,14 @@ TILT_EDGES_DEG = (0.0, 30.0, 90.0, 150.0, 180.0)
 # Shoulder span / torso length: about 0.6-0.85 facing the camera or turned
 # away, down to 0 seen from the side.
 SPAN_EDGES = (0.0, 0.25, 0.5, np.inf)
-EXAMPLE_PERCENTILES = (50, 75, 90, 99)
+EXAMPLE_PERCENTILES = (50, 90, 99)
+# Render bins: limb half-width in model px (frames.LIMB_RADIUS_PX), blur sigma in camera px (0: none), sensor
+# noise sigma in grey levels, crop downscale = box side / 64 (frames.BOX_SIDE_PX).
+RADIUS_EDGES = (0.25, 0.5, 1.0, 1.8)
+STROKE_EDGES = (0, 3, 6)
+BLUR_EDGES = (0.0, 0.2, 0.7, 1.2)
+NOISE_EDGES = (0.0, 2.0, 5.0, 8.0)
+DOWNSCALE_EDGES = (1.125, 1.3, 1.5)
 
 _NECK, _WAIST = KEYPOINT_INDEX["neck"], KEYPOINT_INDEX["waist"]
 _SHOULDERS = KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]
@@ -60,6 +72,7 @@ class HeldOutEstimates:
         upright: bool [n], the poses drawn from the upright generator.
         pictures: uint8 [n,64,64,3], the model's input crops.
         boxes: int [n,4], the crops' (x, y, w, h) in the ``frames.CAMERA_PX`` camera frame.
+        scene: what the renderer drew for each frame (``frames.SceneRecord``); None when unknown.
     """
     kind: str
     true_px: np.ndarray
@@ -67,6 +80,7 @@ class HeldOutEstimates:
     upright: np.ndarray
     pictures: np.ndarray
     boxes: np.ndarray
+    scene: frames.SceneRecord | None = None
 
     @property
     def outside_camera(self) -> np.ndarray:
@@ -87,14 +101,15 @@ class HeldOutEstimates:
 
 def held_out_estimates(model: PoseEstimatorModel, kind: str, n: int = frames.EVAL_FRAMES) -> HeldOutEstimates:
     """The model's keypoints on the held-out frames ``frames.eval_frames(kind, n)``."""
-    batch = frames.eval_frames(kind, n)
+    scene = frames.SceneRecord()
+    batch = frames.eval_frames(kind, n, record=scene)
     poses, upright = frames.eval_poses_and_generator(kind, n)
     if not np.array_equal(poses, batch.poses_px):
         raise AssertionError("eval_poses_and_generator no longer draws the poses of eval_frames")
     estimated = np.empty_like(batch.poses_px)
     for part, out in predict_in_chunks(model, batch.pictures):
         estimated[part] = ((out["keypoints"] + 1.0) * HALF_FRAME).cpu().numpy()
-    return HeldOutEstimates(kind, batch.poses_px, estimated, upright, batch.pictures, batch.boxes)
+    return HeldOutEstimates(kind, batch.poses_px, estimated, upright, batch.pictures, batch.boxes, scene)
 
 
 def torso_tilt_deg(poses_px: np.ndarray) -> np.ndarray:
@@ -130,8 +145,22 @@ def _binned(errors: np.ndarray, values: np.ndarray, edges: tuple[float, ...]) ->
     return _masked(errors, groups, keep_empty=True)
 
 
+def by_render(errors: np.ndarray, scene: frames.SceneRecord, boxes: np.ndarray) -> dict:
+    """Per-frame errors [n] split by what the renderer drew: {factor: groups}."""
+    hard, patterned = scene.get("hard_edges").astype(bool), scene.get("patterned").astype(bool)
+    return {
+        "limb_radius_px": _binned(errors, scene.get("limb_radius_px"), RADIUS_EDGES),
+        "limb_edges": _masked(errors, {"anti_aliased": ~hard, "hard": hard}, keep_empty=True),
+        "backdrop": _masked(errors, {"plain": ~patterned, "patterned": patterned}, keep_empty=True),
+        "clutter_strokes": _binned(errors, scene.get("clutter_strokes"), STROKE_EDGES),
+        "blur_sigma_px": _binned(errors, scene.get("blur_sigma_px"), BLUR_EDGES),
+        "noise_sigma": _binned(errors, scene.get("noise_sigma"), NOISE_EDGES),
+        "crop_downscale": _binned(errors, np.asarray(boxes)[:, 2] / FRAME_SIZE, DOWNSCALE_EDGES),
+    }
+
+
 def breakdown(est: HeldOutEstimates) -> dict:
-    """The figures of the module notes for one held-out set."""
+    """The figures of the module notes for one held-out set (the render groups when ``est.scene`` is known)."""
     per_keypoint = est.keypoint_errors
     errors = per_keypoint.mean(axis=1)
     mirrored = np.linalg.norm(est.estimated_px[:, list(MIRROR_INDEX)] - est.true_px, axis=-1).mean(axis=1)
@@ -156,7 +185,26 @@ def breakdown(est: HeldOutEstimates) -> dict:
         "outside_camera_keypoint_px": float(per_keypoint[outside].mean()) if outside.any() else None,
         "inside_camera_keypoint_px": float(per_keypoint[~outside].mean()),
         "by_camera_edge": _masked(errors, {"all_inside": ~cut, "some_outside": cut}),
+        **({"by_render": by_render(errors, est.scene, est.boxes)} if est.scene is not None else {}),
     }
+
+
+def _group_bars(ax, figures: list[dict], groups: list[tuple[str, tuple[str, ...]]], width: float,
+                colours: tuple[str, ...], title: str) -> None:
+    """Horizontal bars of MPJPE per group, one bar per set; a group is (label, key path into the figures)."""
+    y = np.arange(len(groups))
+    for i, f in enumerate(figures):
+        values = []
+        for _, path in groups:
+            node = f
+            for key in path:
+                node = (node or {}).get(key)
+            values.append((node or {}).get("mpjpe_px") or 0.0)
+        ax.barh(y + (i - (len(figures) - 1) / 2) * width, values, width, color=colours[i])
+    ax.set_yticks(y, [label for label, _ in groups], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("MPJPE, px")
+    ax.set_title(title, fontsize=9)
 
 
 def plot_breakdown(sets: list[HeldOutEstimates], figures: list[dict], path: Path) -> None:
@@ -169,8 +217,8 @@ def plot_breakdown(sets: list[HeldOutEstimates], figures: list[dict], path: Path
     from posetok.atomic import atomic_output
 
     colours = ("tab:blue", "tab:orange", "tab:green")
-    fig = plt.figure(figsize=(15, 8.5))
-    grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.05])
+    fig = plt.figure(figsize=(15, 9))
+    grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.1])
     width = 0.8 / len(sets)
 
     ax = fig.add_subplot(grid[0, :2])
@@ -195,25 +243,24 @@ def plot_breakdown(sets: list[HeldOutEstimates], figures: list[dict], path: Path
     ax.set_title("frames by error", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
 
-    ax = fig.add_subplot(grid[0, 3])
-    groups = [("tilt " + k + "°", "by_torso_tilt_deg", k) for k in figures[0]["by_torso_tilt_deg"]]
-    groups += [("span " + k, "by_shoulder_span", k) for k in figures[0]["by_shoulder_span"]]
-    groups += [(k.replace("_", " "), "by_camera_edge", k) for k in figures[0]["by_camera_edge"]]
-    y = np.arange(len(groups))
-    for i, f in enumerate(figures):
-        values = [(f[key].get(label) or {}).get("mpjpe_px") or 0.0 for _, key, label in groups]
-        ax.barh(y + (i - (len(sets) - 1) / 2) * width, values, width, color=colours[i])
-    ax.set_yticks(y, [g[0] for g in groups], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("MPJPE, px")
-    ax.set_title("by torso tilt, shoulder span / torso, camera edge", fontsize=9)
+    pose_groups = [("tilt " + k + "°", ("by_torso_tilt_deg", k)) for k in figures[0]["by_torso_tilt_deg"]]
+    pose_groups += [("span " + k, ("by_shoulder_span", k)) for k in figures[0]["by_shoulder_span"]]
+    pose_groups += [(k.replace("_", " "), ("by_camera_edge", k)) for k in figures[0]["by_camera_edge"]]
+    _group_bars(fig.add_subplot(grid[0, 3]), figures, pose_groups, width, colours,
+                "by torso tilt, shoulder span / torso, camera edge")
+    if "by_render" in figures[0]:
+        render_groups = [(f"{factor.replace('_px', '').replace('_', ' ')} {k.replace('_', ' ')}",
+                          ("by_render", factor, k))
+                         for factor, bins in figures[0]["by_render"].items() for k in bins]
+        _group_bars(fig.add_subplot(grid[1, 0]), figures, render_groups, width, colours,
+                    "by what the renderer drew")
 
     first = sets[0]
     errors = first.frame_errors
     order = np.argsort(errors)
     for j, pct in enumerate(EXAMPLE_PERCENTILES):
         k = order[min(len(order) - 1, int(round(pct / 100 * (len(order) - 1))))]
-        ax = fig.add_subplot(grid[1, j])
+        ax = fig.add_subplot(grid[1, 1 + j])
         ax.imshow(first.pictures[k], extent=(0, 64, 64, 0), interpolation="nearest")
         for a, b in LIMBS:
             ax.plot(first.estimated_px[k, [a, b], 0], first.estimated_px[k, [a, b], 1], color="red", lw=1.0)

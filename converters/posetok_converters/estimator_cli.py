@@ -290,8 +290,10 @@ def _print_breakdown(model, n: int, plot: Path | None, as_json: bool) -> int:
         print("  per keypoint: " + ", ".join(f"{k} {v:.2f}" for k, v in f["per_keypoint_px"].items()))
         print(f"  keypoints beyond the camera's edge: {f['keypoints_outside_camera']:.3f}, error "
               f"{f['outside_camera_keypoint_px'] or 0:.2f} px (in the picture: {f['inside_camera_keypoint_px']:.2f})")
-        for key in ("by_generator", "by_torso_tilt_deg", "by_shoulder_span", "by_camera_edge"):
-            parts = [f"{label} {b['mpjpe_px']:.2f} ({b['frames']})" for label, b in f[key].items()
+        groups = {key: f[key] for key in ("by_generator", "by_torso_tilt_deg", "by_shoulder_span", "by_camera_edge")}
+        groups.update({f"render {factor}": bins for factor, bins in f.get("by_render", {}).items()})
+        for key, bins in groups.items():
+            parts = [f"{label} {b['mpjpe_px']:.2f} ({b['frames']})" for label, b in bins.items()
                      if b["mpjpe_px"] is not None]
             print(f"  {key}: " + ", ".join(parts))
     if plot is not None:

@@ -22,7 +22,7 @@ px64 * side / 64), so the box crop resized to 64 px gives back the model frame.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -75,6 +75,32 @@ class FrameBatch:
     pictures: np.ndarray
     poses_px: np.ndarray
     boxes: np.ndarray
+
+
+@dataclass
+class SceneRecord:
+    """What ``draw_scene`` drew for each frame, filled in when one is passed to it (the frames stay the same:
+    recording draws nothing from the random source). ``get(name)`` gives one value per frame:
+
+    - ``limb_radius_px``: limb half-width in model-frame px;
+    - ``hard_edges``: drawn without anti-aliasing;
+    - ``patterned``: stripes, tiles or blocks on the backdrop;
+    - ``clutter_strokes``: limb-like strokes on the backdrop (drawn per chunk of frames);
+    - ``blur_sigma_px``: the Gaussian blur in camera px, 0 for none (per chunk);
+    - ``noise_sigma``: the sensor noise's standard deviation in grey levels.
+    """
+    NAMES = ("limb_radius_px", "hard_edges", "patterned", "clutter_strokes", "blur_sigma_px", "noise_sigma")
+    parts: dict[str, list[np.ndarray]] = field(default_factory=lambda: {k: [] for k in SceneRecord.NAMES})
+
+    def add(self, n: int, **values) -> None:
+        """Record ``values`` (one per frame, or one for all ``n`` frames) for the next ``n`` frames."""
+        for name, value in values.items():
+            self.parts[name].append(np.broadcast_to(np.asarray(value).reshape(-1), (n,)).copy())
+
+    def get(self, name: str) -> np.ndarray:
+        if name not in self.parts:
+            raise KeyError(f"no scene value {name!r}; recorded: {', '.join(self.NAMES)}")
+        return np.concatenate(self.parts[name]) if self.parts[name] else np.zeros(0)
 
 
 def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -137,12 +163,12 @@ def _paint(canvas: np.ndarray, dist: np.ndarray, radius: np.ndarray, colors: np.
         canvas += alpha * colors[:, k, None, None, :]
 
 
-def _patterns(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray) -> None:
+def _patterns(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """On about PATTERN_SHARE of the frames: stripes or a checker of tiles at a random angle and period, or
-    axis-aligned blocks (furniture, shelves), blended over the backdrop."""
+    axis-aligned blocks (furniture, shelves), blended over the backdrop. Returns which frames got one."""
     n, s = len(canvas), grid.shape[0]
-    chosen = np.flatnonzero(rng.uniform(size=n) < PATTERN_SHARE)
-    for i in chosen:
+    patterned = rng.uniform(size=n) < PATTERN_SHARE
+    for i in np.flatnonzero(patterned):
         kind = rng.integers(3)
         colour = rng.uniform(0, 255, 3).astype(np.float32)
         if kind < 2:
@@ -160,10 +186,12 @@ def _patterns(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray) ->
                 mask[y0:y0 + rng.integers(3, s // 2), x0:x0 + rng.integers(3, s // 2)] = True
                 colour = colour if rng.uniform() < 0.5 else rng.uniform(0, 255, 3).astype(np.float32)
         canvas[i][mask] = colour
+    return patterned
 
 
-def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray) -> np.ndarray:
-    """Gradient + low-frequency blotches + clutter strokes: float32 [n,S,S,3] in [0, 255]."""
+def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Gradient + low-frequency blotches + clutter strokes: (float32 [n,S,S,3] in [0, 255], the number of
+    strokes, which frames got a pattern)."""
     s = grid.shape[0]
     c0, c1 = rng.uniform(0, 255, (2, n, 1, 1, 3)).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
@@ -184,8 +212,7 @@ def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray) -> np.ndarray:
         radius = rng.uniform(0.5, 4.0, (n, strokes)).astype(np.float32)
         colors = rng.uniform(0, 255, (n, strokes, 3)).astype(np.float32)
         _paint(canvas, _segment_distance(grid[0, :, 0], a, b), radius, colors)
-    _patterns(rng, canvas, grid)
-    return canvas
+    return canvas, strokes, _patterns(rng, canvas, grid)
 
 
 def _figure_colors(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -218,29 +245,32 @@ def _occlude(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray, box
         canvas[:] = np.where(inside[..., None], color + texture, canvas)
 
 
-def _blur(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
-    """Separable Gaussian blur with a per-chunk sigma in [0, 1.2] camera px (none for about a third)."""
+def _blur(rng: np.random.Generator, canvas: np.ndarray) -> tuple[np.ndarray, float]:
+    """Separable Gaussian blur with a per-chunk sigma in [0, 1.2] camera px (none for about a third):
+    (the blurred canvas, sigma or 0 for none)."""
     sigma = rng.uniform(-0.6, 1.2)
     if sigma <= 0.2:
-        return canvas
+        return canvas, 0.0
     taps = np.arange(-3, 4, dtype=np.float32)
     w = np.exp(-0.5 * (taps / sigma) ** 2)
     w /= w.sum()
     padded = np.pad(canvas, ((0, 0), (3, 3), (3, 3), (0, 0)), mode="edge")
     rows = sum(w[k] * padded[:, k:k + canvas.shape[1], :, :] for k in range(7))
-    return sum(w[k] * rows[:, :, k:k + canvas.shape[2], :] for k in range(7))
+    return sum(w[k] * rows[:, :, k:k + canvas.shape[2], :] for k in range(7)), float(sigma)
 
 
-def _camera(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
-    """Lighting, contrast, gamma and sensor noise -> uint8 [n,S,S,3]."""
+def _camera(rng: np.random.Generator, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lighting, contrast, gamma and sensor noise: (uint8 [n,S,S,3], the noise's sigma per frame [n])."""
     n = len(canvas)
     gain = rng.uniform(0.6, 1.3, (n, 1, 1, 1)).astype(np.float32)
     offset = rng.uniform(-30, 30, (n, 1, 1, 1)).astype(np.float32)
     gamma = rng.uniform(0.75, 1.35, (n, 1, 1, 1)).astype(np.float32)
     x = np.clip(canvas * gain + offset, 0, 255) / 255.0
     x = 255.0 * x ** gamma
-    x += rng.normal(0, 1, x.shape).astype(np.float32) * rng.uniform(0, 8, (n, 1, 1, 1)).astype(np.float32)
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    unit = rng.normal(0, 1, x.shape).astype(np.float32)          # drawn before the sigma, as always
+    noise = rng.uniform(0, 8, (n, 1, 1, 1)).astype(np.float32)
+    x += unit * noise
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8), noise.reshape(n)
 
 
 def _boxes(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -251,14 +281,15 @@ def _boxes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.stack([x, y, side, side], axis=1).astype(np.int32)
 
 
-def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int | None = None,
+                record: SceneRecord | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Camera frames with one figure each, at random person boxes of the CAMERA_PX camera.
 
     Args:
         poses_px: float [n,13,2], poses in the 64-px model frame.
         rng: the random source for boxes, scene and camera.
         occluders: boxes drawn over the figure; None: 0, 1 or 2 at random (training).
+        record: as ``draw_scene``.
 
     Returns:
         (rgb uint8 [n,CAMERA_PX,CAMERA_PX,3], boxes int32 [n,4] as (x, y, w, h) in camera pixels).
@@ -268,11 +299,11 @@ def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int |
     if poses_px.shape != (n, NUM_KEYPOINTS, 2):
         raise ValueError(f"poses_px must have shape [n,{NUM_KEYPOINTS},2], got {list(poses_px.shape)}")
     boxes = _boxes(rng, n)
-    return draw_scene(poses_px, boxes, CAMERA_PX, rng, occluders), boxes
+    return draw_scene(poses_px, boxes, CAMERA_PX, rng, occluders, record), boxes
 
 
 def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.random.Generator,
-               occluders: int | None = None) -> np.ndarray:
+               occluders: int | None = None, record: SceneRecord | None = None) -> np.ndarray:
     """Square camera frames of any size with one figure each, the model frame of each pose at its box.
 
     Args:
@@ -282,6 +313,7 @@ def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.rando
         size: the frames' side in pixels.
         rng: the random source for the scene and camera.
         occluders: as ``draw_frames``.
+        record: where to note what was drawn for each frame (optional).
 
     Returns:
         rgb uint8 [n,size,size,3].
@@ -292,8 +324,9 @@ def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.rando
     grid = np.stack(np.meshgrid(centers, centers, indexing="xy"), axis=-1)
     scale = (boxes[:, 2] / FRAME_SIZE).astype(np.float32)
     cam = boxes[:, None, :2] + poses_px * scale[:, None, None]
-    canvas = _backdrop(rng, n, grid)
-    limb_radius = (np.exp(rng.uniform(*np.log(LIMB_RADIUS_PX), n)) * scale)[:, None]
+    canvas, strokes, patterned = _backdrop(rng, n, grid)
+    radius_model_px = np.exp(rng.uniform(*np.log(LIMB_RADIUS_PX), n))
+    limb_radius = (radius_model_px * scale)[:, None]
     hard = rng.uniform(size=n) < HARD_EDGE_SHARE
     colors = _figure_colors(rng, n)
     dist = _segment_distance(centers, cam[:, _PARENTS], cam[:, _CHILDREN])            # [c,L,S,S]
@@ -308,7 +341,12 @@ def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.rando
     _paint(canvas, np.stack(layers, axis=1), np.repeat(limb_radius, 3, axis=1), layer_colors, hard)
     count = int(rng.integers(0, 3)) if occluders is None else occluders
     _occlude(rng, canvas, grid, boxes, count)
-    return _camera(rng, _blur(rng, canvas))
+    canvas, blur_sigma = _blur(rng, canvas)
+    rgb, noise_sigma = _camera(rng, canvas)
+    if record is not None:
+        record.add(n, limb_radius_px=radius_model_px, hard_edges=hard, patterned=patterned, clutter_strokes=strokes,
+                   blur_sigma_px=blur_sigma, noise_sigma=noise_sigma)
+    return rgb
 
 
 def model_inputs(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -330,7 +368,7 @@ def crop_to_camera(points_px: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
-                upright_fraction: float = UPRIGHT_FRACTION) -> FrameBatch:
+                upright_fraction: float = UPRIGHT_FRACTION, record: SceneRecord | None = None) -> FrameBatch:
     """``n`` fresh poses from the tokenizer's generator, drawn, captured and pre-processed.
 
     Args:
@@ -338,6 +376,7 @@ def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
         rng: the random source (poses, scene, camera).
         occluders: see ``draw_frames``.
         upright_fraction: the share of upright poses among the broad ones (as the tokenizer trains).
+        record: as ``draw_scene``.
 
     Returns:
         A ``FrameBatch``.
@@ -345,7 +384,7 @@ def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
     poses = sample_poses(n, rng, upright_fraction)
     parts = []
     for start in range(0, n, _CHUNK):
-        rgb, boxes = draw_frames(poses[start:start + _CHUNK], rng, occluders)
+        rgb, boxes = draw_frames(poses[start:start + _CHUNK], rng, occluders, record)
         parts.append((*model_inputs(rgb, boxes), boxes))
     inputs, pictures, boxes = (np.concatenate(a) for a in zip(*parts))
     return FrameBatch(inputs, pictures, poses.astype(np.float32), boxes)
@@ -380,9 +419,10 @@ def eval_poses_and_generator(kind: str, n: int = EVAL_FRAMES) -> tuple[np.ndarra
     return poses.astype(np.float32), upright
 
 
-def eval_frames(kind: str, n: int = EVAL_FRAMES) -> FrameBatch:
-    """The fixed held-out frames: ``"clean"`` (no occluder) or ``"occluded"`` (two boxes of 6-18 px)."""
+def eval_frames(kind: str, n: int = EVAL_FRAMES, record: SceneRecord | None = None) -> FrameBatch:
+    """The fixed held-out frames: ``"clean"`` (no occluder) or ``"occluded"`` (two boxes of 6-18 px); ``record``
+    as ``draw_scene``."""
     if kind not in EVAL_SEEDS:
         raise ValueError(f"kind must be one of {sorted(EVAL_SEEDS)}, got {kind!r}")
     rng = np.random.default_rng(EVAL_SEEDS[kind])
-    return make_frames(n, rng, occluders=0 if kind == "clean" else 2)
+    return make_frames(n, rng, occluders=0 if kind == "clean" else 2, record=record)

@@ -74,6 +74,17 @@ def test_budget_under_50_mflops():
     assert out["keypoints"].shape == (2, 13, 2)
 
 
+def test_counting_the_budget_leaves_a_training_model_as_it_was():
+    # the counting forward passes run in eval mode: in training mode they would move the batch-norm statistics
+    tokenizer, _ = load_checkpoint(None)
+    model = PoseEstimatorModel(EstimatorConfig(), tokenizer).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    estimator_macs(model)
+    assert model.training and model.backbone.training and not model.tokenizer.training
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
 def test_the_token_head_learns_through_the_frozen_decoder():
     # fit one fixed batch: the pixel loss through the soft-decoded codebook must fall far
     torch.manual_seed(0)

@@ -14,6 +14,7 @@ from posetok_converters.estimator import EstimatorConfig, PoseEstimatorModel
 from posetok_converters.estimator_breakdown import (
     HeldOutEstimates,
     breakdown,
+    by_render,
     held_out_estimates,
     shoulder_span,
     torso_tilt_deg,
@@ -97,6 +98,43 @@ def test_eval_poses_and_generator_are_the_frames_poses():
         frames.eval_poses_and_generator("blurry", 4)
 
 
+def test_recording_the_scene_leaves_the_frames_as_they_were():
+    scene = frames.SceneRecord()
+    recorded = frames.eval_frames("clean", 140, record=scene)
+    plain = frames.eval_frames("clean", 140)
+    np.testing.assert_array_equal(recorded.pictures, plain.pictures)
+    values = {name: scene.get(name) for name in frames.SceneRecord.NAMES}
+    assert all(v.shape == (140,) for v in values.values())
+    radius = values["limb_radius_px"]
+    assert frames.LIMB_RADIUS_PX[0] <= radius.min() and radius.max() <= frames.LIMB_RADIUS_PX[1]
+    blur = values["blur_sigma_px"]
+    assert np.all((blur == 0) | ((blur > 0.2) & (blur <= 1.2)))
+    assert len(np.unique(blur[:64])) == 1                      # one sigma per drawing chunk of 64 frames
+    assert 0 <= values["noise_sigma"].min() and values["noise_sigma"].max() <= 8
+    assert 0.15 < values["hard_edges"].mean() < 0.45 and 0.25 < values["patterned"].mean() < 0.55
+    with pytest.raises(KeyError, match="no scene value 'fog'"):
+        scene.get("fog")
+
+
+def test_render_groups_of_known_errors():
+    scene = frames.SceneRecord()
+    scene.add(4, limb_radius_px=[0.3, 0.6, 1.5, 1.8], hard_edges=[True, False, False, False],
+              patterned=[False, True, True, False], clutter_strokes=2, blur_sigma_px=0.0,
+              noise_sigma=[1.0, 3.0, 6.0, 8.0])
+    boxes = np.array([[0, 0, 72, 72], [0, 0, 80, 80], [0, 0, 90, 90], [0, 0, 96, 96]])
+    got = by_render(np.array([1.0, 2.0, 3.0, 5.0]), scene, boxes)
+    assert got["limb_radius_px"] == {"0.25-0.5": {"frames": 1, "mpjpe_px": 1.0},
+                                     "0.5-1": {"frames": 1, "mpjpe_px": 2.0},
+                                     "1-1.8": {"frames": 2, "mpjpe_px": 4.0}}     # the last bin holds 1.8
+    assert got["limb_edges"] == {"anti_aliased": {"frames": 3, "mpjpe_px": 10 / 3},
+                                 "hard": {"frames": 1, "mpjpe_px": 1.0}}
+    assert got["backdrop"]["patterned"] == {"frames": 2, "mpjpe_px": 2.5}
+    assert got["clutter_strokes"]["3-6"] == {"frames": 0, "mpjpe_px": None}
+    assert got["blur_sigma_px"]["0-0.2"]["frames"] == 4
+    assert got["noise_sigma"]["5-8"] == {"frames": 2, "mpjpe_px": 4.0}
+    assert got["crop_downscale"]["1.125-1.3"] == {"frames": 2, "mpjpe_px": 1.5}     # sides 72 and 80 of 64
+
+
 def _untrained_model() -> PoseEstimatorModel:
     torch.manual_seed(0)
     tokenizer, _ = load_checkpoint(None)
@@ -122,5 +160,6 @@ def test_breakdown_command_writes_json_and_a_png(tmp_path, capsys):
     assert eval_main([str(checkpoint), "--frames", "24", "--breakdown", "--plot", str(plot), "--json"], "prog") == 0
     got = json.loads(capsys.readouterr().out)
     assert set(got) == {"clean", "occluded"} and got["occluded"]["frames"] == 24
+    assert sum(b["frames"] for b in got["clean"]["by_render"]["limb_radius_px"].values()) == 24
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temp file left
