@@ -25,7 +25,10 @@ what could cause it, so a change to the model or the data can be aimed:
   same frames are drawn): limb half-width, hard or anti-aliased edges,
   patterned backdrop, limb-like clutter strokes, blur, sensor noise, and
   how far the kernel downscales the crop. These are the trained model's
-  errors split by each factor, not what training without it would give.
+  errors split by each factor, not what training without it would give;
+  and the frames nearest the calibration trial's (``upright_easy_render``:
+  upright poses on a plain backdrop, limbs at least 0.5 px wide, little
+  noise and blur).
 
 ``--plot FILE.png`` draws the same figures and three clean frames at the
 50th, 90th and 99th percentile of error, truth and estimate drawn over the
@@ -57,6 +60,8 @@ STROKE_EDGES = (0, 3, 6)
 BLUR_EDGES = (0.0, 0.2, 0.7, 1.2)
 NOISE_EDGES = (0.0, 2.0, 5.0, 8.0)
 DOWNSCALE_EDGES = (1.125, 1.3, 1.5)
+# The easy end of each render factor (upright_easy_render)
+EASY_MIN_LIMB_RADIUS_PX, EASY_MAX_NOISE_SIGMA, EASY_MAX_BLUR_SIGMA_PX = 0.5, 5.0, 0.7
 
 _NECK, _WAIST = KEYPOINT_INDEX["neck"], KEYPOINT_INDEX["waist"]
 _SHOULDERS = KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]
@@ -145,6 +150,13 @@ def _binned(errors: np.ndarray, values: np.ndarray, edges: tuple[float, ...]) ->
     return _masked(errors, groups, keep_empty=True)
 
 
+def easy_render(scene: frames.SceneRecord) -> np.ndarray:
+    """bool [n]: frames on a plain backdrop with limbs at least EASY_MIN_LIMB_RADIUS_PX wide and noise and blur
+    under EASY_MAX_NOISE_SIGMA and EASY_MAX_BLUR_SIGMA_PX."""
+    return (~scene.get("patterned").astype(bool) & (scene.get("limb_radius_px") >= EASY_MIN_LIMB_RADIUS_PX)
+            & (scene.get("noise_sigma") < EASY_MAX_NOISE_SIGMA) & (scene.get("blur_sigma_px") < EASY_MAX_BLUR_SIGMA_PX))
+
+
 def by_render(errors: np.ndarray, scene: frames.SceneRecord, boxes: np.ndarray) -> dict:
     """Per-frame errors [n] split by what the renderer drew: {factor: groups}."""
     hard, patterned = scene.get("hard_edges").astype(bool), scene.get("patterned").astype(bool)
@@ -185,7 +197,9 @@ def breakdown(est: HeldOutEstimates) -> dict:
         "outside_camera_keypoint_px": float(per_keypoint[outside].mean()) if outside.any() else None,
         "inside_camera_keypoint_px": float(per_keypoint[~outside].mean()),
         "by_camera_edge": _masked(errors, {"all_inside": ~cut, "some_outside": cut}),
-        **({"by_render": by_render(errors, est.scene, est.boxes)} if est.scene is not None else {}),
+        **({"by_render": by_render(errors, est.scene, est.boxes),
+            "upright_easy_render": _masked(errors, {"": est.upright & easy_render(est.scene)}, keep_empty=True)[""]}
+           if est.scene is not None else {}),
     }
 
 
@@ -252,6 +266,7 @@ def plot_breakdown(sets: list[HeldOutEstimates], figures: list[dict], path: Path
         render_groups = [(f"{factor.replace('_px', '').replace('_', ' ')} {k.replace('_', ' ')}",
                           ("by_render", factor, k))
                          for factor, bins in figures[0]["by_render"].items() for k in bins]
+        render_groups.append(("upright poses, easy render", ("upright_easy_render",)))
         _group_bars(fig.add_subplot(grid[1, 0]), figures, render_groups, width, colours,
                     "by what the renderer drew")
 

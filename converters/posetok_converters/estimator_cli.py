@@ -296,6 +296,9 @@ def _print_breakdown(model, n: int, plot: Path | None, as_json: bool) -> int:
             parts = [f"{label} {b['mpjpe_px']:.2f} ({b['frames']})" for label, b in bins.items()
                      if b["mpjpe_px"] is not None]
             print(f"  {key}: " + ", ".join(parts))
+        if "upright_easy_render" in f:
+            easy = f["upright_easy_render"]
+            print(f"  upright poses, easy render: {easy['mpjpe_px'] or 0:.2f} px ({easy['frames']} frames)")
     if plot is not None:
         print(f"wrote {plot}")
     return 0

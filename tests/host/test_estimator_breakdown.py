@@ -15,6 +15,7 @@ from posetok_converters.estimator_breakdown import (
     HeldOutEstimates,
     breakdown,
     by_render,
+    easy_render,
     held_out_estimates,
     shoulder_span,
     torso_tilt_deg,
@@ -133,6 +134,11 @@ def test_render_groups_of_known_errors():
     assert got["blur_sigma_px"]["0-0.2"]["frames"] == 4
     assert got["noise_sigma"]["5-8"] == {"frames": 2, "mpjpe_px": 4.0}
     assert got["crop_downscale"]["1.125-1.3"] == {"frames": 2, "mpjpe_px": 1.5}     # sides 72 and 80 of 64
+    # easy: plain backdrop, limbs >= 0.5 px, noise < 5, blur < 0.7 (frame 1 thin, 2-3 patterned, 4 noisy)
+    assert easy_render(scene).tolist() == [False, False, False, False]
+    scene.add(2, limb_radius_px=[0.5, 0.5], hard_edges=False, patterned=False, clutter_strokes=6,
+              blur_sigma_px=[0.0, 0.7], noise_sigma=4.9)
+    assert easy_render(scene).tolist() == [False, False, False, False, True, False]
 
 
 def _untrained_model() -> PoseEstimatorModel:
@@ -161,5 +167,6 @@ def test_breakdown_command_writes_json_and_a_png(tmp_path, capsys):
     got = json.loads(capsys.readouterr().out)
     assert set(got) == {"clean", "occluded"} and got["occluded"]["frames"] == 24
     assert sum(b["frames"] for b in got["clean"]["by_render"]["limb_radius_px"].values()) == 24
+    assert 0 <= got["clean"]["upright_easy_render"]["frames"] < 24
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temp file left
