@@ -134,11 +134,14 @@ def _edge_label(value: float) -> str:
     return "inf" if np.isinf(value) else f"{value:g}"
 
 
+def _group(errors: np.ndarray, mask: np.ndarray) -> dict:
+    """{"frames", "mpjpe_px"} of the frames in a boolean mask (mpjpe_px None when it is empty)."""
+    return {"frames": int(mask.sum()), "mpjpe_px": float(errors[mask].mean()) if mask.any() else None}
+
+
 def _masked(errors: np.ndarray, groups: dict[str, np.ndarray], keep_empty: bool = False) -> dict:
-    """{name: {"frames", "mpjpe_px"}} of the frames in each boolean mask; an empty group is left out, or
-    kept with mpjpe_px None."""
-    return {name: {"frames": int(mask.sum()), "mpjpe_px": float(errors[mask].mean()) if mask.any() else None}
-            for name, mask in groups.items() if keep_empty or mask.any()}
+    """{name: ``_group``} for each boolean mask; an empty group is left out, or kept with mpjpe_px None."""
+    return {name: _group(errors, mask) for name, mask in groups.items() if keep_empty or mask.any()}
 
 
 def _binned(errors: np.ndarray, values: np.ndarray, edges: tuple[float, ...]) -> dict:
@@ -198,7 +201,7 @@ def breakdown(est: HeldOutEstimates) -> dict:
         "inside_camera_keypoint_px": float(per_keypoint[~outside].mean()),
         "by_camera_edge": _masked(errors, {"all_inside": ~cut, "some_outside": cut}),
         **({"by_render": by_render(errors, est.scene, est.boxes),
-            "upright_easy_render": _masked(errors, {"": est.upright & easy_render(est.scene)}, keep_empty=True)[""]}
+            "upright_easy_render": _group(errors, est.upright & easy_render(est.scene))}
            if est.scene is not None else {}),
     }
 
