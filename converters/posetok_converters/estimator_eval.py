@@ -60,7 +60,7 @@ def estimate_in_crops(model: PoseEstimatorModel, rgb: np.ndarray, boxes: np.ndar
     device = next(model.parameters()).device
     out = torch.cat([model(torch.from_numpy(inputs[i:i + 256]).to(device))["keypoints"].cpu()
                      for i in range(0, len(inputs), 256)]).numpy()
-    return frames.crop_to_camera((out + 1.0) * HALF_FRAME, np.asarray(crops, np.float64))
+    return frames.crop_to_camera((out + 1.0) * HALF_FRAME, crops)     # converts the crops to float64
 
 
 def long_sides(keypoints: np.ndarray) -> np.ndarray:
