@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -140,12 +140,23 @@ class PoseEstimatorModel(nn.Module):
             torch.einsum("bmv,mvd->bmd", probs, codes)
         return self.tokenizer.decode(soft)
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.backbone(images)
+    def forward(self, images: torch.Tensor, compute_dtype: Optional[torch.dtype] = None
+                ) -> dict[str, torch.Tensor]:
+        """Args:
+            images: [B,C,64,64] float32, the kernel's normalized crops.
+            compute_dtype: None for float32 throughout; torch.bfloat16 runs the backbone and head under
+                autocast (training on CPUs with bfloat16 dot products and on GPUs). The head's output is cast
+                back to float32 before the softmax and the frozen decoder, which keep their precision.
+        """
+        if compute_dtype is None:
+            raw = self.head(self.backbone(images))
+        else:
+            with torch.autocast(images.device.type, dtype=compute_dtype):
+                raw = self.head(self.backbone(images))
+            raw = raw.float()
         if self.config.head == "regression":
-            return {"keypoints": self.head(features)}
-        logits = self.head(features)
-        return {"logits": logits, "keypoints": self.soft_decode(logits)}
+            return {"keypoints": raw}
+        return {"logits": raw, "keypoints": self.soft_decode(raw)}
 
 
 def count_macs(module: nn.Module, example: torch.Tensor) -> int:

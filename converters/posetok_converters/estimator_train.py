@@ -46,6 +46,16 @@ class EstimatorTrainConfig:
     buffer_frames: int = 20000        # replay buffer size (workers > 0)
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"           # a key of COMPUTE_DTYPES: the backbone and head's arithmetic in training
+
+    def __post_init__(self) -> None:
+        if self.precision not in COMPUTE_DTYPES:
+            raise ValueError(f"precision must be one of {', '.join(COMPUTE_DTYPES)}, got {self.precision!r}")
+
+
+# Training arithmetic of the backbone and head (PoseEstimatorModel.forward's compute_dtype). Weights, optimizer
+# state, the frozen decoder and the losses stay float32 either way; exported graphs are always float32.
+COMPUTE_DTYPES: dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def lr_factor(step: int, steps: int, warmup: int, min_ratio: float) -> float:
@@ -144,10 +154,10 @@ class FrameSource:
 
 
 def losses(model: PoseEstimatorModel, pictures: torch.Tensor, poses_px: torch.Tensor,
-           keypoint_weight: float) -> dict[str, torch.Tensor]:
+           keypoint_weight: float, compute_dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
     """The training losses and monitors for one batch."""
     target = poses_px / HALF_FRAME - 1.0          # the skeleton's normalization, u = px / 32 - 1
-    out = model(to_inputs(pictures))
+    out = model(to_inputs(pictures), compute_dtype)
     l1_px = (out["keypoints"] - target).abs().mean() * HALF_FRAME
     result = {"l1_px": l1_px, "loss": l1_px * keypoint_weight}
     if "logits" in out:
@@ -205,7 +215,7 @@ def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, to
             for head, model in models.items():
                 for group in opts[head].param_groups:
                     group["lr"] = lr
-                stats = losses(model, pics, poses, tcfg.keypoint_weight)
+                stats = losses(model, pics, poses, tcfg.keypoint_weight, COMPUTE_DTYPES[tcfg.precision])
                 opts[head].zero_grad(set_to_none=True)
                 stats["loss"].backward()
                 opts[head].step()

@@ -105,6 +105,22 @@ def test_the_token_head_learns_through_the_frozen_decoder():
     assert float(out["token_acc"]) > 0.02
 
 
+def test_bf16_training_arithmetic_stays_near_float32_and_returns_float32():
+    model, _ = load_estimator(None)
+    batch = frames.eval_frames("clean", n=64)
+    x, truth = torch.from_numpy(batch.inputs), torch.from_numpy(batch.poses_px)
+    with torch.no_grad():
+        exact, low = model(x), model(x, torch.bfloat16)
+    assert low["keypoints"].dtype == low["logits"].dtype == torch.float32
+    shift_px = ((low["keypoints"] - exact["keypoints"]).abs() * 32).mean()
+    assert 0 < shift_px < 0.1      # bfloat16 really ran (the outputs moved), and moved little
+    mpjpe = {k: float(((out["keypoints"] + 1) * 32 - truth).norm(dim=-1).mean()) for k, out in
+             (("fp32", exact), ("bf16", low))}
+    assert abs(mpjpe["bf16"] - mpjpe["fp32"]) < 0.05, mpjpe
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp16'"):
+        EstimatorTrainConfig(precision="fp16")
+
+
 def test_quick_training_runs_and_round_trips(tmp_path):
     torch.manual_seed(0)
     tokenizer, _ = load_checkpoint(None)
@@ -169,15 +185,18 @@ def test_training_continues_from_an_earlier_run(tmp_path, capsys):
     assert cli_main(common + ["--out", str(tmp_path / "a")]) == 0
     first = json.loads((tmp_path / "a" / "metrics.json").read_text())
     capsys.readouterr()
-    assert cli_main(common + ["--init", str(tmp_path / "a"), "--seed", "1", "--out", str(tmp_path / "b")]) == 0
-    assert "continuing from" in capsys.readouterr().out
+    # the continuation also trains in bfloat16 arithmetic: the option reaches the training and its record
+    assert cli_main(common + ["--init", str(tmp_path / "a"), "--seed", "1", "--precision", "bf16",
+                              "--out", str(tmp_path / "b")]) == 0
+    assert "frames on cpu (bf16), 0 frame worker(s), continuing from" in capsys.readouterr().out
     second = json.loads((tmp_path / "b" / "metrics.json").read_text())
     for now, before in ((second, first), (second["baselines"]["regression"], first["baselines"]["regression"])):
         assert now["continued_from"]["mpjpe_px"] == before["mpjpe_px"]
         assert now["total_frames_seen"] == 16 and now["frames_seen"] == 8
     # each head started from its own weights: after two more steps they are close to, not equal to, the first run's
     a, _ = load_estimator(tmp_path / "a")
-    b, _ = load_estimator(tmp_path / "b")
+    b, meta_b = load_estimator(tmp_path / "b")
+    assert meta_b["train"]["precision"] == "bf16"
     wa, wb = a.backbone.layers[0][0].weight, b.backbone.layers[0][0].weight
     assert not torch.equal(wa, wb) and (wa - wb).abs().max() < 0.05
     assert cli_main(common + ["--init", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
