@@ -62,7 +62,7 @@ def load_estimator(path: str | os.PathLike | None = None):
 
 def train_parser(prog: str) -> argparse.ArgumentParser:
     from .estimator import HEADS
-    from .estimator_train import EstimatorTrainConfig
+    from .estimator_train import COMPUTE_DTYPES, EstimatorTrainConfig
     d = EstimatorTrainConfig()
     p = argparse.ArgumentParser(prog=prog, description="Train the image -> pose estimator on rendered camera frames "
                                 "against a frozen tokenizer (CUDA when present, else the CPU).")
@@ -81,7 +81,7 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--buffer-frames", type=int, default=d.buffer_frames, help="replay buffer of recent frames")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch threads of the training process")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision,
+    p.add_argument("--precision", choices=tuple(COMPUTE_DTYPES), default=d.precision,
                    help="arithmetic of the backbone and head in training: bf16 computes them under bfloat16 "
                         "autocast (faster steps where the CPU has bfloat16 dot products, AVX512-BF16 or AMX, and "
                         "on GPUs); weights, the frozen decoder, the losses and every exported graph stay float32 "
