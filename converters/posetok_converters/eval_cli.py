@@ -16,6 +16,10 @@ def _kept_at(kept: dict) -> str:
 ROWS = (
     ("mpjpe_px", "MPJPE (px of 64-px frame)", "{:.4f}"),
     ("upright_mpjpe_px", "MPJPE, upright set (px)", "{:.4f}"),
+    ("nearest_mpjpe_px", "  ... nearest codes alone", "{:.4f}"),
+    ("upright_nearest_mpjpe_px", "  ... upright, nearest codes alone", "{:.4f}"),
+    ("search", "decoder search (token_search)", lambda d: f"{d['candidates']} neighbours, {d['sweeps']} sweep(s)"),
+    ("search_changed_ids", "  ... ids it changed", "{:.4f}"),
     ("codebook_usage", "codebook usage", "{:.3f}"),
     ("perplexity", "code perplexity", "{:.1f}"),
     ("num_tokens", "tokens per pose (M)", "{}"),

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import posetok
-from posetok import bundle as bundle_lib
+from posetok import bundle as bundle_lib, token_search
 from posetok.skeleton import KEYPOINT_NAMES, NORMALIZATION
 
+from .metrics import search_table
 from .model import codebook_int8_grid
 
 MODEL_NAME = "posetok-stick13"
@@ -67,4 +68,13 @@ def build_manifest(model, checkpoint_sha256: str, reference: dict, artifacts: Se
     return bundle_lib.Manifest(model=info, keypoints=tuple(KEYPOINT_NAMES), normalization=dict(NORMALIZATION),
                                tokens=tokens, artifacts=tuple(artifacts),
                                float_lookup=FLOAT_LOOKUP + " " + CODEBOOK_STORAGE[codebook_storage(model)],
-                               reference=dict(reference))
+                               reference=dict(reference), token_search=search_section(model))
+
+
+def search_section(model) -> dict:
+    """The manifest's ``token_search``: what ``PoseTokenizer.encode`` runs after the encoder graph, the same search
+    ``metrics.tokens_and_reconstruction`` runs on the torch model (so the parity rows compare like with like)."""
+    return {"method": "greedy swaps of each position's code for a neighbouring code, kept when the decoded "
+                      "pose moves closer to the input (posetok.token_search)",
+            "sweeps": token_search.DEFAULT_SWEEPS,
+            "code_neighbours": search_table(model).tolist()}

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import torch
 
+from posetok import token_search
 from posetok.skeleton import HALF_FRAME, NUM_KEYPOINTS, pixels_to_normalized
 
 from . import data
@@ -27,15 +28,48 @@ def check_poses(poses_px, name: str = "poses_px") -> np.ndarray:
     return poses.astype(np.float32)
 
 
+def search_table(model: TokenizerModel, candidates: int = token_search.DEFAULT_CANDIDATES) -> np.ndarray:
+    """The search's candidates: each code's nearest other codes in its codebook, int32 [G, V, C]."""
+    return token_search.code_neighbours(model.quantizer.grouped().detach().cpu().numpy(), candidates)
+
+
 @torch.no_grad()
-def tokens_and_reconstruction(model: TokenizerModel, kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids [N,M] and decoded keypoints [N,K,2] (normalized), in batches."""
-    ids, recon = [], []
-    for start in range(0, len(kp), EVAL_BATCH):
-        idx = model.tokenize(kp[start:start + EVAL_BATCH])
-        ids.append(idx)
-        recon.append(model.detokenize(idx))
-    return torch.cat(ids), torch.cat(recon)
+def searched_tokens(model: TokenizerModel, kp: torch.Tensor, nearest: torch.Tensor,
+                    sweeps: int = token_search.DEFAULT_SWEEPS,
+                    candidates: int = token_search.DEFAULT_CANDIDATES) -> torch.Tensor:
+    """The encoder's nearest codes refined by ``posetok.token_search`` against this model's decoder
+    (the same search the runtime runs on a bundle's decoder graph); int64 [N, M]."""
+    if sweeps == 0:
+        return nearest
+
+    def decode(ids: np.ndarray) -> np.ndarray:
+        return decoded(model, torch.from_numpy(ids).long()).numpy()
+
+    table = search_table(model, candidates)
+    ids = [token_search.refine_token_ids(nearest[s:s + EVAL_BATCH].numpy(), kp[s:s + EVAL_BATCH].numpy(),
+                                         decode, table, sweeps)[0] for s in range(0, len(kp), EVAL_BATCH)]
+    return torch.from_numpy(np.concatenate(ids)).long()
+
+
+@torch.no_grad()
+def nearest_tokens(model: TokenizerModel, kp: torch.Tensor) -> torch.Tensor:
+    """One encoder pass: each position's nearest code (what the encoder graph outputs); int64 [N, M]."""
+    return torch.cat([model.tokenize(kp[s:s + EVAL_BATCH]) for s in range(0, len(kp), EVAL_BATCH)])
+
+
+@torch.no_grad()
+def tokens_and_reconstruction(model: TokenizerModel, kp: torch.Tensor,
+                              sweeps: int = token_search.DEFAULT_SWEEPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [N,M] as the tokenizer encodes (nearest codes, then ``sweeps`` of the decoder search;
+    0: nearest codes only) and their decoded keypoints [N,K,2] (normalized)."""
+    ids = searched_tokens(model, kp, nearest_tokens(model, kp), sweeps)
+    return ids, decoded(model, ids)
+
+
+@torch.no_grad()
+def decoded(model: TokenizerModel, ids: torch.Tensor) -> torch.Tensor:
+    """Token ids [N, M] -> decoded keypoints [N, K, 2] (normalized), in batches."""
+    return torch.cat([model.detokenize(ids[s:s + EVAL_BATCH]) for s in range(0, len(ids), EVAL_BATCH)])
 
 
 def mpjpe_px_from_normalized(pred_norm: torch.Tensor, true_norm: torch.Tensor) -> float:
@@ -70,8 +104,7 @@ def _calibrated_ranges(model: TokenizerModel):
 @torch.no_grad()
 def _ids_kept(model: TokenizerModel, kp: torch.Tensor, float_ids: torch.Tensor) -> float:
     """Fraction of ``float_ids`` that the float model gives again on ``kp`` (a changed input)."""
-    ids = torch.cat([model.tokenize(kp[start:start + EVAL_BATCH]) for start in range(0, len(kp), EVAL_BATCH)])
-    return float((ids == float_ids).double().mean())
+    return float((nearest_tokens(model, kp) == float_ids).double().mean())
 
 
 @torch.no_grad()
@@ -142,25 +175,36 @@ def input_grid_token_agreement(model: TokenizerModel, kp: torch.Tensor, float_id
 
 
 def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bool = True,
-             int8_tensors: bool = False) -> dict:
-    """Metrics of encode -> quantize -> decode on ``poses_px``, or by default on
-    the broad evaluation set, with ``upright_mpjpe_px`` of the upright set
-    beside it; ``int8_tensors`` adds ``int8_tensor_sensitivity`` (one
-    simulated pass per tensor)."""
+             int8_tensors: bool = False, sweeps: int = token_search.DEFAULT_SWEEPS) -> dict:
+    """Metrics of encode -> decode on ``poses_px``, or by default on the broad
+    evaluation set, with ``upright_mpjpe_px`` of the upright set beside it.
+
+    ``mpjpe_px``, usage and perplexity are of the ids the tokenizer gives
+    (nearest codes refined by ``sweeps`` of the decoder search, as a bundle's
+    ``PoseTokenizer`` encodes); ``nearest_mpjpe_px`` is of the encoder's
+    nearest codes alone. The token-agreement figures (noise, input grid, int8)
+    are of the nearest codes: they measure the encoder graph's argmin.
+    ``int8_tensors`` adds ``int8_tensor_sensitivity`` (one simulated pass per tensor)."""
     poses = check_poses(data.eval_poses() if poses_px is None else poses_px)
     was_training = model.training
     model.eval()
     try:
         kp = torch.from_numpy(pixels_to_normalized(poses))
-        ids, recon = tokens_and_reconstruction(model, kp)
+        nearest = nearest_tokens(model, kp)
+        ids, recon = tokens_and_reconstruction(model, kp, sweeps)
         cfg = model.config
         usage, perplexity = code_usage(ids, cfg.num_codes, cfg.codebook_per_token)
-        result = {"mpjpe_px": mpjpe_px_from_normalized(recon, kp)}
+        result = {"mpjpe_px": mpjpe_px_from_normalized(recon, kp),
+                  "nearest_mpjpe_px": mpjpe_px_from_normalized(decoded(model, nearest), kp)}
         if poses_px is None:
             upright = torch.from_numpy(pixels_to_normalized(data.eval_poses("upright")))
-            upright_recon = tokens_and_reconstruction(model, upright)[1]
-            result["upright_mpjpe_px"] = mpjpe_px_from_normalized(upright_recon, upright)
+            result["upright_mpjpe_px"] = mpjpe_px_from_normalized(
+                tokens_and_reconstruction(model, upright, sweeps)[1], upright)
+            result["upright_nearest_mpjpe_px"] = mpjpe_px_from_normalized(
+                tokens_and_reconstruction(model, upright, 0)[1], upright)
         result.update({
+            "search": {"candidates": token_search.DEFAULT_CANDIDATES, "sweeps": sweeps},
+            "search_changed_ids": float((ids != nearest).double().mean()),
             "codebook_usage": usage,
             "perplexity": perplexity,
             "num_codes": cfg.num_codes,
@@ -175,13 +219,13 @@ def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bo
         })
         if poses_px is None:
             result["upright_eval_seed"] = data.EVAL_SEEDS["upright"]
-        result["noisy_token_agreement"] = {f"{px:g}px": noisy_token_agreement(model, kp, ids, px)
+        result["noisy_token_agreement"] = {f"{px:g}px": noisy_token_agreement(model, kp, nearest, px)
                                            for px in NOISE_PX}
-        result["input_grid_token_agreement"] = input_grid_token_agreement(model, kp, ids)
+        result["input_grid_token_agreement"] = input_grid_token_agreement(model, kp, nearest)
         if int8:
-            result["sim_int8_token_agreement"] = simulated_int8_token_agreement(model, kp, ids)
+            result["sim_int8_token_agreement"] = simulated_int8_token_agreement(model, kp, nearest)
         if int8_tensors:
-            result["sim_int8_tensor_agreement"] = int8_tensor_sensitivity(model, kp, ids)
+            result["sim_int8_tensor_agreement"] = int8_tensor_sensitivity(model, kp, nearest)
         return result
     finally:
         model.train(was_training)

@@ -75,6 +75,7 @@ def bench(bundle: str, options: TokenizerOptions, batch: int, iterations: int, w
             "backend": tok.backend,
             "runtime": backends.runtime_version(tok.backend),
             "precision": tok.precision,
+            "search_sweeps": tok.search_sweeps,
             "batch": batch,
             "num_threads": options.num_threads,
             **machine_info(),
@@ -262,6 +263,8 @@ def main(argv: list[str], prog: str = "posetok bench") -> int:
     ap.add_argument("--iterations", type=int, default=None, help="timed iterations (200; --pipeline: 50)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed iterations first (10; --pipeline: 5)")
     ap.add_argument("--num-threads", type=int, default=None)
+    ap.add_argument("--no-search", action="store_true",
+                    help="tokenizer: time the encoder graph alone, without the bundle's encoder-side search")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     iterations = args.iterations if args.iterations is not None else (50 if args.pipeline else 200)
@@ -282,8 +285,8 @@ def main(argv: list[str], prog: str = "posetok bench") -> int:
         else:
             print_pipeline(result)
         return 0
-    result = bench(args.bundle, TokenizerOptions(args.backend, args.precision or "fp32", args.num_threads),
-                   args.batch, iterations, warmup)
+    options = TokenizerOptions(args.backend, args.precision or "fp32", args.num_threads, search=not args.no_search)
+    result = bench(args.bundle, options, args.batch, iterations, warmup)
     if args.json:
         print(json.dumps(result))
     else:

@@ -40,6 +40,7 @@ from .manifest_schema import (  # noqa: F401  (re-exported: the schema is part o
     TokenLayout,
     check_file_name,
     no_duplicate_keys,
+    search_neighbours,
     validate_manifest,
 )
 from .skeleton import KEYPOINT_NAMES, NORMALIZATION
@@ -108,6 +109,9 @@ class Bundle:
         artifacts: every model file the manifest lists (``Artifact``).
         num_tokens, num_codes, code_dim: the token layout M, V and D.
         keypoints: the keypoint names in the order the graphs use.
+        search_sweeps: passes of the encoder-side search (``posetok.token_search``) the bundle was
+            measured with; 0 when the manifest has no ``token_search``.
+        code_neighbours: int32 [G, V, C], each code's candidate swaps for that search, or None.
     """
 
     def __init__(self, root: Path, manifest: dict):
@@ -119,6 +123,10 @@ class Bundle:
         self.num_codes: int = self.spec.tokens.num_codes
         self.code_dim: int = self.spec.tokens.code_dim
         self.keypoints: tuple[str, ...] = self.spec.keypoints
+        # the encoder-side search the exporter chose: sweeps (0: none) and each code's candidate swaps
+        self.search_sweeps, self.code_neighbours = (
+            search_neighbours(self.spec.token_search, self.num_tokens, self.num_codes) if self.spec.token_search
+            else (0, None))
 
     @classmethod
     def load(cls, path: os.PathLike | str, verify: bool = True,

@@ -42,6 +42,9 @@ def describe(bundle: Bundle, verified: bool) -> str:
         f"coordinates {m.normalization.get('formula')} (frame {m.normalization.get('frame_px')} px)",
         f"reference   torch mpjpe {_fmt(ref.get('mpjpe_px'), '.4f')} px on {ref.get('eval_poses', '-')} eval poses",
         f"lookup      {m.float_lookup or '-'}",
+        "search      " + (f"{bundle.search_sweeps} sweep(s), {bundle.code_neighbours.shape[-1]} neighbouring codes "
+                           "tried per position (posetok.token_search)" if bundle.code_neighbours is not None
+                           else "none: the encoder graph's nearest codes are the ids"),
         f"files       {len(m.artifacts)}, sha256 " + ("verified" if verified else "NOT verified (--no-verify)"),
         "",
     ]

@@ -12,6 +12,9 @@ import reprlib
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
+from . import token_search
 from .errors import PosetokError
 
 SCHEMA_VERSION = 1
@@ -21,7 +24,7 @@ FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8w", "int8")
 ROLES = ("encoder", "decoder", "estimator")
 CODEBOOKS = ("shared", "per_token")
-MAX_MANIFEST_BYTES = 16 << 20  # a real manifest is a few tens of KiB
+MAX_MANIFEST_BYTES = 16 << 20  # a real manifest is a few hundred KiB (the token search table)
 MAX_DEPTH = 32                 # JSON nesting; a real manifest nests 6 levels
 MAX_INT = 2**31 - 1            # token layout and batch sizes (token ids are int32)
 MAX_NAME_BYTES = 255           # longest file name on common file systems
@@ -204,6 +207,9 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     # image -> pose: how to make the estimator's input, its training figures (absent: no estimator files)
     estimator: dict = dataclasses.field(default_factory=dict)
+    # the encoder-side search (posetok.token_search): {"sweeps": S, "code_neighbours": [G][V][C] ids}
+    # (absent: the encoder graph's nearest codes are the ids)
+    token_search: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, m: dict) -> "Manifest":
@@ -214,21 +220,36 @@ class Manifest:
                    artifacts=tuple(Artifact.from_dict(a) for a in m["artifacts"]),
                    float_lookup=m.get("float_lookup", ""), reference=dict(m.get("reference") or {}),
                    parity=tuple(m.get("parity") or ()), schema_version=m["schema_version"],
-                   estimator=dict(m.get("estimator") or {}))
+                   estimator=dict(m.get("estimator") or {}), token_search=dict(m.get("token_search") or {}))
 
     def to_dict(self) -> dict:
         return {"schema_version": self.schema_version, "model": self.model.to_dict(),
                 "keypoints": list(self.keypoints), "normalization": dict(self.normalization),
                 "tokens": self.tokens.to_dict(), "float_lookup": self.float_lookup,
                 "reference": dict(self.reference), "artifacts": [a.to_dict() for a in self.artifacts],
-                "parity": [dict(r) for r in self.parity], **({"estimator": dict(self.estimator)}
-                                                             if self.estimator else {})}
+                "parity": [dict(r) for r in self.parity],
+                **({"estimator": dict(self.estimator)} if self.estimator else {}),
+                **({"token_search": dict(self.token_search)} if self.token_search else {})}
 
     def rows(self) -> list[tuple[str, str]]:
         """(format, precision) pairs with both an encoder and a decoder, in canonical order."""
         have = {(a.format, a.precision, a.role) for a in self.artifacts}
         return [(f, p) for f in FORMATS for p in PRECISIONS
                 if (f, p, "encoder") in have and (f, p, "decoder") in have]
+
+
+def search_neighbours(search: dict, num_tokens: int, num_codes: int) -> tuple[int, np.ndarray]:
+    """(sweeps, code_neighbours int32 [G, V, C]) of a manifest's ``token_search`` object; raises BundleError
+    naming the bad field."""
+    sweeps = search.get("sweeps")
+    _require(_is_int(sweeps, 0, token_search.MAX_SWEEPS),
+             f"token_search.sweeps must be an int in [0, {token_search.MAX_SWEEPS}], not {_show(sweeps)}")
+    _require("code_neighbours" in search, "token_search is missing 'code_neighbours'")
+    try:
+        table = token_search.check_neighbours(search["code_neighbours"], num_tokens, num_codes)
+    except ValueError as exc:
+        raise BundleError(f"invalid manifest: token_search.{exc}") from None
+    return sweeps, table
 
 
 def validate_manifest(m: dict) -> None:
@@ -268,6 +289,9 @@ def validate_manifest(m: dict) -> None:
     _optional(m, "reference", dict, "", "an object")
     _optional(m, "parity", list, "", "a list")
     _optional(m, "estimator", dict, "", "an object")
+    _optional(m, "token_search", dict, "", "an object")
+    if m.get("token_search"):
+        search_neighbours(m["token_search"], tokens["num_tokens"], tokens["num_codes"])
     for i, row in enumerate(m.get("parity") or ()):
         _require(isinstance(row, dict), f"parity[{i}] must be an object, not {_show(row)}")
     _require(isinstance(m["artifacts"], list) and m["artifacts"], "artifacts must be a non-empty list")

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import backends
+from . import backends, token_search
 from .bundle import PRECISIONS, Bundle, BundleError
 from .skeleton import NUM_KEYPOINTS, normalized_to_pixels, pixels_to_normalized
 
@@ -51,10 +51,18 @@ class TokenizerOptions:
             bundle whose signature is missing or does not cover its files
             exactly. Needs ``pip install 'posetok[signing]'``. Default None:
             signatures are not checked.
+        search: refine the encoder graph's nearest codes with the search
+            the bundle's manifest describes (``posetok.token_search``: swap a
+            position's code for a neighbouring one when the decoder then
+            reconstructs the pose more closely), as the bundle's figures were
+            measured. It costs about ``sweeps * M * C`` decoder rows per
+            pose. False: the encoder graph's ids as they are. Default True;
+            a bundle without a search encodes with the graph alone.
 
     Raises:
         ValueError: an unknown backend or precision (the message lists the
-            allowed values), or num_threads that is not None or a positive int.
+            allowed values), num_threads that is not None or a positive int,
+            or a search that is not a bool.
     """
 
     backend: str = "auto"
@@ -62,9 +70,12 @@ class TokenizerOptions:
     num_threads: Optional[int] = None
     verify: bool = True
     public_key: Optional[str | os.PathLike] = None
+    search: bool = True
 
     def __post_init__(self):
         _check_runtime_options(self)
+        if not isinstance(self.search, bool):
+            raise ValueError(f"search must be True or False, got {self.search!r}")
 
 
 def _check_runtime_options(options) -> None:
@@ -120,6 +131,8 @@ class PoseTokenizer:
         precision: the graphs' precision.
         num_tokens: M, token ids per pose.
         num_codes: V, token ids lie in ``[0, V)``.
+        search_sweeps: passes of the encoder-side search ``encode`` runs
+            (0: the encoder graph's nearest codes).
         files: ``{"encoder": [...], "decoder": [...]}``, the model files opened.
 
     Raises:
@@ -144,11 +157,13 @@ class PoseTokenizer:
             self._runners[role] = backends.BatchRunner(sessions)
         self.files = {role: [a.file for a in bundle.select(role, self.format, self.precision)]
                       for role in ("encoder", "decoder")}
+        self.search_sweeps = bundle.search_sweeps if options.search else 0
 
     @classmethod
     def from_bundle(cls, path: os.PathLike | str, backend: Optional[str] = None,
                     precision: Optional[str] = None, num_threads: Optional[int] = None,
                     verify: Optional[bool] = None, public_key: Optional[str | os.PathLike] = None,
+                    search: Optional[bool] = None,
                     options: Optional[TokenizerOptions] = None) -> "PoseTokenizer":
         """Load (and verify) a bundle and open its encoder and decoder.
 
@@ -164,6 +179,8 @@ class PoseTokenizer:
             verify: check each file's size and sha256 (default True).
             public_key: PEM file of the public key the bundle must be signed
                 for; None (default): signatures are not checked.
+            search: run the bundle's encoder-side search (default True);
+                see ``TokenizerOptions.search``.
             options: all of the above as one ``TokenizerOptions``.
 
         Returns:
@@ -171,7 +188,7 @@ class PoseTokenizer:
 
         Raises:
             TypeError: ``options`` together with any of backend, precision,
-                num_threads, verify or public_key (the message names them), or an
+                num_threads, verify, public_key or search (the message names them), or an
                 ``options`` that is not a ``TokenizerOptions``.
             ValueError: an unknown backend or precision, a bad num_threads.
             BundleError: no bundle at ``path``, a malformed manifest, or no
@@ -185,7 +202,7 @@ class PoseTokenizer:
         """
         given = {name: value for name, value in (("backend", backend), ("precision", precision),
                                                  ("num_threads", num_threads), ("verify", verify),
-                                                 ("public_key", public_key))
+                                                 ("public_key", public_key), ("search", search))
                  if value is not None}
         if options is None:
             options = TokenizerOptions(**given)
@@ -211,7 +228,8 @@ class PoseTokenizer:
 
     def __repr__(self) -> str:
         return (f"PoseTokenizer(bundle={str(self.bundle.root)!r}, backend={self.backend!r}, "
-                f"precision={self.precision!r}, tokens={self.num_tokens}, codes={self.num_codes})")
+                f"precision={self.precision!r}, tokens={self.num_tokens}, codes={self.num_codes}, "
+                f"search_sweeps={self.search_sweeps})")
 
     def _runner(self, role: str) -> backends.BatchRunner:
         if not self._runners:
@@ -267,7 +285,11 @@ class PoseTokenizer:
 
     # -- the graphs in model coordinates ([-1, 1]) --
     def _encode_batch(self, kp_norm: np.ndarray) -> np.ndarray:
-        return self._runner("encoder").run(kp_norm).astype(np.int32, copy=False)
+        nearest = self._runner("encoder").run(kp_norm).astype(np.int32, copy=False)
+        if not self.search_sweeps:
+            return nearest
+        return token_search.refine_token_ids(nearest, kp_norm, self._decode_batch, self.bundle.code_neighbours,
+                                             self.search_sweeps)[0]
 
     def _decode_batch(self, ids: np.ndarray) -> np.ndarray:
         out = self._runner("decoder").run(ids)

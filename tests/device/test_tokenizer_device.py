@@ -27,19 +27,29 @@ def tflite_runtime_int8(backend: str, precision: str) -> bool:
     return litert_interpreter_class()[1] == "tflite-runtime"
 
 
+# The decoder search runs 33 decoder passes per batch: emulated, it runs on the first poses only.
+SEARCHED_POSES = 64
+
+
 @pytest.mark.parametrize("backend, precision", COMBOS)
 def test_same_tokens_and_keypoints_as_the_host(host_result, backend, precision):
     saved = np.load(host_result(f"tokens_{backend}_{precision}.npz"))
+    poses = saved["poses"]
+    with PoseTokenizer.from_bundle(host_result("bundle"), backend=backend, precision=precision, search=False) as tok:
+        nearest = tok.encode(poses)
     with PoseTokenizer.from_bundle(host_result("bundle"), backend=backend, precision=precision) as tok:
-        ids = tok.encode(saved["poses"])
+        ids = tok.encode(poses[:SEARCHED_POSES])
         decoded_from_host_ids = tok.decode(saved["ids"])
         roundtrip = tok.decode(ids)
-    agreement = float((ids == saved["ids"]).mean())
-    print(f"{backend}/{precision}: token agreement with the host {agreement:.5f} over {ids.size} tokens")
+    agreement = float((nearest == saved["nearest_ids"]).mean())
+    searched_agreement = float((ids == saved["ids"][:SEARCHED_POSES]).mean())
+    print(f"{backend}/{precision}: encoder graph ids = host {agreement:.5f} over {nearest.size} tokens; "
+          f"after the search {searched_agreement:.5f} over {ids.size}")
     diff = np.abs(decoded_from_host_ids - saved["keypoints"])
     err, mean_err = float(diff.max()), float(diff.mean())
     print(f"{backend}/{precision}: decoder |aarch64 - x86_64| max {err:.2e} px, mean {mean_err:.2e} px")
-    device_mpjpe, host_mpjpe = mpjpe_px(roundtrip, saved["poses"]), mpjpe_px(saved["keypoints"], saved["poses"])
+    device_mpjpe = mpjpe_px(roundtrip, poses[:SEARCHED_POSES])
+    host_mpjpe = mpjpe_px(saved["keypoints"][:SEARCHED_POSES], poses[:SEARCHED_POSES])
     print(f"{backend}/{precision}: roundtrip MPJPE aarch64 {device_mpjpe:.4f} px, host {host_mpjpe:.4f} px")
     if tflite_runtime_int8(backend, precision):
         assert agreement >= 0.90, f"tflite-runtime int8: only {agreement:.5f} of token ids match the host"
@@ -51,11 +61,13 @@ def test_same_tokens_and_keypoints_as_the_host(host_result, backend, precision):
     assert device_mpjpe <= host_mpjpe + 0.01, \
         f"{backend}/{precision}: roundtrip {device_mpjpe} px vs host {host_mpjpe} px"
     if precision == "fp32":
+        assert searched_agreement >= 0.999, f"fp32 search: only {searched_agreement:.5f} of ids match the host"
         assert err <= 1e-4, f"fp32 decoder differs from the host by {err} px"
     else:
         # onnxruntime's int8 GEMMs differ between x86 (u8s8) and ARM (SDOT)
         # in intermediate rounding: rare values move by up to a few tenths of
-        # a pixel (the int8 decoder's own error vs torch is up to 1.6 px).
+        # a pixel (the int8 decoder's own error vs torch is up to 1.6 px), which
+        # can tip the search's near-ties; the roundtrip error above is what counts.
         assert err <= 1.0 and mean_err <= 0.005, f"int8 decoder differs from the host: max {err}, mean {mean_err} px"
 
 

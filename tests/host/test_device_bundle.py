@@ -32,19 +32,26 @@ def test_host_outputs_saved_for_the_device(device_bundle, backend, precision):
     from posetok.skeleton import pixels_to_normalized
     from posetok_converters.checkpoint import load_checkpoint
     from posetok_converters.data import eval_poses
+    from posetok_converters.metrics import nearest_tokens, searched_tokens
 
     poses = eval_poses()[:DEVICE_POSES]
     with PoseTokenizer.from_bundle(device_bundle, backend=backend, precision=precision) as tok:
         ids = tok.encode(poses)
         keypoints = tok.decode(ids)
+    with PoseTokenizer.from_bundle(device_bundle, backend=backend, precision=precision, search=False) as tok:
+        nearest_ids = tok.encode(poses)
     model, _ = load_checkpoint()
-    with torch.no_grad():
-        torch_ids = model.tokenize(torch.from_numpy(pixels_to_normalized(poses))).numpy()
-    agreement = float((ids == torch_ids).mean())
-    # fp32: the parity target. int8: a regression floor under the shipped
+    kp = torch.from_numpy(pixels_to_normalized(poses))
+    torch_nearest = nearest_tokens(model, kp).numpy()
+    torch_ids = searched_tokens(model, kp, torch.from_numpy(torch_nearest)).numpy()
+    agreement = float((nearest_ids == torch_nearest).mean())
+    # The encoder graph's ids. fp32: the parity target. int8: a regression floor under the shipped
     # model's measured 0.950 ONNX / 0.944 TFLite (int8 is judged by reconstruction, README "Known limits").
     assert agreement >= (0.999 if precision == "fp32" else 0.93), agreement
-    np.savez(device_bundle.parent / f"tokens_{backend}_{precision}.npz", poses=poses, ids=ids, keypoints=keypoints)
+    if precision == "fp32":   # after the decoder search: the same ids as torch's search
+        assert float((ids == torch_ids).mean()) >= 0.999
+    np.savez(device_bundle.parent / f"tokens_{backend}_{precision}.npz", poses=poses, ids=ids,
+             nearest_ids=nearest_ids, keypoints=keypoints)
 
 
 def test_shipped_int8_meets_the_size_and_error_targets(device_bundle):

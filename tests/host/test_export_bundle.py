@@ -305,6 +305,7 @@ def test_fp32_parity_meets_targets(exported):
     for fmt in bundle_lib.FORMATS:
         row = rows[(fmt, "fp32")]
         assert row["token_agreement"] >= 0.999, row
+        assert row["searched_token_agreement"] >= 0.999, row
         assert row["decoder_max_abs_err_px"] <= 1e-3, row
         assert abs(row["mpjpe_px"] - reference["mpjpe_px"]) < 0.01, row
         # torch's tokens through the fp32 decoder: torch's own reconstruction
@@ -437,6 +438,7 @@ def test_info_prints_every_file_and_parity_row(exported, capsys):
         assert a["file"] in text
     assert "sha256 verified" in text
     assert f"{manifest['reference']['mpjpe_px']:.4f}" in text
+    assert "search      1 sweep(s), 2 neighbouring codes tried per position" in text
     for row in manifest["parity"]:
         assert f"{row['token_agreement']:.4f}" in text
 

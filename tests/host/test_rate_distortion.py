@@ -50,6 +50,7 @@ def test_rate_distortion_command_reports_every_budget(tmp_path, capsys):
         assert m * np.log2(v) <= row["bits_per_pose"]
         assert row["rounding_mpjpe_px"] == pytest.approx(rd.rounding_mpjpe_px(poses, row["bits_per_pose"]))
         assert row["better"] == ("tokenizer" if row["tokenizer_mpjpe_px"] < row["rounding_mpjpe_px"] else "rounding")
+        assert row["tokenizer_mpjpe_px"] < row["tokenizer_nearest_mpjpe_px"]     # the decoder search helps
     # more bits, better tokenizer; the figures README tables are checked by test_tokenizer_shipped
     errors = [r["tokenizer_mpjpe_px"] for r in report["rows"]]
     assert errors[0] > errors[1] > errors[2]

@@ -63,10 +63,14 @@ def linear_tokenizer_graphs(rng):
         onnx.checker.check_model(m)
         models.append(m)
 
+    def decode(ids):
+        return (codebook[ids].reshape(-1, M * D) @ w_dec).reshape(-1, 13, 2)
+
     def reference(kp_norm):
         z = (kp_norm.reshape(-1, 26) @ w_enc).reshape(-1, M, D)
         ids = ((z[:, :, None, :] - codebook) ** 2).sum(-1).argmin(-1).astype(np.int32)
-        return ids, (codebook[ids].reshape(-1, M * D) @ w_dec).reshape(-1, 13, 2)
+        return ids, decode(ids)
+    reference.decode, reference.codebook = decode, codebook
     return models, reference
 
 
@@ -261,3 +265,62 @@ def test_bench_prints_one_json_object_with_the_perf_fields(linear_bundle, capsys
     assert (result["backend"], result["precision"], result["batch"]) == ("onnxruntime", "fp32", 8)
     assert 0 < result["p50_us"] <= result["p90_us"] <= result["p99_us"]
     assert result["throughput_per_s"] > 0 and result["peak_rss_mb"] > 10
+
+
+def _with_search(linear_bundle, dst, sweeps=1, count=2):
+    from posetok.token_search import code_neighbours
+    table = code_neighbours(linear_bundle[1].codebook[None], count)
+    return _with_manifest(linear_bundle[0], dst,
+                          lambda m: m.update(token_search={"sweeps": sweeps, "code_neighbours": table.tolist()})), table
+
+
+def test_encode_runs_the_manifest_search_and_can_skip_it(linear_bundle, tmp_path):
+    from posetok.token_search import pose_error, refine_token_ids
+    root, table = _with_search(linear_bundle, tmp_path / "b")
+    reference = linear_bundle[1]
+    kp_norm = pixels_to_normalized(poses(64, seed=3))
+    nearest, _ = reference(kp_norm)
+    want, want_error = refine_token_ids(nearest, kp_norm, reference.decode, table, 1)
+    assert (want != nearest).any()            # the search moves some ids on this bundle
+    with PoseTokenizer.from_bundle(root, backend="onnxruntime") as tok:
+        assert tok.search_sweeps == 1 and "search_sweeps=1" in repr(tok)
+        ids = tok.encode_normalized(kp_norm)
+        np.testing.assert_array_equal(ids, want)
+        np.testing.assert_array_equal(tok.encode(normalized_to_pixels(kp_norm)), want)
+        np.testing.assert_allclose(pose_error(tok.decode_normalized(ids), kp_norm), want_error, rtol=1e-5)
+    with PoseTokenizer.from_bundle(root, backend="onnxruntime", search=False) as tok:
+        assert tok.search_sweeps == 0
+        np.testing.assert_array_equal(tok.encode_normalized(kp_norm), nearest)
+    with PoseTokenizer.from_bundle(linear_bundle[0], backend="onnxruntime") as tok:   # no search in the manifest
+        assert tok.search_sweeps == 0
+        np.testing.assert_array_equal(tok.encode_normalized(kp_norm), nearest)
+    with pytest.raises(ValueError, match="search must be True or False, got 1"):
+        posetok.TokenizerOptions(search=1)
+
+
+def test_bench_times_the_search_unless_told_not_to(linear_bundle, tmp_path, capsys):
+    from posetok.bench_cli import main as bench_main
+    root, _ = _with_search(linear_bundle, tmp_path / "b")
+    for flags, sweeps in (([], 1), (["--no-search"], 0)):
+        assert bench_main([str(root), "--iterations", "3", "--json", *flags]) == 0
+        assert json.loads(capsys.readouterr().out)["search_sweeps"] == sweeps
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.update(sweeps=-1), r"token_search\.sweeps must be an int in \[0, 8\], not -1"),
+    (lambda s: s.update(sweeps=True), r"token_search\.sweeps must be an int in \[0, 8\], not True"),
+    (lambda s: s.pop("code_neighbours"), "token_search is missing 'code_neighbours'"),
+    (lambda s: s.update(code_neighbours=[[[0.5] * 2] * V]),
+     "token_search.code_neighbours must hold integers, got dtype float64"),
+    (lambda s: s.update(code_neighbours=[[[1, 2]] * (V - 1)]),
+     rf"token_search.code_neighbours must have shape \[1 or {M}, {V}, C >= 1\], got \[1, {V - 1}, 2\]"),
+    (lambda s: s.update(code_neighbours=[[[1, V]] * V]), rf"token_search.code_neighbours ids must lie in \[0, {V}\)"),
+    (lambda s: s.update(code_neighbours=[[[1, 2], [3]] * 4]), "token_search.code_neighbours must be a"),
+])
+def test_a_bad_search_in_the_manifest_is_named(linear_bundle, tmp_path, edit, message):
+    root, _ = _with_search(linear_bundle, tmp_path / "b")
+    manifest = json.loads((root / MANIFEST_NAME).read_text())
+    edit(manifest["token_search"])
+    (root / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="invalid manifest: " + message):
+        Bundle.load(root)

@@ -97,11 +97,16 @@ def test_eval_command_prints_one_json_object(quick_run, capsys):
     assert result["eval_set"] == "broad" and result["upright_eval_seed"] != result["eval_seed"]
     # the two sets are scored apart: the numbers differ
     assert result["upright_mpjpe_px"] != pytest.approx(result["mpjpe_px"], rel=1e-3)
+    # the decoder search improves on the encoder's nearest codes, on both sets
+    assert result["search"] == {"candidates": 2, "sweeps": 1} and 0 < result["search_changed_ids"] < 0.5
+    assert result["mpjpe_px"] < result["nearest_mpjpe_px"]
+    assert result["upright_mpjpe_px"] < result["upright_nearest_mpjpe_px"]
     assert eval_cli.main(["--checkpoint", str(quick_run), "--no-int8"], prog="posetok eval") == 0
     table = capsys.readouterr().out
     assert "MPJPE (px of 64-px frame)" in table and f"{stored['mpjpe_px']:.4f}" in table
     assert "MPJPE, upright set (px)" in table and f"{stored['upright_mpjpe_px']:.4f}" in table
     assert "tokens kept under input noise" in table and "@ 0.02px" in table
+    assert "... nearest codes alone" in table and f"{result['nearest_mpjpe_px']:.4f}" in table
     assert f"{stored['input_grid_token_agreement']['8bit']:.4f} @ 8bit" in table
 
 
