@@ -49,6 +49,9 @@ class ExportOptions:
     tflite_int8: quantize_tflite.TfliteStaticInt8 = quantize_tflite.TfliteStaticInt8()
     calibration_size: int = CALIBRATION_SIZE
     parity: bool = True  # measure parity and record it in the manifest
+    # parity and the manifest's torch reference on the first N evaluation poses (None: all of them); the
+    # decoder search makes encoding the whole set cost minutes, which tests on throwaway bundles need not pay
+    parity_poses: Optional[int] = None
     # the estimator's int8: convolutions and the head's layers; the frozen soft decoder stays float32
     estimator_onnx_int8: quantize_onnx.OnnxStaticInt8 = quantize_onnx.OnnxStaticInt8(
         op_types=("Conv", "MatMul", "Gemm"), float_outside_mixer=False)
@@ -66,6 +69,8 @@ class ExportOptions:
                                   f"choose from {', '.join(allowed)}")
         if not self.tflite_batches or any(not isinstance(b, int) or b < 1 for b in self.tflite_batches):
             raise ExportError(f"TFLite batch sizes must be positive ints, got {self.tflite_batches!r}")
+        if self.parity_poses is not None and (not isinstance(self.parity_poses, int) or self.parity_poses < 1):
+            raise ExportError(f"parity_poses must be None or a positive int, got {self.parity_poses!r}")
         if self.calibration_size < max(self.tflite_batches):
             raise ExportError(f"calibration_size {self.calibration_size} is smaller than the largest "
                               f"TFLite batch {max(self.tflite_batches)}")
@@ -242,7 +247,7 @@ def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike |
         if estimator is not None:
             estimator_files, estimator_section = _export_estimator(estimator, model, options, work, step)
             artifacts += estimator_files
-        reference = parity_lib.torch_reference(model)
+        reference = parity_lib.torch_reference(model, count=options.parity_poses)
         step(f"torch reference on {reference.num_poses} eval poses: mpjpe {reference.mpjpe_px:.4f} px")
         manifest = build_manifest(model, ckpt_sha, reference.summary(), artifacts, meta)
         if estimator_section:

@@ -45,6 +45,9 @@ def main(argv: list[str], prog: str) -> int:
     p.add_argument("--tflite-batches", type=_batches, default=None,
                    help="fixed batch sizes of the TFLite graphs, e.g. 1,64 (default)")
     p.add_argument("--no-parity", action="store_true", help="skip the parity measurement (faster)")
+    p.add_argument("--parity-poses", type=int, default=None, metavar="N",
+                   help="parity and the manifest's torch reference on the first N evaluation poses "
+                        "(default: all 10,000; encoding with the decoder search takes about a minute per row)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
     p.add_argument("--estimator", default=None,
                    help="image -> pose estimator checkpoint to export beside the tokenizer (role estimator), or "
@@ -61,6 +64,7 @@ def main(argv: list[str], prog: str) -> int:
         return _triton(args, prog)
     try:
         options = ExportOptions(formats=args.formats, precisions=args.precisions, parity=not args.no_parity,
+                                parity_poses=args.parity_poses,
                                 **({"tflite_batches": args.tflite_batches} if args.tflite_batches else {}))
         manifest = export_bundle(args.out, args.checkpoint, options, force=args.force,
                                  progress=lambda msg: print(msg, flush=True), sign_key=args.sign,

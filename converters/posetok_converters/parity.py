@@ -63,9 +63,10 @@ class Reference:
 
 
 @torch.no_grad()
-def torch_reference(model, poses_px: Optional[np.ndarray] = None) -> Reference:
-    """Torch tokens and reconstruction of ``poses_px`` (default: the fixed eval set)."""
-    poses = data.eval_poses() if poses_px is None else np.asarray(poses_px, dtype=np.float32)
+def torch_reference(model, poses_px: Optional[np.ndarray] = None, count: Optional[int] = None) -> Reference:
+    """Torch tokens and reconstruction of ``poses_px`` (default: the fixed eval set, its first ``count`` poses
+    when given)."""
+    poses = data.eval_poses()[:count] if poses_px is None else np.asarray(poses_px, dtype=np.float32)
     kp = torch.from_numpy(pixels_to_normalized(poses))
     model.eval()
     nearest = metrics.nearest_tokens(model, kp)
@@ -170,7 +171,8 @@ def parity_report(bundle_dir: Path | str, checkpoint=None, progress=None) -> dic
         raise ParityError(f"checkpoint {ckpt_path} (sha256 {ckpt_sha[:16]}...) is not the one this bundle was "
                           f"exported from (manifest: {str(expected)[:16]}...); pass --checkpoint with the right file")
     model, _ = load_checkpoint(ckpt_path)
-    reference = torch_reference(model)
+    # the poses the exporter measured on (export --parity-poses): the first N of the eval set
+    reference = torch_reference(model, count=bundle.spec.reference.get("eval_poses"))
     rows = []
     for fmt, precision in bundle.spec.rows():
         rows.append(measure_row(bundle_dir, fmt, precision, reference))

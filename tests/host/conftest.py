@@ -59,6 +59,6 @@ def estimator_bundle(tmp_path_factory):
     tok, _ = load_checkpoint(None)
     model, _ = train_estimator(EstimatorConfig(), EstimatorTrainConfig(steps=8, batch_size=16, workers=0), tok)
     root = tmp_path_factory.mktemp("est") / "bundle"
-    export_bundle(root, None, ExportOptions(formats=("onnx",), precisions=("fp32",), parity=False),
-                  force=True, estimator=model, progress=lambda _: None)
+    export_bundle(root, None, ExportOptions(formats=("onnx",), precisions=("fp32",), parity=False,
+                                            parity_poses=256), force=True, estimator=model, progress=lambda _: None)
     return root, model

@@ -14,13 +14,15 @@ from posetok import PoseTokenizer
 
 COMBOS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8")]
 DEVICE_POSES = 512  # emulation is slow; 512 poses x M tokens is plenty to see a flipped token
+PARITY_POSES = 2000  # the export's parity rows (the decoder search makes all 10,000 cost minutes per row)
 
 
 @pytest.fixture(scope="module")
 def device_bundle(host_results_dir):
     bundle = host_results_dir / "bundle"
-    out = subprocess.run([sys.executable, "-m", "posetok", "export", "--out", str(bundle),
-                          "--precisions", "fp32,int8", "--force"], capture_output=True, text=True, timeout=1200)
+    out = subprocess.run([sys.executable, "-m", "posetok", "export", "--out", str(bundle), "--precisions",
+                          "fp32,int8", "--parity-poses", str(PARITY_POSES), "--force"],
+                         capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return bundle
 

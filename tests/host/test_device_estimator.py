@@ -43,8 +43,8 @@ def estimator_bundle(host_results_dir):
                                    load_checkpoint(None)[0])
     bundle = host_results_dir / "estimator"
     # both formats: the device suite runs onnxruntime and LiteRT on the same frames
-    export_bundle(bundle, None, ExportOptions(formats=("onnx", "tflite"), precisions=("fp32", "int8"), parity=False),
-                  force=True, estimator=model, progress=lambda _: None)
+    export_bundle(bundle, None, ExportOptions(formats=("onnx", "tflite"), precisions=("fp32", "int8"), parity=False,
+                                              parity_poses=256), force=True, estimator=model, progress=lambda _: None)
     return bundle
 
 

@@ -17,7 +17,8 @@ def tflite_estimator_bundle(estimator_bundle, tmp_path_factory):
     from posetok_converters.export import ExportOptions, export_bundle
     _, model = estimator_bundle
     root = tmp_path_factory.mktemp("tflite_estimator") / "bundle"
-    export_bundle(root, None, ExportOptions(formats=("tflite",), precisions=("fp32", "int8"), tflite_batches=(1,)),
+    export_bundle(root, None, ExportOptions(formats=("tflite",), precisions=("fp32", "int8"), tflite_batches=(1,),
+                                           parity_poses=256),
                   estimator=model, progress=lambda _: None)
     return root, model
 

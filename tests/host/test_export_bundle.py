@@ -18,6 +18,7 @@ from posetok import PoseTokenizer, bundle as bundle_lib  # noqa: E402
 from posetok.skeleton import KEYPOINT_NAMES, NORMALIZATION  # noqa: E402
 
 TRAIN_STEPS = 250
+PARITY_POSES = 2000   # the first eval poses the parity rows use: encoding with the decoder search is the cost
 # Token agreement floors for the reduced precisions on this fixture's model
 # (the targets for the shipped model: 0.97 for both). Measured on this
 # machine (deterministic training, per-token codebooks, TFLite int8 weights
@@ -43,11 +44,11 @@ def quick_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(quick_checkpoint, tmp_path_factory) -> tuple[Path, dict, list[str]]:
-    from posetok_converters.export import export_bundle
+    from posetok_converters.export import ExportOptions, export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "quick"
     lines: list[str] = []
-    manifest = export_bundle(out, quick_checkpoint, progress=lines.append)
+    manifest = export_bundle(out, quick_checkpoint, ExportOptions(parity_poses=PARITY_POSES), progress=lines.append)
     return out, manifest, lines
 
 
@@ -301,7 +302,7 @@ def test_fp32_parity_meets_targets(exported):
     rows = {(r["format"], r["precision"]): r for r in manifest["parity"]}
     assert set(rows) == {(f, p) for f in bundle_lib.FORMATS for p in bundle_lib.PRECISIONS}
     reference = manifest["reference"]
-    assert reference["eval_poses"] >= 10_000 and 0 < reference["mpjpe_px"] < 5
+    assert reference["eval_poses"] == PARITY_POSES and 0 < reference["mpjpe_px"] < 5
     for fmt in bundle_lib.FORMATS:
         row = rows[(fmt, "fp32")]
         assert row["token_agreement"] >= 0.999, row
@@ -365,7 +366,8 @@ def test_export_refuses_existing_bundle_without_force(exported, quick_checkpoint
     out, manifest, _ = exported
     before = bundle_lib.file_sha256(out / bundle_lib.MANIFEST_NAME)
     with pytest.raises(ExportError, match="already exists.*--force"):
-        export_bundle(out, quick_checkpoint, ExportOptions(formats=("onnx",), precisions=("fp32",), parity=False))
+        export_bundle(out, quick_checkpoint, ExportOptions(formats=("onnx",), precisions=("fp32",), parity=False,
+                                                           parity_poses=256))
     assert bundle_lib.file_sha256(out / bundle_lib.MANIFEST_NAME) == before
 
 
@@ -377,7 +379,8 @@ def test_forced_partial_export_replaces_bundle_atomically(quick_checkpoint, tmp_
     (out / bundle_lib.MANIFEST_NAME).write_text("{}")
     (out / "stale.onnx").write_bytes(b"old")
     manifest = export_bundle(out, quick_checkpoint, ExportOptions(formats=("onnx",), precisions=("fp32",),
-                                                                  parity=False), force=True, progress=lambda m: None)
+                                                                  parity=False, parity_poses=256),
+                             force=True, progress=lambda m: None)
     assert sorted(p.name for p in out.iterdir()) == ["decoder.fp32.onnx", "encoder.fp32.onnx", "manifest.json"]
     assert manifest["parity"] == []
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
@@ -393,6 +396,8 @@ def test_bad_options_are_named():
         ExportOptions(precisions=("int4",))
     with pytest.raises(ExportError, match="batch"):
         ExportOptions(tflite_batches=(0,))
+    with pytest.raises(ExportError, match="parity_poses must be None or a positive int, got 0"):
+        ExportOptions(parity_poses=0)
 
 
 # -- posetok parity / posetok info on the same bundle ---------------------------------------------

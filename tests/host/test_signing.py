@@ -266,11 +266,12 @@ def test_export_sign_writes_a_verifying_bundle(keys, tmp_path):
     from posetok_converters.export import ExportOptions, export_bundle
     out = tmp_path / "bundle"
     with pytest.raises(ValueError, match="private key"):  # a bad key fails before the export starts
-        export_bundle(out, options=ExportOptions(formats=("onnx",), precisions=("fp32",), parity=False),
+        export_bundle(out, options=ExportOptions(formats=("onnx",), precisions=("fp32",), parity=False,
+                                                 parity_poses=256),
                       progress=lambda msg: None, sign_key=keys["signer"][1])
     assert not out.exists() and list(tmp_path.iterdir()) == []
     assert cli.main(["export", "--out", str(out), "--formats", "onnx", "--precisions", "fp32", "--no-parity",
-                     "--estimator", "none", "--sign", str(keys["signer"][0])]) == 0
+                     "--parity-poses", "256", "--estimator", "none", "--sign", str(keys["signer"][0])]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["decoder.fp32.onnx", "encoder.fp32.onnx", MANIFEST_NAME, SIGNATURE_NAME])
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # nothing left beside it
