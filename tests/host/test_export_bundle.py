@@ -34,9 +34,13 @@ def quick_checkpoint(tmp_path_factory) -> Path:
     from posetok_converters.train import preset, train
     from posetok_converters.train_cli import scale_steps
 
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)   # the same weights on any machine; later tests get their threads back
     model_cfg, cfg = preset("quick", seed=3)
-    result = train(model_cfg, scale_steps(cfg, TRAIN_STEPS))
+    try:
+        result = train(model_cfg, scale_steps(cfg, TRAIN_STEPS))
+    finally:
+        torch.set_num_threads(before)
     path = tmp_path_factory.mktemp("ckpt") / "tokenizer.pt"
     save_checkpoint(path, result.model, {"preset": "quick", "schedule": "staged", "seed": 3})
     return path

@@ -78,13 +78,15 @@ def test_joint_schedule_collapse_is_measured(quick_run):
     from dataclasses import replace
 
     from posetok_converters.metrics import evaluate
-    joint = evaluate(train(model_cfg, replace(cfg, vq_steps=TEST_STEPS)).model, int8=False)
+    # nearest codes on both sides: the collapse is the encoder's and codebooks', and the search would cost a
+    # full pass over both evaluation sets
+    joint = evaluate(train(model_cfg, replace(cfg, vq_steps=TEST_STEPS)).model, int8=False, sweeps=0)
     print(f"\njoint: usage {joint['codebook_usage']:.3f} perplexity {joint['perplexity']:.1f} "
           f"MPJPE {joint['mpjpe_px']:.2f} px | staged: usage {staged['codebook_usage']:.3f} "
-          f"perplexity {staged['perplexity']:.1f} MPJPE {staged['mpjpe_px']:.2f} px")
+          f"perplexity {staged['perplexity']:.1f} MPJPE {staged['nearest_mpjpe_px']:.2f} px (nearest codes)")
     assert joint["perplexity"] < staged["perplexity"] / 4
     assert joint["codebook_usage"] < 0.5
-    assert joint["mpjpe_px"] > 1.5 * staged["mpjpe_px"]
+    assert joint["mpjpe_px"] > 1.5 * staged["nearest_mpjpe_px"]
 
 
 def test_eval_command_prints_one_json_object(quick_run, capsys):
@@ -101,8 +103,7 @@ def test_eval_command_prints_one_json_object(quick_run, capsys):
     assert result["search"] == {"candidates": 2, "sweeps": 1} and 0 < result["search_changed_ids"] < 0.5
     assert result["mpjpe_px"] < result["nearest_mpjpe_px"]
     assert result["upright_mpjpe_px"] < result["upright_nearest_mpjpe_px"]
-    assert eval_cli.main(["--checkpoint", str(quick_run), "--no-int8"], prog="posetok eval") == 0
-    table = capsys.readouterr().out
+    table = eval_cli.format_table(result, str(quick_run))   # what the command prints without --json
     assert "MPJPE (px of 64-px frame)" in table and f"{stored['mpjpe_px']:.4f}" in table
     assert "MPJPE, upright set (px)" in table and f"{stored['upright_mpjpe_px']:.4f}" in table
     assert "tokens kept under input noise" in table and "@ 0.02px" in table
