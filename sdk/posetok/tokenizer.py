@@ -334,6 +334,10 @@ class PoseTokenizer:
     def encode(self, keypoints) -> np.ndarray:
         """Keypoints in pixels of the 64-px frame -> token ids.
 
+        The encoder graph picks each position's nearest code; unless the
+        tokenizer was opened with ``search=False``, the bundle's decoder
+        search then refines them (``posetok.token_search``).
+
         Args:
             keypoints: (13, 2) or (B, 13, 2) real array, (x, y) per keypoint
                 in ``posetok.skeleton.KEYPOINT_NAMES`` order; any real dtype.
