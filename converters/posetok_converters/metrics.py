@@ -189,19 +189,22 @@ def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bo
     was_training = model.training
     model.eval()
     try:
+        def errors(kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+            """(nearest ids, searched ids, their MPJPEs) with one encoder pass."""
+            nearest = nearest_tokens(model, kp)
+            ids = searched_tokens(model, kp, nearest, sweeps)
+            return (nearest, ids, mpjpe_px_from_normalized(decoded(model, nearest), kp),
+                    mpjpe_px_from_normalized(decoded(model, ids), kp))
+
         kp = torch.from_numpy(pixels_to_normalized(poses))
-        nearest = nearest_tokens(model, kp)
-        ids, recon = tokens_and_reconstruction(model, kp, sweeps)
+        nearest, ids, nearest_mpjpe, mpjpe = errors(kp)
         cfg = model.config
         usage, perplexity = code_usage(ids, cfg.num_codes, cfg.codebook_per_token)
-        result = {"mpjpe_px": mpjpe_px_from_normalized(recon, kp),
-                  "nearest_mpjpe_px": mpjpe_px_from_normalized(decoded(model, nearest), kp)}
+        result = {"mpjpe_px": mpjpe, "nearest_mpjpe_px": nearest_mpjpe}
         if poses_px is None:
             upright = torch.from_numpy(pixels_to_normalized(data.eval_poses("upright")))
-            result["upright_mpjpe_px"] = mpjpe_px_from_normalized(
-                tokens_and_reconstruction(model, upright, sweeps)[1], upright)
-            result["upright_nearest_mpjpe_px"] = mpjpe_px_from_normalized(
-                tokens_and_reconstruction(model, upright, 0)[1], upright)
+            _, _, upright_nearest, upright_mpjpe = errors(upright)
+            result.update(upright_mpjpe_px=upright_mpjpe, upright_nearest_mpjpe_px=upright_nearest)
         result.update({
             "search": {"candidates": token_search.DEFAULT_CANDIDATES, "sweeps": sweeps},
             "search_changed_ids": float((ids != nearest).double().mean()),
