@@ -52,7 +52,7 @@ host-test:
 # only) with tflite-runtime 2.14 and numpy<2, as boards in the field carry either.
 DEVICE_SITE := build/device-site
 AARCH64_ROOT = $(shell python3 cross/build_sysroot.py --print-root)
-DEVICE_PYTEST := cross/qemu-python -m pytest tests/device -q -p no:cacheprovider
+DEVICE_PYTEST := cross/qemu-python -m pytest tests/device -q -p no:cacheprovider --durations=10
 
 device-install: wheel
 	rm -rf $(DEVICE_SITE)

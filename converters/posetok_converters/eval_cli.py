@@ -73,6 +73,9 @@ def main(argv: list[str], prog: str) -> int:
     p.add_argument("--rate-distortion", action="store_true",
                    help="tokenizer vs uniform rounding of the 26 coordinates at 64, 128 and 256 bits per pose "
                         "(the shipped token shapes) on the broad set")
+    p.add_argument("--eval-poses", type=int, default=None, metavar="N",
+                   help="score the first N poses of each fixed set (default all 10,000; the decoder search "
+                        "makes every pose cost dozens of decoder runs)")
     p.add_argument("--plot", type=Path, default=None, help="with --rate-distortion: also write this PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--no-int8", action="store_true", help="skip the simulated int8 token agreement")
@@ -86,10 +89,14 @@ def main(argv: list[str], prog: str) -> int:
                 "it takes no --checkpoint, --poses or --int8-tensors")
     if args.plot and not args.rate_distortion:
         p.error("--plot goes with --rate-distortion")
+    if args.eval_poses is not None and args.poses is not None:
+        p.error("--eval-poses counts poses of the fixed sets; it does not go with --poses")
+    if args.eval_poses is not None and args.eval_poses < 1:
+        p.error(f"--eval-poses must be >= 1, got {args.eval_poses}")
 
     if args.rate_distortion:
         from . import rate_distortion
-        report = rate_distortion.rate_distortion()
+        report = rate_distortion.rate_distortion(eval_poses=args.eval_poses)
         if args.plot:
             rate_distortion.plot(report, args.plot)
         print(json.dumps(report) if args.json else rate_distortion.format_table(report))
@@ -108,7 +115,8 @@ def main(argv: list[str], prog: str) -> int:
     model, source = load_for_command(prog, args.checkpoint)
     if model is None:
         return 2
-    metrics = evaluate(model, poses, int8=not args.no_int8, int8_tensors=args.int8_tensors)
+    metrics = evaluate(model, poses, int8=not args.no_int8, int8_tensors=args.int8_tensors,
+                       eval_poses=args.eval_poses)
     metrics["checkpoint"] = str(source)
     if args.poses is not None:
         metrics["poses_file"] = str(args.poses)

@@ -175,9 +175,12 @@ def input_grid_token_agreement(model: TokenizerModel, kp: torch.Tensor, float_id
 
 
 def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bool = True,
-             int8_tensors: bool = False, sweeps: int = token_search.DEFAULT_SWEEPS) -> dict:
+             int8_tensors: bool = False, sweeps: int = token_search.DEFAULT_SWEEPS,
+             eval_poses: int | None = None) -> dict:
     """Metrics of encode -> decode on ``poses_px``, or by default on the broad
-    evaluation set, with ``upright_mpjpe_px`` of the upright set beside it.
+    evaluation set, with ``upright_mpjpe_px`` of the upright set beside it
+    (``eval_poses``: the first N poses of each set, default all; the search
+    runs the decoder many times a pose, so quick checks score fewer).
 
     ``mpjpe_px``, usage and perplexity are of the ids the tokenizer gives
     (nearest codes refined by ``sweeps`` of the decoder search, as a bundle's
@@ -185,7 +188,11 @@ def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bo
     nearest codes alone. The token-agreement figures (noise, input grid, int8)
     are of the nearest codes: they measure the encoder graph's argmin.
     ``int8_tensors`` adds ``int8_tensor_sensitivity`` (one simulated pass per tensor)."""
-    poses = check_poses(data.eval_poses() if poses_px is None else poses_px)
+    if eval_poses is not None and poses_px is not None:
+        raise ValueError("eval_poses counts poses of the fixed evaluation sets; it does not go with poses_px")
+    if eval_poses is not None and eval_poses < 1:
+        raise ValueError(f"eval_poses must be >= 1, got {eval_poses}")
+    poses = check_poses(data.eval_poses()[:eval_poses] if poses_px is None else poses_px)
     was_training = model.training
     model.eval()
     try:
@@ -202,7 +209,7 @@ def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bo
         usage, perplexity = code_usage(ids, cfg.num_codes, cfg.codebook_per_token)
         result = {"mpjpe_px": mpjpe, "nearest_mpjpe_px": nearest_mpjpe}
         if poses_px is None:
-            upright = torch.from_numpy(pixels_to_normalized(data.eval_poses("upright")))
+            upright = torch.from_numpy(pixels_to_normalized(data.eval_poses("upright")[:eval_poses]))
             _, _, upright_nearest, upright_mpjpe = errors(upright)
             result.update(upright_mpjpe_px=upright_mpjpe, upright_nearest_mpjpe_px=upright_nearest)
         result.update({

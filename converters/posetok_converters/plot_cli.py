@@ -15,9 +15,15 @@ def main(argv: list[str], prog: str) -> int:
                                                        "set and how often each code is used.")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file or folder (default: shipped model)")
     p.add_argument("--out", type=Path, required=True, help="output PNG file")
+    p.add_argument("--eval-poses", type=int, default=None, metavar="N",
+                   help="code usage over the first N evaluation poses (default all 10,000)")
     args = p.parse_args(argv)
     if args.out.suffix.lower() != ".png":
         print(f"{prog}: --out must name a .png file, got {args.out}", file=sys.stderr)
+        return 2
+    if args.eval_poses is not None and args.eval_poses < NUM_FIGURES:
+        print(f"{prog}: --eval-poses must be >= {NUM_FIGURES} (the figures drawn), got {args.eval_poses}",
+              file=sys.stderr)
         return 2
 
     import matplotlib
@@ -35,7 +41,7 @@ def main(argv: list[str], prog: str) -> int:
     model, source = load_for_command(prog, args.checkpoint)
     if model is None:
         return 2
-    poses = data.eval_poses()
+    poses = data.eval_poses()[:args.eval_poses]
     kp = torch.from_numpy(pixels_to_normalized(poses))
     ids, recon = tokens_and_reconstruction(model, kp)
     recon_px = normalized_to_pixels(recon.numpy())

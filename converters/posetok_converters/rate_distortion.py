@@ -49,10 +49,11 @@ def rounding_mpjpe_px(poses_px: np.ndarray, bits_per_pose: int) -> float:
     return mpjpe_px(round_uniform(poses_px, bits_per_pose), poses_px)
 
 
-def rate_distortion(checkpoints: dict[int, Path] | None = None) -> dict:
+def rate_distortion(checkpoints: dict[int, Path] | None = None, eval_poses: int | None = None) -> dict:
     """Rows for every bit budget of ``checkpoints`` (default ``RD_CHECKPOINTS``):
-    the tokenizer's and uniform rounding's MPJPE on the broad evaluation set,
-    plus the rounding curve at every whole number of bits per coordinate."""
+    the tokenizer's and uniform rounding's MPJPE on the broad evaluation set
+    (its first ``eval_poses``, default all), plus the rounding curve at every
+    whole number of bits per coordinate."""
     import torch
 
     from posetok.skeleton import pixels_to_normalized
@@ -61,7 +62,9 @@ def rate_distortion(checkpoints: dict[int, Path] | None = None) -> dict:
     from .metrics import mpjpe_px_from_normalized, tokens_and_reconstruction
 
     checkpoints = RD_CHECKPOINTS if checkpoints is None else checkpoints
-    poses = data.eval_poses()
+    if eval_poses is not None and eval_poses < 1:
+        raise ValueError(f"eval_poses must be >= 1, got {eval_poses}")
+    poses = data.eval_poses()[:eval_poses]
     kp = torch.from_numpy(pixels_to_normalized(poses))
     rows = []
     for bits, path in sorted(checkpoints.items()):

@@ -45,6 +45,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--codebook", choices=("per-token", "shared"), default=None,
                    help="codebooks of a fresh model (default: preset's): one per token position, "
                         "or one shared by all tokens (the seed article's)")
+    p.add_argument("--eval-poses", type=int, default=None, metavar="N",
+                   help="metrics.json scores the first N poses of each fixed evaluation set (default all 10,000)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -106,6 +108,9 @@ def main(argv: list[str], prog: str) -> int:
             print(f"{prog}: --int8-steps must be >= 0, got {args.int8_steps}", file=sys.stderr)
             return 2
         cfg = replace(cfg, robust_steps=args.int8_steps)
+    if args.eval_poses is not None and args.eval_poses < 1:
+        print(f"{prog}: --eval-poses must be >= 1, got {args.eval_poses}", file=sys.stderr)
+        return 2
 
     from tqdm import tqdm
     bar = tqdm(total=cfg.total_steps, file=sys.stderr, disable=args.no_progress, unit="step",
@@ -127,7 +132,7 @@ def main(argv: list[str], prog: str) -> int:
     result = train(model_cfg, cfg, progress=progress, model=init_model, on_phase_end=on_phase_end)
     bar.close()
     print(f"{prog}: trained {cfg.total_steps} steps in {result.seconds:.0f} s; evaluating", file=sys.stderr)
-    metrics = evaluate(result.model)
+    metrics = evaluate(result.model, eval_poses=args.eval_poses)
     command = "posetok train " + shlex.join(argv)
     meta = {
         "command": command,

@@ -12,8 +12,10 @@ import torch
 from posetok_converters import eval_cli, plot_cli, train_cli
 from posetok_converters.train import preset, train
 
-# the quick preset trimmed for the test suite: same model, same schedule, fewer steps
+# the quick preset trimmed for the test suite: same model, same schedule, fewer steps, scored on the first
+# EVAL_POSES poses of each evaluation set (the decoder search runs the decoder dozens of times a pose)
 TEST_STEPS = 600
+EVAL_POSES = 2000
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,7 +33,7 @@ def one_torch_thread():
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick")
     rc = train_cli.main(["--preset", "quick", "--steps", str(TEST_STEPS), "--out", str(out), "--no-progress",
-                         "--threads", "1"], prog="posetok train")
+                         "--threads", "1", "--eval-poses", str(EVAL_POSES)], prog="posetok train")
     assert rc == 0
     return out
 
@@ -45,7 +47,7 @@ def test_quick_training_learns_and_uses_the_codebook(quick_run):
     # not collapsed: nearly every code in use and usage spread widely
     assert metrics["codebook_usage"] >= 0.9
     assert metrics["perplexity"] >= metrics["num_codes"] / 4
-    assert metrics["eval_poses"] >= 10_000
+    assert metrics["eval_poses"] == EVAL_POSES
     # tokens move with the pose: more input noise, fewer ids kept; none kept all
     kept = list(metrics["noisy_token_agreement"].values())
     assert list(metrics["noisy_token_agreement"]) == ["0.01px", "0.02px", "0.05px", "0.1px"]
@@ -80,7 +82,8 @@ def test_joint_schedule_collapse_is_measured(quick_run):
     from posetok_converters.metrics import evaluate
     # nearest codes on both sides: the collapse is the encoder's and codebooks', and the search would cost a
     # full pass over both evaluation sets
-    joint = evaluate(train(model_cfg, replace(cfg, vq_steps=TEST_STEPS)).model, int8=False, sweeps=0)
+    joint = evaluate(train(model_cfg, replace(cfg, vq_steps=TEST_STEPS)).model, int8=False, sweeps=0,
+                     eval_poses=EVAL_POSES)
     print(f"\njoint: usage {joint['codebook_usage']:.3f} perplexity {joint['perplexity']:.1f} "
           f"MPJPE {joint['mpjpe_px']:.2f} px | staged: usage {staged['codebook_usage']:.3f} "
           f"perplexity {staged['perplexity']:.1f} MPJPE {staged['nearest_mpjpe_px']:.2f} px (nearest codes)")
@@ -90,7 +93,8 @@ def test_joint_schedule_collapse_is_measured(quick_run):
 
 
 def test_eval_command_prints_one_json_object(quick_run, capsys):
-    assert eval_cli.main(["--checkpoint", str(quick_run), "--json", "--no-int8"], prog="posetok eval") == 0
+    assert eval_cli.main(["--checkpoint", str(quick_run), "--json", "--no-int8", "--eval-poses", str(EVAL_POSES)],
+                         prog="posetok eval") == 0
     result = json.loads(capsys.readouterr().out)
     stored = json.loads((quick_run / "metrics.json").read_text())
     for key in ("mpjpe_px", "upright_mpjpe_px", "codebook_usage", "perplexity", "num_codes", "num_tokens",
@@ -153,20 +157,59 @@ def test_eval_poses_file_errors_name_the_problem(tmp_path, capsys, content, mess
     assert re.search(message, err), err
 
 
+def test_eval_poses_scores_the_first_poses_of_each_set(quick_run):
+    from posetok_converters import data
+    from posetok_converters.checkpoint import load_checkpoint
+    from posetok_converters.metrics import evaluate
+
+    model, _ = load_checkpoint(quick_run)
+    first = evaluate(model, int8=False, eval_poses=40)
+    assert first["eval_poses"] == 40 and first["eval_set"] == "broad"
+    assert first["mpjpe_px"] == pytest.approx(evaluate(model, data.eval_poses()[:40], int8=False)["mpjpe_px"])
+    upright = evaluate(model, data.eval_poses("upright")[:40], int8=False)["mpjpe_px"]
+    assert first["upright_mpjpe_px"] == pytest.approx(upright)
+    with pytest.raises(ValueError, match="does not go with poses_px"):
+        evaluate(model, data.eval_poses()[:40], eval_poses=40)
+    with pytest.raises(ValueError, match="eval_poses must be >= 1, got 0"):
+        evaluate(model, eval_poses=0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eval-poses", "0"], "--eval-poses must be >= 1, got 0"),
+    (["--eval-poses", "5", "--poses", "mine.npy"], "--eval-poses counts poses of the fixed sets"),
+])
+def test_eval_poses_option_errors_name_the_problem(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        eval_cli.main(argv, prog="posetok eval")
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_train_refuses_a_bad_eval_poses_before_training(tmp_path, capsys):
+    assert train_cli.main(["--preset", "quick", "--eval-poses", "-3", "--out", str(tmp_path / "t"), "--no-progress"],
+                          prog="posetok train") == 2
+    assert "--eval-poses must be >= 1, got -3" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+
+
 def test_eval_names_a_missing_checkpoint(tmp_path, capsys):
     assert eval_cli.main(["--checkpoint", str(tmp_path / "nope.pt"), "--json"], prog="posetok eval") == 2
     assert "no tokenizer checkpoint at" in capsys.readouterr().err
 
 
-def test_plot_writes_a_png(quick_run, tmp_path):
+def test_plot_writes_a_png(quick_run, tmp_path, capsys):
     out = tmp_path / "plot.png"
-    assert plot_cli.main(["--checkpoint", str(quick_run), "--out", str(out)], prog="posetok plot") == 0
+    assert plot_cli.main(["--checkpoint", str(quick_run), "--out", str(out), "--eval-poses", str(EVAL_POSES)],
+                         prog="posetok plot") == 0
     head = out.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", head[16:24])
     assert width > 600 and height > 400
     assert plot_cli.main(["--checkpoint", str(quick_run), "--out", str(tmp_path / "plot.jpg")],
                          prog="posetok plot") == 2
+    assert plot_cli.main(["--checkpoint", str(quick_run), "--out", str(tmp_path / "few.png"), "--eval-poses", "11"],
+                         prog="posetok plot") == 2
+    assert "--eval-poses must be >= 12 (the figures drawn), got 11" in capsys.readouterr().err
+    assert not (tmp_path / "few.png").exists()
 
 
 def test_train_rejects_model_options_it_cannot_apply(tmp_path, capsys):
