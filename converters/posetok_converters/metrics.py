@@ -197,11 +197,12 @@ def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bo
     model.eval()
     try:
         def errors(kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-            """(nearest ids, searched ids, their MPJPEs) with one encoder pass."""
+            """(nearest ids, searched ids, their MPJPEs) with one encoder pass (and one decode without a search)."""
             nearest = nearest_tokens(model, kp)
             ids = searched_tokens(model, kp, nearest, sweeps)
-            return (nearest, ids, mpjpe_px_from_normalized(decoded(model, nearest), kp),
-                    mpjpe_px_from_normalized(decoded(model, ids), kp))
+            nearest_mpjpe = mpjpe_px_from_normalized(decoded(model, nearest), kp)
+            return (nearest, ids, nearest_mpjpe,
+                    nearest_mpjpe if sweeps == 0 else mpjpe_px_from_normalized(decoded(model, ids), kp))
 
         kp = torch.from_numpy(pixels_to_normalized(poses))
         nearest, ids, nearest_mpjpe, mpjpe = errors(kp)
