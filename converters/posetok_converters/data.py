@@ -314,11 +314,18 @@ def _eval_poses_cached(distribution: str) -> np.ndarray:
     return poses
 
 
-def eval_poses(distribution: str = DEFAULT_DISTRIBUTION) -> np.ndarray:
+def eval_poses(distribution: str = DEFAULT_DISTRIBUTION, count: int | None = None) -> np.ndarray:
     """A fixed evaluation set of 10,000 poses from its own seed, never used in
-    training: "broad" (the default) or "upright" (the earlier generator's set)."""
+    training: "broad" (the default) or "upright" (the earlier generator's set);
+    with ``count``, its first ``count`` poses (quick checks score fewer).
+
+    Raises:
+        ValueError: an unknown distribution, or ``count`` < 1.
+    """
     _check_distribution(distribution)
-    return _eval_poses_cached(distribution).copy()
+    if count is not None and count < 1:
+        raise ValueError(f"eval_poses must be >= 1, got {count}")
+    return _eval_poses_cached(distribution)[:count].copy()
 
 
 def calibration_poses(n: int = 512) -> np.ndarray:

@@ -114,7 +114,7 @@ def table(rows: list[tuple], header: tuple) -> str:
 
 def host_references(bundle_dir: Path, y: np.ndarray, vu: np.ndarray, box: np.ndarray) -> tuple[dict, dict]:
     """The host's token ids (tokenizer on the evaluation poses, estimator on the frame) and pipeline timings."""
-    refs = {"eval_poses": eval_poses()[:HOST_POSES]}
+    refs = {"eval_poses": eval_poses(count=HOST_POSES)}
     offered = Bundle.load(bundle_dir, verify=False).offers()
     for backend, precision in (c for c in COMBOS if (FORMAT_OF_BACKEND[c[0]], c[1]) in offered):
         with PoseTokenizer.from_bundle(bundle_dir, backend=backend, precision=precision, verify=False) as tok:

@@ -190,9 +190,7 @@ def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bo
     ``int8_tensors`` adds ``int8_tensor_sensitivity`` (one simulated pass per tensor)."""
     if eval_poses is not None and poses_px is not None:
         raise ValueError("eval_poses counts poses of the fixed evaluation sets; it does not go with poses_px")
-    if eval_poses is not None and eval_poses < 1:
-        raise ValueError(f"eval_poses must be >= 1, got {eval_poses}")
-    poses = check_poses(data.eval_poses()[:eval_poses] if poses_px is None else poses_px)
+    poses = check_poses(data.eval_poses(count=eval_poses) if poses_px is None else poses_px)
     was_training = model.training
     model.eval()
     try:
@@ -210,7 +208,7 @@ def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bo
         usage, perplexity = code_usage(ids, cfg.num_codes, cfg.codebook_per_token)
         result = {"mpjpe_px": mpjpe, "nearest_mpjpe_px": nearest_mpjpe}
         if poses_px is None:
-            upright = torch.from_numpy(pixels_to_normalized(data.eval_poses("upright")[:eval_poses]))
+            upright = torch.from_numpy(pixels_to_normalized(data.eval_poses("upright", eval_poses)))
             _, _, upright_nearest, upright_mpjpe = errors(upright)
             result.update(upright_mpjpe_px=upright_mpjpe, upright_nearest_mpjpe_px=upright_nearest)
         result.update({

@@ -66,7 +66,7 @@ class Reference:
 def torch_reference(model, poses_px: Optional[np.ndarray] = None, count: Optional[int] = None) -> Reference:
     """Torch tokens and reconstruction of ``poses_px`` (default: the fixed eval set, its first ``count`` poses
     when given)."""
-    poses = data.eval_poses()[:count] if poses_px is None else np.asarray(poses_px, dtype=np.float32)
+    poses = data.eval_poses(count=count) if poses_px is None else np.asarray(poses_px, dtype=np.float32)
     kp = torch.from_numpy(pixels_to_normalized(poses))
     model.eval()
     nearest = metrics.nearest_tokens(model, kp)

@@ -41,7 +41,7 @@ def main(argv: list[str], prog: str) -> int:
     model, source = load_for_command(prog, args.checkpoint)
     if model is None:
         return 2
-    poses = data.eval_poses()[:args.eval_poses]
+    poses = data.eval_poses(count=args.eval_poses)
     kp = torch.from_numpy(pixels_to_normalized(poses))
     ids, recon = tokens_and_reconstruction(model, kp)
     recon_px = normalized_to_pixels(recon.numpy())

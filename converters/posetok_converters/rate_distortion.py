@@ -62,9 +62,7 @@ def rate_distortion(checkpoints: dict[int, Path] | None = None, eval_poses: int 
     from .metrics import mpjpe_px_from_normalized, tokens_and_reconstruction
 
     checkpoints = RD_CHECKPOINTS if checkpoints is None else checkpoints
-    if eval_poses is not None and eval_poses < 1:
-        raise ValueError(f"eval_poses must be >= 1, got {eval_poses}")
-    poses = data.eval_poses()[:eval_poses]
+    poses = data.eval_poses(count=eval_poses)
     kp = torch.from_numpy(pixels_to_normalized(poses))
     rows = []
     for bits, path in sorted(checkpoints.items()):

@@ -179,6 +179,19 @@ def test_eval_calibration_and_training_sets_are_disjoint():
         assert not np.array_equal(data.training_poses(10, seed, 0), data.eval_poses(distribution)[:10])
 
 
+def test_eval_poses_count_gives_the_first_poses_of_the_set():
+    for distribution in data.DISTRIBUTIONS:
+        whole = data.eval_poses(distribution)
+        first = data.eval_poses(distribution, count=37)
+        np.testing.assert_array_equal(first, whole[:37])
+        first[0, 0, 0] = -1.0                                      # a copy: the cached set stays as it was
+        assert data.eval_poses(distribution, count=1)[0, 0, 0] == whole[0, 0, 0]
+    assert len(data.eval_poses(count=data.EVAL_SIZE + 5)) == data.EVAL_SIZE
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match=f"eval_poses must be >= 1, got {bad}"):
+            data.eval_poses(count=bad)
+
+
 def test_training_stream_mixes_in_upright_poses():
     def upright_share(poses):  # upright figures: torso within lean + rotation of straight down, facing the camera
         torso = poses[:, J["waist"]] - poses[:, J["neck"]]

@@ -36,7 +36,7 @@ def test_host_outputs_saved_for_the_device(device_bundle, backend, precision):
     from posetok_converters.data import eval_poses
     from posetok_converters.metrics import nearest_tokens, searched_tokens
 
-    poses = eval_poses()[:DEVICE_POSES]
+    poses = eval_poses(count=DEVICE_POSES)
     with PoseTokenizer.from_bundle(device_bundle, backend=backend, precision=precision) as tok:
         ids = tok.encode(poses)
         keypoints = tok.decode(ids)

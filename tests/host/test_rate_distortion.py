@@ -28,7 +28,7 @@ def test_rounding_snaps_to_cell_centres():
     np.testing.assert_allclose(out[0, 0], [0.125, 10.375])
     np.testing.assert_allclose(out[0, 1], [63.875, 63.875])
     # the error of uniform rounding: a uniform distribution over a cell, so about step/sqrt(12) per coordinate
-    poses = data.eval_poses()[:2000]
+    poses = data.eval_poses(count=2000)
     for b in (4, 6, 8):
         err = rd.round_uniform(poses, b * 26) - poses
         assert np.abs(err).max() <= FRAME_SIZE / 2 ** b / 2 + 1e-5
@@ -50,7 +50,7 @@ def test_rate_distortion_command_reports_every_budget(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert [r["bits_per_pose"] for r in report["rows"]] == list(rd.RD_BITS)
     assert report["eval_set"] == "broad" and report["eval_poses"] == RD_TEST_POSES
-    poses = data.eval_poses()[:RD_TEST_POSES]
+    poses = data.eval_poses(count=RD_TEST_POSES)
     for row in report["rows"]:
         m, v = (int(x) for x in row["tokenizer_shape"].split(" x "))
         assert m * np.log2(v) <= row["bits_per_pose"]
