@@ -208,7 +208,7 @@ def evaluate(model: TokenizerModel, poses_px: np.ndarray | None = None, int8: bo
         usage, perplexity = code_usage(ids, cfg.num_codes, cfg.codebook_per_token)
         result = {"mpjpe_px": mpjpe, "nearest_mpjpe_px": nearest_mpjpe}
         if poses_px is None:
-            upright = torch.from_numpy(pixels_to_normalized(data.eval_poses("upright", eval_poses)))
+            upright = torch.from_numpy(pixels_to_normalized(data.eval_poses("upright", count=eval_poses)))
             _, _, upright_nearest, upright_mpjpe = errors(upright)
             result.update(upright_mpjpe_px=upright_mpjpe, upright_nearest_mpjpe_px=upright_nearest)
         result.update({
