@@ -176,7 +176,11 @@ class VectorQuantizer(nn.Module):
         # Random-normal start, as in the seed article; training replaces it
         # with data (see init_from_data) unless the "joint" schedule is chosen.
         self.register_buffer("codebook", torch.randn(shape))
-        self.register_buffer("ema_count", torch.zeros(shape[:-1]))
+        # One pseudo-observation of each starting code, so ema_sum / ema_count is the codebook from the first
+        # update on (init_from_data does the same). Counts of 0 under these sums, as the seed article starts,
+        # make the first update divide each used code's sum by a count of a few hundredths and throw the code
+        # out of reach: train.py's "joint" schedule reproduces that start (TrainConfig.ema_start_count).
+        self.register_buffer("ema_count", torch.ones(shape[:-1]))
         self.register_buffer("ema_sum", self.codebook.clone())
 
     def grouped(self) -> torch.Tensor:

@@ -15,9 +15,9 @@
      margins survive int8 rounding.
 
 "joint" reproduces the seed article's first attempt: one random-normal
-codebook shared by all tokens, encoder + decoder + EMA codebook trained
-together from step 0, Adam at 1e-4, batch 64, smooth-L1 on pixel
-coordinates, beta 0.25, no restarts.
+codebook shared by all tokens with its EMA counts at zero, encoder + decoder
++ EMA codebook trained together from step 0, Adam at 1e-4, batch 64,
+smooth-L1 on pixel coordinates, beta 0.25, no restarts.
 
 At the end the codebook is snapped onto an int8 grid (int8 codes times one
 scale), so the exported files can store it in int8 without changing a distance.
@@ -66,6 +66,9 @@ class TrainConfig:
     # expected count per code (batch vectors / codes) moves onto a batch vector (0 = off).
     restart_fraction: float = 1 / 32
     codebook_init: str = "kmeans"    # "kmeans" of encoder outputs, or "random" normal (the seed's)
+    # EMA counts of a fresh random codebook (k-means init sets its own): 1, the codebook as one pseudo-observation;
+    # 0, the seed article's start, which throws every code the first batch uses out of reach (README "Training")
+    ema_start_count: float = 1.0
     kmeans_poses: int = 4096
     kmeans_iters: int = 25
     recon_loss: str = "l2_px"        # "l2_px": per-joint distance in px (= MPJPE); "smooth_l1_px": the seed's
@@ -83,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"unknown recon_loss {self.recon_loss!r}; choose l2_px or smooth_l1_px")
         if self.codebook_init not in ("kmeans", "random"):
             raise ValueError(f"unknown codebook_init {self.codebook_init!r}; choose kmeans or random")
+        if not self.ema_start_count >= 0.0:
+            raise ValueError(f"ema_start_count must be >= 0, got {self.ema_start_count!r}")
         if not 0.0 <= self.upright_fraction <= 1.0:
             raise ValueError(f"upright_fraction must be in [0, 1], got {self.upright_fraction!r}")
         if self.batch_size < 1:
@@ -100,7 +105,7 @@ def joint_schedule(cfg: TrainConfig, steps: int) -> TrainConfig:
     """The seed article's joint training, same number of optimizer steps as asked."""
     return replace(cfg, schedule="joint", batch_size=64, autoencoder_steps=0, vq_steps=steps, robust_steps=0,
                    lr=1e-4, min_lr_ratio=1.0, warmup_steps=0, beta=0.25, restart_fraction=0.0, codebook_init="random",
-                   recon_loss="smooth_l1_px")
+                   ema_start_count=0.0, recon_loss="smooth_l1_px")
 
 
 @dataclass
@@ -271,7 +276,9 @@ def train(model_cfg: TokenizerConfig, cfg: TrainConfig, progress: ProgressFn | N
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     plan = phase_plan(cfg, fresh_model=model is None)
-    model = TokenizerModel(model_cfg) if model is None else model
+    if model is None:
+        model = TokenizerModel(model_cfg)
+        model.quantizer.ema_count.fill_(cfg.ema_start_count)
     stream = PoseStream(cfg.seed, cfg.batch_size, cfg.jitter_px, cfg.upright_fraction)
     result = TrainResult(model=model)
     started = time.perf_counter()

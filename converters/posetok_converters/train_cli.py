@@ -45,6 +45,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--codebook", choices=("per-token", "shared"), default=None,
                    help="codebooks of a fresh model (default: preset's): one per token position, "
                         "or one shared by all tokens (the seed article's)")
+    p.add_argument("--ema-start-count", type=float, default=None, metavar="C",
+                   help="EMA counts of a fresh random codebook (default: 1, the joint schedule's 0 as the seed "
+                        "article starts; the staged schedule's k-means init sets its own)")
     p.add_argument("--eval-poses", type=int, default=None, metavar="N",
                    help="metrics.json scores the first N poses of each fixed evaluation set (default all 10,000)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -108,6 +111,11 @@ def main(argv: list[str], prog: str) -> int:
             print(f"{prog}: --int8-steps must be >= 0, got {args.int8_steps}", file=sys.stderr)
             return 2
         cfg = replace(cfg, robust_steps=args.int8_steps)
+    if args.ema_start_count is not None:
+        if not args.ema_start_count >= 0:
+            print(f"{prog}: --ema-start-count must be >= 0, got {args.ema_start_count}", file=sys.stderr)
+            return 2
+        cfg = replace(cfg, ema_start_count=args.ema_start_count)
     if args.eval_poses is not None and args.eval_poses < 1:
         print(f"{prog}: --eval-poses must be >= 1, got {args.eval_poses}", file=sys.stderr)
         return 2

@@ -91,10 +91,11 @@ def test_host_estimates_saved_for_the_device(estimator_bundle, host_results_dir)
                 got = run_frames(est, frames["y"], frames["vu"], frames["person_boxes"])
             for key, value in got.items():
                 assert np.isfinite(value).all(), (backend, precision, key)
-            # a box pass maps the model frame onto its box: keypoints stay near it
+            # a box pass maps the model frame onto its box: the keypoints stay in it (measured 0.02 .. 0.96 of
+            # the side; a tenth of the side, 6.4 model px, beyond it means the mapping is off)
             side = frames["boxes"][:, 2, None]
             inside = (got["box_keypoints"] - frames["boxes"][:, None, :2]) / side[..., None]
-            assert ((inside > -0.5) & (inside < 1.5)).all(), (backend, precision)
+            assert ((inside > -0.1) & (inside < 1.1)).all(), (backend, precision)
             saved.update({f"{backend}_{precision}_{key}": value for key, value in got.items()})
             combos.append(f"{backend}/{precision}")
     assert {"onnxruntime/fp32", "onnxruntime/int8", "litert/fp32", "litert/int8"} <= set(combos), combos
@@ -105,10 +106,14 @@ def test_host_estimates_saved_for_the_device(estimator_bundle, host_results_dir)
             dev = np.linalg.norm(saved[f"{backend}_int8_box_keypoints"] - saved[f"{backend}_fp32_box_keypoints"],
                                  axis=-1) * scale
             saved[f"{backend}_int8_vs_fp32_model_px"] = np.float32(dev.mean())
-            error = np.linalg.norm(saved[f"{backend}_fp32_box_keypoints"] - frames["truth_frame_px"], axis=-1) * scale
+            error = {p: float((np.linalg.norm(saved[f"{backend}_{p}_box_keypoints"] - frames["truth_frame_px"],
+                                              axis=-1) * scale).mean()) for p in ("fp32", "int8")}
             print(f"{backend} int8 vs fp32 on the host: mean {dev.mean():.3f}, max {dev.max():.3f} model-frame px; "
-                  f"fp32 MPJPE {error.mean():.3f} model-frame px")
-            assert dev.mean() < 8.0, dev.mean()  # a broken int8 file lands anywhere in the 64-px frame
+                  f"MPJPE fp32 {error['fp32']:.3f}, int8 {error['int8']:.3f} model-frame px")
+            # measured 0.37 (onnxruntime) and 0.27 (litert) model px apart; fp32 1.72 px from the truth on these 12
+            # frames (3.05 on the 2,000 held-out ones), int8 0.04 px more: the int8 target is fp32 + 0.15
+            assert dev.mean() < 0.75, dev.mean()
+            assert error["fp32"] < 3.0 and error["int8"] <= error["fp32"] + 0.15, error
     np.savez(host_results_dir / RESULTS, combos=np.array(combos), **saved)
 
 

@@ -53,7 +53,8 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(tflite_estimator_b
     rows = {r["precision"]: r for r in bundle.spec.estimator["parity"] if r["format"] == "tflite"}
     assert rows["fp32"]["token_agreement"] == 1.0 and rows["fp32"]["max_keypoint_diff_px"] < 1e-3
     assert abs(rows["fp32"]["mpjpe_px"] - rows["fp32"]["torch_mpjpe_px"]) < 1e-3
-    assert rows["int8"]["meets_targets"], rows["int8"]     # within 0.15 px of torch
+    # the int8 target, stated here rather than read from the exporter's own constant
+    assert rows["int8"]["mpjpe_px"] <= rows["int8"]["torch_mpjpe_px"] + 0.15 and rows["int8"]["meets_targets"]
 
     graph = estimator_export.estimator_graph(model)
     rng = np.random.default_rng(5)
@@ -70,6 +71,12 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(tflite_estimator_b
             np.testing.assert_allclose(got.keypoints, want, atol=1e-3 * got.box[2] / 64)
             np.testing.assert_allclose(got.scores, scores, atol=1e-5)
             np.testing.assert_array_equal(got.token_ids, ids)
+        fp32 = [est.estimate(img, box=tuple(float(v) for v in box)) for img, box in zip(rgb, boxes)]
     with PoseEstimator.from_bundle(root, backend="litert", precision="int8") as est:
-        got = est.estimate(rgb[0], box=tuple(float(v) for v in boxes[0]))
-        assert np.isfinite(got.keypoints).all() and got.token_ids.shape == (model.config.num_tokens,)
+        assert est.files == ["estimator.int8.b1.tflite"]
+        for img, box, want in zip(rgb, boxes, fp32):
+            got = est.estimate(img, box=tuple(float(v) for v in box))
+            assert got.box == want.box and got.token_ids.shape == (model.config.num_tokens,)
+            # measured 0.02 model px for this quick model (the shipped one's int8 lies 0.3 px from its fp32)
+            apart = np.linalg.norm(got.keypoints - want.keypoints, axis=-1).mean() * 64 / got.box[2]
+            assert apart < 0.5, apart

@@ -321,6 +321,8 @@ def test_fp32_parity_meets_targets(exported):
 def test_reduced_precision_rows_are_reported_with_floors(exported):
     _, manifest, _ = exported
     reference = manifest["reference"]["mpjpe_px"]
+    reported = sorted((r["format"], r["precision"]) for r in manifest["parity"])
+    assert reported == sorted((f, p) for f in bundle_lib.FORMATS for p in bundle_lib.PRECISIONS)  # each row once
     for row in manifest["parity"]:
         fp32 = next(r for r in manifest["parity"] if r["format"] == row["format"] and r["precision"] == "fp32")
         if row["precision"] == "fp16":
@@ -338,9 +340,11 @@ def test_reduced_precision_rows_are_reported_with_floors(exported):
             # measured 29.5% / 31.2%: the int8 codebooks (32 KB a file) weigh more in this small model
             assert row["size_bytes"] < 0.33 * fp32["size_bytes"], row
         # per-artifact copies agree with the row
-        for a in manifest["artifacts"]:
-            if (a["format"], a["precision"]) == (row["format"], row["precision"]):
-                assert a["parity"]["token_agreement"] == row["token_agreement"]
+        copies = [a for a in manifest["artifacts"]
+                  if (a["format"], a["precision"]) == (row["format"], row["precision"])]
+        assert copies, row
+        for a in copies:
+            assert a["parity"]["token_agreement"] == row["token_agreement"]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])

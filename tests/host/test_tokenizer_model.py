@@ -46,16 +46,30 @@ def test_quantize_picks_the_nearest_code(model):
 
 def test_ema_update_moves_codes_to_their_vectors_and_restarts_dead_ones(model):
     q = model.quantizer
+    assert (q.ema_count == 1).all()        # a fresh codebook counts as one observation of each code
     z = q.codebook[:4].repeat(50, 1) + 0.01
     idx = q(z)[0]
+    assert (idx.view(50, 4) == torch.arange(4)).all()
     before = q.codebook.clone()
-    restarted = q.update(z, idx, restart_below=0.5)
-    # codes 4..15 got nothing; their count decays below 0.5 from 0 => all restarted onto batch vectors
+    restarted = q.update(z, idx, restart_below=1.0)
+    # codes 4..15 got nothing: their counts decay from 1 to 0.99, below 1 => all restarted onto batch vectors
     assert restarted == 12
     for row in q.codebook[4:]:
         assert torch.isclose(row[None], z).all(-1).any()
-    # used codes moved towards their (shifted) vectors by the EMA
-    assert (q.codebook[:4] - before[:4]).abs().max() > 0
+    # used codes: count 0.99 + 50 * 0.01 = 1.49, sum 0.99 c + 0.5 (c + 0.01) => c + 0.005 / 1.49 (the Laplace
+    # smoothing moves it by under 1e-6)
+    torch.testing.assert_close(q.codebook[:4], before[:4] + 0.005 / 1.49, rtol=0, atol=1e-5)
+
+
+def test_the_seed_articles_zero_counts_throw_used_codes_out(model):
+    """The seed article's start (counts 0 under nonzero sums, TrainConfig.ema_start_count=0): the first update
+    divides each used code's sum by 50 * 0.01 = 0.5 and sends it to 2.98 c + 0.01, far from every vector."""
+    q = model.quantizer
+    q.ema_count.zero_()
+    z = q.codebook[:4].repeat(50, 1) + 0.01
+    before = q.codebook.clone()
+    q.update(z, q(z)[0])
+    torch.testing.assert_close(q.codebook[:4], 2.98 * before[:4] + 0.01, rtol=1e-4, atol=1e-4)
 
 
 PER_TOKEN = TokenizerConfig(**{**SMALL.to_dict(), "codebook_per_token": True})
@@ -84,7 +98,7 @@ def test_per_token_restart_draws_from_its_own_position():
     # position m's vectors all sit near (m, m, m); only code 0 of each position is used
     z = torch.arange(6.0)[None, :, None].expand(50, 6, 3) + 0.01 * torch.randn(50, 6, 3)
     idx = torch.zeros(50, 6, dtype=torch.long)
-    restarted = q.update(z, idx, restart_below=0.5)
+    restarted = q.update(z, idx, restart_below=1.0)      # unused counts decay from 1 to 0.99
     assert restarted == 6 * 15
     for m in range(6):
         # every restarted code of position m is one of position m's vectors
@@ -134,6 +148,12 @@ def test_checkpoint_round_trip_is_exact(model, tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["tok.pt"]  # no temp file left behind
     loaded, meta = load_checkpoint(path)
     assert meta == {"data_seed": 7} and not loaded.training
+    assert loaded.config == model.config
+    want = model.state_dict()           # every weight and buffer, the EMA sums and counts too, to the bit
+    got = loaded.state_dict()
+    assert got.keys() == want.keys() and any("ema" in k for k in want)
+    for key, value in want.items():
+        assert torch.equal(got[key], value), key
     x = kp()
     torch.testing.assert_close(loaded.detokenize(loaded.tokenize(x)), model.detokenize(model.tokenize(x)),
                                rtol=0, atol=0)

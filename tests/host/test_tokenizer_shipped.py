@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from posetok_converters.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_MODEL_DIR, load_checkpoint
 from posetok_converters.metrics import evaluate
+
+REPO = Path(__file__).resolve().parents[2]
 
 # The decoder search runs the decoder dozens of times a pose, so the suite scores the searched ids on the first
 # SEARCHED_POSES poses of each set and everything else (the encoder's nearest codes, the agreement figures) on all
@@ -95,13 +99,24 @@ def test_committed_metrics_and_command_match_the_checkpoint(shipped):
 
 
 def test_rate_distortion_models_fit_their_budgets_and_match_the_readme():
-    from posetok_converters.rate_distortion import RD_CHECKPOINTS
+    from posetok_converters import data
+    from posetok_converters.rate_distortion import RD_CHECKPOINTS, rounding_mpjpe_px
+    readme = (REPO / "README.md").read_text()
+    table = {int(m[0]): m[1:] for m in re.findall(
+        r"^\| (\d+) \| (\d+ x \d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\w+) \|$", readme, re.M)}
+    assert sorted(table) == sorted(RD_CHECKPOINTS), "README's rate-distortion table lacks a budget"
+    poses = data.eval_poses()
     for bits, path in RD_CHECKPOINTS.items():
         model, meta = load_checkpoint(path)
         assert model.config.bits_per_pose == bits, path
         assert meta["command"] in (path / "COMMAND.txt").read_text(), path
         stored = json.loads((path / "metrics.json").read_text())
-        assert stored["bits_per_pose"] == bits
+        assert stored["bits_per_pose"] == bits and stored["eval_poses"] == len(poses)
+        rounding = rounding_mpjpe_px(poses, bits)
+        # the README row quotes the committed whole-set figures and the rounding of the same poses, to the digit
+        assert table[bits] == (f"{model.config.num_tokens} x {model.config.num_codes}", f"{stored['mpjpe_px']:.3f}",
+                               f"{stored['nearest_mpjpe_px']:.3f}", f"{rounding:.3f}",
+                               "tokenizer" if stored["mpjpe_px"] < rounding else "rounding"), bits
 
 
 def independent_poses(n: int, seed: int) -> np.ndarray:
