@@ -35,10 +35,11 @@ def outside_mixer(names: list, reads_token_ids: bool) -> list:
     coordinate layer at the keypoint end (encoder embedding, decoder head) and,
     at the token end, the code projection and the keypoint<->token map next to
     it. Why: int8 rounding of the 2 input coordinates alone is 0.25 px, and the
-    encoder's last two layers feed the argmin directly. Measured on the shipped
-    model (``posetok parity``): with the keypoint<->token maps in int8 too, the
-    int8 files kept 0.870 / 0.858 (ONNX / TFLite) of the token ids instead of
-    0.877 / 0.865, at 0.474 / 0.486 px instead of 0.464 / 0.476."""
+    encoder's last two layers feed the argmin directly. Measured once
+    (``posetok parity``, on the tokenizer shipped at commit f89c1c4): with the
+    keypoint<->token maps in int8 too, the int8 files kept 0.870 / 0.858 (ONNX /
+    TFLite) of the token ids instead of 0.877 / 0.865, at 0.474 / 0.486 px
+    instead of 0.464 / 0.476."""
     if not names:
         return []
     token_end = names[:2] if reads_token_ids else names[-2:]
