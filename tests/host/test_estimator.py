@@ -97,11 +97,11 @@ def test_the_token_head_learns_through_the_frozen_decoder():
     first = None
     for _ in range(80):
         out = losses(model, pics, poses, 1.0)
-        first = first if first is not None else float(out["l1_px"])
+        first = first if first is not None else out["l1_px"].item()
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-    assert float(out["l1_px"]) < 0.5 * first, (first, float(out["l1_px"]))
+    assert out["l1_px"].item() < 0.5 * first, (first, out["l1_px"].item())
     assert float(out["token_acc"]) > 0.02
 
 
