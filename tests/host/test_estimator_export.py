@@ -61,8 +61,10 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(tflite_estimator_b
     rgb, boxes = frames.draw_frames(data.sample_poses_rng(3, rng, distribution="upright"), rng, occluders=0)
     with PoseEstimator.from_bundle(root, backend="litert") as est:
         assert est.backend == "litert" and est.files == ["estimator.fp32.b1.tflite"]
+        fp32 = []                               # kept for the int8 file's comparison below
         for img, box in zip(rgb, boxes):
             got = est.estimate(img, box=tuple(float(v) for v in box))
+            fp32.append(got)
             crop = kernels.crop_image(img, got.box, (64, 64), mean=frames.INPUT_MEAN, scale=frames.INPUT_SCALE)
             with torch.no_grad():
                 kp, scores, ids = (t.numpy()[0] for t in graph(torch.from_numpy(crop[None])))
@@ -71,7 +73,6 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(tflite_estimator_b
             np.testing.assert_allclose(got.keypoints, want, atol=1e-3 * got.box[2] / 64)
             np.testing.assert_allclose(got.scores, scores, atol=1e-5)
             np.testing.assert_array_equal(got.token_ids, ids)
-        fp32 = [est.estimate(img, box=tuple(float(v) for v in box)) for img, box in zip(rgb, boxes)]
     with PoseEstimator.from_bundle(root, backend="litert", precision="int8") as est:
         assert est.files == ["estimator.int8.b1.tflite"]
         for img, box, want in zip(rgb, boxes, fp32):
