@@ -178,6 +178,25 @@ def test_hard_edged_limbs_are_binary_and_thin_ones_stay_visible():
         assert hard == bool(np.isin(red, (0.0, 200.0)).all()), np.unique(red)
 
 
+def test_measuring_distances_near_each_capsule_draws_the_frames_of_the_whole_grid(monkeypatch):
+    # the renderer measures pixel distances only within reach of each limb, stroke and head; the frames must be
+    # the ones measuring every pixel gives, to the bit (held-out frames and shipped figures depend on them)
+    near = frames.make_frames(96, np.random.default_rng(11))
+    whole_grid = frames._segment_distance
+    monkeypatch.setattr(frames, "_segment_distance", lambda centers, a, b, reach=None: whole_grid(centers, a, b))
+    everywhere = frames.make_frames(96, np.random.default_rng(11))
+    assert np.array_equal(near.pictures, everywhere.pictures)
+    # and the window leaves unmeasured (inf) only pixels beyond the reach
+    centers = np.arange(40, dtype=np.float64) + 0.5
+    a, b = np.array([[[3.2, 30.0], [20.0, 20.0]]]), np.array([[[18.7, 9.1], [20.0, 20.0]]])
+    reach = np.array([[2.5, 4.0]])
+    windowed, full = whole_grid(centers, a, b, reach), whole_grid(centers, a, b)
+    measured = np.isfinite(windowed)
+    assert np.array_equal(windowed[measured], full[measured])
+    assert (full[~measured] > reach[..., None, None].repeat(40, -2).repeat(40, -1)[~measured]).all()
+    assert 0.02 < measured.mean() < 0.5, measured.mean()
+
+
 def test_training_continues_from_an_earlier_run(tmp_path, capsys):
     from posetok.cli import main as cli_main
     common = ["train-estimator", "--heads", "tokens,regression", "--steps", "2", "--batch-size", "4", "--workers",
