@@ -182,7 +182,7 @@ def _paint(canvas: np.ndarray, dist: np.ndarray, radius: np.ndarray, colors: np.
         alpha = np.clip(radius[:, k, None, None] + 0.5 - dist[:, k], 0.0, 1.0)
         if hard is not None and hard.any():
             alpha[hard] = dist[hard, k] <= np.maximum(radius[hard, k], 0.5)[:, None, None]
-        frame, y, x = np.nonzero(alpha)
+        frame, y, x = np.nonzero(alpha > 0)
         cover = alpha[frame, y, x][:, None]
         pixels = canvas[frame, y, x]
         pixels *= 1.0 - cover
@@ -267,9 +267,10 @@ def _occlude(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray, box
         hi = lo + side * scale
         inside = ((grid[None, ..., 0] >= lo[:, None, None, 0]) & (grid[None, ..., 0] < hi[:, None, None, 0])
                   & (grid[None, ..., 1] >= lo[:, None, None, 1]) & (grid[None, ..., 1] < hi[:, None, None, 1]))
-        color = rng.uniform(0, 255, (n, 1, 1, 3)).astype(np.float32)
-        texture = rng.normal(0, 12, canvas.shape).astype(np.float32)
-        canvas[:] = np.where(inside[..., None], color + texture, canvas)
+        color = rng.uniform(0, 255, (n, 3)).astype(np.float32)
+        texture = rng.normal(0, 12, canvas.shape).astype(np.float32)    # drawn whole: it fixes later draws
+        frame, y, x = np.nonzero(inside)
+        canvas[frame, y, x] = color[frame] + texture[frame, y, x]
 
 
 def _blur(rng: np.random.Generator, canvas: np.ndarray) -> tuple[np.ndarray, float]:
