@@ -16,6 +16,8 @@ from pathlib import Path
 
 from posetok.atomic import atomic_output, write_text_atomic
 
+from .cli_checks import refuse_out_of_range
+
 DEFAULT_OUT = Path("out/estimator")
 CHECKPOINT_NAME = "estimator.pt"
 FORMAT = "posetok-estimator-checkpoint"
@@ -113,6 +115,12 @@ def train_main(argv: list[str], prog: str) -> int:
     from .estimator_eval import user_path_metrics
     from .estimator_train import EstimatorTrainConfig, evaluate_estimator, train_config_dict, train_estimators
 
+    if refuse_out_of_range(prog, [("--steps", args.steps, ">=", 1, ""), ("--batch-size", args.batch_size, ">=", 1, ""),
+                                  ("--lr", args.lr, ">", 0, ""), ("--workers", args.workers, ">=", 0, ""),
+                                  ("--buffer-frames", args.buffer_frames, ">=", args.batch_size, "--batch-size"),
+                                  ("--threads", args.threads, ">=", 1, ""),
+                                  ("--eval-frames", args.eval_frames, ">=", 1, "")]):
+        return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from posetok.atomic import write_text_atomic
 
+from .cli_checks import refuse_out_of_range
 from .train import PRESETS, SCHEDULES, TrainConfig, preset, train, train_config_dict
 
 DEFAULT_OUT = Path("out/tokenizer")
@@ -62,10 +63,12 @@ def main(argv: list[str], prog: str) -> int:
     from .checkpoint import CHECKPOINT_NAME, save_checkpoint
     from .metrics import evaluate
 
+    if refuse_out_of_range(prog, [("--threads", args.threads, ">=", 1, ""), ("--lr", args.lr, ">", 0, ""),
+                                  ("--steps", args.steps, ">=", 1, ""), ("--int8-steps", args.int8_steps, ">=", 0, ""),
+                                  ("--ema-start-count", args.ema_start_count, ">=", 0, ""),
+                                  ("--eval-poses", args.eval_poses, ">=", 1, "")]):
+        return 2
     if args.threads is not None:
-        if args.threads < 1:
-            print(f"{prog}: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-            return 2
         torch.set_num_threads(args.threads)
     model_cfg, cfg = preset(args.preset, args.schedule, args.seed)
     init_model, init_meta = None, None
@@ -97,28 +100,13 @@ def main(argv: list[str], prog: str) -> int:
         model_cfg = init_model.config
         cfg = replace(cfg, autoencoder_steps=0)
     if args.lr is not None:
-        if not args.lr > 0:
-            print(f"{prog}: --lr must be > 0, got {args.lr}", file=sys.stderr)
-            return 2
         cfg = replace(cfg, lr=args.lr)
     if args.steps is not None:
-        if args.steps < 1:
-            print(f"{prog}: --steps must be >= 1, got {args.steps}", file=sys.stderr)
-            return 2
         cfg = scale_steps(cfg, args.steps)
     if args.int8_steps is not None:
-        if args.int8_steps < 0:
-            print(f"{prog}: --int8-steps must be >= 0, got {args.int8_steps}", file=sys.stderr)
-            return 2
         cfg = replace(cfg, robust_steps=args.int8_steps)
     if args.ema_start_count is not None:
-        if not args.ema_start_count >= 0:
-            print(f"{prog}: --ema-start-count must be >= 0, got {args.ema_start_count}", file=sys.stderr)
-            return 2
         cfg = replace(cfg, ema_start_count=args.ema_start_count)
-    if args.eval_poses is not None and args.eval_poses < 1:
-        print(f"{prog}: --eval-poses must be >= 1, got {args.eval_poses}", file=sys.stderr)
-        return 2
 
     from tqdm import tqdm
     bar = tqdm(total=cfg.total_steps, file=sys.stderr, disable=args.no_progress, unit="step",

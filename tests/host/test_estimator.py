@@ -197,6 +197,35 @@ def test_measuring_distances_near_each_capsule_draws_the_frames_of_the_whole_gri
     assert 0.02 < measured.mean() < 0.5, measured.mean()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--batch-size", "-4"], "--batch-size must be >= 1, got -4"),
+    (["--lr", "nan"], "--lr must be > 0, got nan"),
+    (["--lr", "-0.001"], "--lr must be > 0, got -0.001"),
+    (["--workers", "-1"], "--workers must be >= 0, got -1"),
+    (["--batch-size", "64", "--buffer-frames", "63"], "--buffer-frames must be >= 64 (--batch-size), got 63"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--eval-frames", "0"], "--eval-frames must be >= 1, got 0"),
+])
+def test_train_estimator_refuses_bad_numbers_before_any_work(argv, message, tmp_path, capsys):
+    from posetok.cli import main as cli_main
+    assert cli_main(["train-estimator", *argv, "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert f"posetok train-estimator: {message}\n" == err
+    assert not (tmp_path / "e").exists()
+
+
+def test_range_checks_take_the_first_value_outside_and_refuse_nan():
+    from posetok_converters.cli_checks import first_out_of_range
+    rows = [("--a", None, ">=", 1, ""), ("--b", 0.5, ">", 0, ""), ("--c", 0, ">", 0, "why"), ("--d", -1, ">=", 0, "")]
+    assert first_out_of_range(rows) == "--c must be > 0 (why), got 0"
+    assert first_out_of_range(rows[:2]) is None
+    assert first_out_of_range([("--e", float("nan"), ">=", 0, "")]) == "--e must be >= 0, got nan"
+    assert first_out_of_range([("--f", 3, ">=", 3, "")]) is None
+    with pytest.raises(ValueError, match="relation must be '>=' or '>', got '<'"):
+        first_out_of_range([("--g", 1, "<", 3, "")])
+
+
 def test_training_continues_from_an_earlier_run(tmp_path, capsys):
     from posetok.cli import main as cli_main
     common = ["train-estimator", "--heads", "tokens,regression", "--steps", "2", "--batch-size", "4", "--workers",

@@ -197,6 +197,11 @@ def test_eval_poses_option_errors_name_the_problem(argv, message, capsys):
     (["--eval-poses", "-3"], "--eval-poses must be >= 1, got -3"),
     (["--ema-start-count", "-1"], "--ema-start-count must be >= 0, got -1.0"),
     (["--ema-start-count", "nan"], "--ema-start-count must be >= 0, got nan"),
+    (["--lr", "nan"], "--lr must be > 0, got nan"),
+    (["--lr", "0"], "--lr must be > 0, got 0.0"),
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--int8-steps", "-1"], "--int8-steps must be >= 0, got -1"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
 ])
 def test_train_refuses_bad_options_before_training(argv, message, tmp_path, capsys):
     assert train_cli.main(["--preset", "quick", *argv, "--out", str(tmp_path / "t"), "--no-progress"],
