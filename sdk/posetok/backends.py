@@ -8,6 +8,8 @@ it runs. LiteRT comes from ``ai_edge_litert`` and falls back to
 from __future__ import annotations
 
 import importlib.util
+import platform
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -89,6 +91,27 @@ def runtime_version(backend: str) -> str:
     return f"{dist} {getattr(module, '__version__', '?')}"
 
 
+@lru_cache(maxsize=1)
+def int8_dot_products_saturate() -> bool:
+    """Whether this CPU's int8 matrix kernels can saturate: x86 without VNNI.
+
+    x86 cores without VNNI (AVX2 or AVX-512 alone: AMD Zen 1-3, Intel before
+    Cascade Lake) multiply u8 by s8 into 16-bit pair sums that clip, so
+    onnxruntime's fused int8 kernels part from the graph's QDQ arithmetic (on
+    such a host the shipped int8 encoder kept 0.59 of its float tokens instead
+    of 0.95). Arm cores (the boards) and VNNI cores accumulate in 32 bits.
+    Linux only (/proc/cpuinfo); elsewhere False.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)
+
+
 class OnnxSession:
     """onnxruntime InferenceSession on the CPU provider; any batch size.
 
@@ -102,6 +125,8 @@ class OnnxSession:
         input_dtype: numpy dtype the graph's input expects (inputs are cast
             to it).
         output_names: the graph's output names, in order.
+        fuses_int8: False where a QDQ int8 graph runs unfused because this
+            CPU's int8 kernels saturate (``int8_dot_products_saturate``).
 
     Raises:
         BackendUnavailable: onnxruntime is not installed.
@@ -118,6 +143,12 @@ class OnnxSession:
             options.intra_op_num_threads = int(num_threads)
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # A QDQ int8 graph on a CPU whose int8 kernels saturate: keep onnxruntime from fusing its
+        # Quantize/Dequantize pairs into those kernels, so it computes what the graph says (dequantized
+        # values in float32) and gives the tokens it gives elsewhere, at some speed.
+        self.fuses_int8 = not (int8_dot_products_saturate() and b"QuantizeLinear" in Path(path).read_bytes())
+        if not self.fuses_int8:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         self._session = ort.InferenceSession(str(path), sess_options=options,
                                              providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0]
