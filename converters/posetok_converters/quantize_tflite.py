@@ -121,18 +121,52 @@ def tflite_calibrate(float_model: bytes, calibration: np.ndarray, quantizer) -> 
     its ranges depend on the batch size: the batch-1 graph saw narrower ranges
     than the batch-64 one and, measured, agreed with it on only 75% of tokens.
     The exact running min/max gives every batch variant the same ranges.
+
+    The recipe's per-op calibration walks every op and tensor in Python for
+    each batch, which for a batch-1 graph (one batch per sample) took half a
+    minute per graph. So it runs on the first batch only, to learn which
+    tensors need ranges and in what form; the ranges themselves are the
+    interpreter's own min/max over every batch (the profiler-based
+    calibrator), cast to that form. The quantized files are the same bytes
+    either way (``tests/host/test_quantize_tflite.py``).
     """
     from ai_edge_quantizer import calibrator
 
+    samples = _calibration_batches(float_model, calibration)
+    recipe = compat.recipe_manager(quantizer)
+    profiler = getattr(calibrator.CalibrationMode, "CALIBRATION_PROFILER_BASED", None)
+    wanted = _per_op_ranges(float_model, samples if profiler is None else samples[:1], recipe)
+    if profiler is None:
+        return wanted
+    fast = calibrator.Calibrator(bytearray(float_model), num_threads=1, mode=profiler,
+                                 qsv_update_func=_running_min_max)
+    fast.calibrate({"serving_default": samples}, recipe)
+    stats = fast.get_model_qsvs()
+    if any(name not in stats or np.size(qsv["min"]) != 1 or np.size(qsv["max"]) != 1
+           for name, qsv in wanted.items()):
+        return _per_op_ranges(float_model, samples, recipe)  # per-channel ranges: only the per-op pass has them
+    return {name: {**qsv, **{key: np.asarray(stats[name][key]).reshape(np.shape(qsv[key])).astype(qsv[key].dtype)
+                             for key in ("min", "max")}}
+            for name, qsv in wanted.items()}
+
+
+def _calibration_batches(float_model: bytes, calibration: np.ndarray) -> list[dict]:
+    """``calibration`` cut into the graph's fixed batch size (a remainder is left out), as signature inputs."""
     interp = tflite_interpreter(float_model)
     batch = int(interp.get_input_details()[0]["shape"][0])
     usable = len(calibration) - len(calibration) % batch
     if usable == 0:
         raise ValueError(f"calibration set ({len(calibration)}) is smaller than the model batch {batch}")
     input_name = interp.get_signature_list()["serving_default"]["inputs"][0]
-    samples = [{input_name: calibration[i:i + batch]} for i in range(0, usable, batch)]
+    return [{input_name: calibration[i:i + batch]} for i in range(0, usable, batch)]
+
+
+def _per_op_ranges(float_model: bytes, samples: list[dict], recipe) -> dict:
+    """The recipe's own calibration: each quantized op's tensors, running min/max over ``samples``."""
+    from ai_edge_quantizer import calibrator
+
     cal = calibrator.Calibrator(bytearray(float_model), num_threads=1, qsv_update_func=_running_min_max)
-    cal.calibrate({"serving_default": samples}, compat.recipe_manager(quantizer))  # the recipe picks the tensors
+    cal.calibrate({"serving_default": samples}, recipe)  # the recipe picks the tensors
     return cal.get_model_qsvs()
 
 

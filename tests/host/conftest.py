@@ -15,12 +15,14 @@ from __future__ import annotations
 import pytest
 
 # Every test in these modules exports (a bundle, or the tiny ONNX/TFLite models).
-EXPORT_MODULES = {"test_export_bundle.py", "test_device_bundle.py", "test_tiny_models.py"}
+EXPORT_MODULES = {"test_export_bundle.py", "test_device_bundle.py", "test_tiny_models.py", "test_quantize_tflite.py"}
 # Module fixtures that export or train: a test using one is an export test.
 EXPORT_FIXTURES = {"exported", "quick_checkpoint", "device_bundle", "tiny", "quick_run", "estimator_bundle"}
 # Fixtures taking more than 5 s to set up (88 s for quick_run's training,
-# 81 s for evaluating the shipped model on 10 000 poses, about 40 s for estimator_bundle, on the busy 2-core host).
-SLOW_FIXTURES = {"exported", "quick_checkpoint", "device_bundle", "quick_run", "shipped", "estimator_bundle"}
+# 81 s for evaluating the shipped model on 10 000 poses, about 40 s for estimator_bundle, 16 s to convert
+# encoder_batch1 to TFLite, on the busy 2-core host).
+SLOW_FIXTURES = {"exported", "quick_checkpoint", "device_bundle", "quick_run", "shipped", "estimator_bundle",
+                 "encoder_batch1"}
 # Every test in these modules shares a real tritonserver the module starts (about 3 s up, 3 s down).
 SLOW_MODULES = {"test_serving.py", "test_serving_estimator.py", "test_triton_repository.py"}
 # Tests whose own call takes more than 5 s.

@@ -176,7 +176,9 @@ def hostile_array(data, case: Case, name: str, a: np.ndarray, fine_layouts=("pad
         return cast(a, dt)
     if kind == "ndim":
         case.mark(name, MAYBE, replace=True)
-        how = data.draw(st.sampled_from(["append", "prepend", "drop_first", "flatten", "scalar"]))
+        # An array that is already empty (a chroma plane of a 1-row frame) has no first row or element to take.
+        ways = ["append", "prepend", "flatten"] + (["drop_first", "scalar"] if a.size else [])
+        how = data.draw(st.sampled_from(ways))
         return {"append": lambda: a[..., None], "prepend": lambda: a[None],
                 "drop_first": lambda: a[0], "flatten": lambda: a.reshape(-1),
                 "scalar": lambda: a.reshape(-1)[:1].reshape(())}[how]()
