@@ -65,7 +65,7 @@ def device_runs(saved, host_result):
         if f"{backend}/{precision}" not in list(saved["combos"]):
             pytest.skip(f"the host saved no {backend} {precision} estimator results (the bundle has no such file)")
         if (backend, precision) not in runs:
-            with PoseEstimator.from_bundle(host_result("estimator"), backend=backend, precision=precision) as est:
+            with PoseEstimator.from_bundle(host_result("bundle"), backend=backend, precision=precision) as est:
                 runs[(backend, precision)] = host.run_frames(est, saved["y"], saved["vu"], saved["person_boxes"])
         return runs[(backend, precision)]
     return run
@@ -131,7 +131,7 @@ def test_int8_within_the_measured_bound_of_fp32(saved, device_runs, backend, pre
 
 def test_pipeline_bench_runs_on_the_device(host_result, capsys):
     from posetok.bench_cli import main as bench_main
-    assert bench_main([str(host_result("estimator")), "--pipeline", "--backend", "onnxruntime", "--frame", "320x240",
+    assert bench_main([str(host_result("bundle")), "--pipeline", "--backend", "onnxruntime", "--frame", "320x240",
                        "--iterations", "3", "--warmup", "1", "--num-threads", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["mode"] == "pipeline" and result["machine"] == "aarch64" and result["emulated_cpu"]

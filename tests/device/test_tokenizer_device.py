@@ -28,7 +28,8 @@ def tflite_runtime_int8(backend: str, precision: str) -> bool:
 
 
 # The decoder search runs the decoder dozens of times per pose: emulated, it runs on the first poses only (their
-# ids are each held equal to the host's in fp32).
+# ids are each held equal to the host's in fp32). Its M calls of poses x C rows each fill one batch-64 TFLite
+# call below 32 poses, so fewer poses would not make it cheaper with LiteRT.
 SEARCHED_POSES = 16
 
 
@@ -76,9 +77,10 @@ def test_bench_runs_on_the_device(host_result, capsys):
     import json
 
     from posetok.bench_cli import main as bench_main
+    # small: every timed call runs the decoder search, M decoder calls per sweep, which the emulation pays for
     assert bench_main([str(host_result("bundle")), "--backend", "onnxruntime", "--precision", "int8",
-                       "--batch", "4", "--iterations", "5", "--warmup", "1", "--json"]) == 0
+                       "--batch", "2", "--iterations", "3", "--warmup", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["machine"] == "aarch64" and result["emulated_cpu"]
-    assert (result["backend"], result["precision"], result["batch"]) == ("onnxruntime", "int8", 4)
+    assert (result["backend"], result["precision"], result["batch"]) == ("onnxruntime", "int8", 2)
     assert 0 < result["p50_us"] <= result["p99_us"] and result["peak_rss_mb"] > 10

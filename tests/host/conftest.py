@@ -12,6 +12,9 @@ runs everything.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 # Every test in these modules exports (a bundle, or the tiny ONNX/TFLite models).
@@ -64,3 +67,20 @@ def estimator_bundle(tmp_path_factory):
     export_bundle(root, None, ExportOptions(formats=("onnx",), precisions=("fp32",), parity=False,
                                             parity_poses=256), force=True, estimator=model, progress=lambda _: None)
     return root, model
+
+
+DEVICE_PARITY_POSES = 500  # the tokenizer's parity rows (the decoder search makes all 10,000 cost minutes per row)
+
+
+@pytest.fixture(scope="session")
+def device_bundle(host_results_dir):
+    """build/host-results/bundle: the shipped tokenizer and estimator in fp32 and int8, ONNX and TFLite (batches 1
+    and 64), with parity rows, exported by the `posetok export` command. The host suite saves what this host's
+    runtimes make of it (test_device_bundle.py, test_device_estimator.py) and the device suite runs the same files
+    on aarch64; test_estimator_export.py reads its TFLite estimator files."""
+    bundle = host_results_dir / "bundle"
+    out = subprocess.run([sys.executable, "-m", "posetok", "export", "--out", str(bundle), "--precisions",
+                          "fp32,int8", "--parity-poses", str(DEVICE_PARITY_POSES), "--force"],
+                         capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return bundle

@@ -1,11 +1,9 @@
-"""Exports the shipped default model (fp32 and int8, ONNX and TFLite) into
-build/host-results/bundle and saves what this host's runtimes make of a
-fixed set of evaluation poses. tests/device/test_tokenizer_device.py runs
-the same files on aarch64 and must reproduce these numbers."""
+"""Saves what this host's runtimes make of a fixed set of evaluation poses
+with the tokenizer files of conftest's ``device_bundle`` (the shipped model
+in fp32 and int8, ONNX and TFLite, in build/host-results/bundle).
+tests/device/test_tokenizer_device.py runs the same files on aarch64 and
+must reproduce these numbers."""
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,17 +12,6 @@ from posetok import PoseTokenizer
 
 COMBOS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8")]
 DEVICE_POSES = 512  # emulation is slow; 512 poses x M tokens is plenty to see a flipped token
-PARITY_POSES = 500  # the export's parity rows (the decoder search makes all 10,000 cost minutes per row)
-
-
-@pytest.fixture(scope="module")
-def device_bundle(host_results_dir):
-    bundle = host_results_dir / "bundle"
-    out = subprocess.run([sys.executable, "-m", "posetok", "export", "--out", str(bundle), "--precisions",
-                          "fp32,int8", "--parity-poses", str(PARITY_POSES), "--force"],
-                         capture_output=True, text=True, timeout=1200)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return bundle
 
 
 @pytest.mark.parametrize("backend, precision", COMBOS)

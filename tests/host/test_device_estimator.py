@@ -1,11 +1,8 @@
-"""Exports an estimator bundle into build/host-results/estimator and saves what
-this host's runtimes make of a fixed set of NV21 camera frames, with and
-without a person box. tests/device/test_estimator_device.py runs the same
-files on the same frames on aarch64 and must reproduce these numbers.
-
-The estimator is the shipped one when it is there, else one trained for a few
-steps here: the device comparison is about the runtime giving the same numbers
-on both machines, not about the model's quality."""
+"""Saves what this host's runtimes make of a fixed set of NV21 camera frames,
+with and without a person box, with the estimator files of conftest's
+``device_bundle`` (the shipped estimator in fp32 and int8, ONNX and TFLite, in
+build/host-results/bundle). tests/device/test_estimator_device.py runs the
+same files on the same frames on aarch64 and must reproduce these numbers."""
 from __future__ import annotations
 
 import json
@@ -18,34 +15,9 @@ from posetok.bench_cli import main as bench_main, pipeline_frame
 from posetok.bundle import PRECISIONS, Bundle
 from posetok.skeleton import FRAME_SIZE
 
-
-def export_test(f):
-    """The module's bundle fixture exports (and, while no estimator is shipped, trains a quick one): 35-60 s."""
-    return pytest.mark.slow(pytest.mark.export(f))
-
-
 FRAMES = 12            # emulation is slow: 12 frames x (1 box pass + 2 search passes) per file
 FRAME_SEED = 20251210
 RESULTS = "estimator_results.npz"
-
-
-@pytest.fixture(scope="module")
-def estimator_bundle(host_results_dir):
-    from posetok_converters.checkpoint import load_checkpoint
-    from posetok_converters.estimator_cli import CHECKPOINT_NAME, DEFAULT_ESTIMATOR_DIR, load_estimator
-    from posetok_converters.export import ExportOptions, export_bundle
-    if (DEFAULT_ESTIMATOR_DIR / CHECKPOINT_NAME).is_file():
-        model, _ = load_estimator(None)
-    else:
-        from posetok_converters.estimator import EstimatorConfig
-        from posetok_converters.estimator_train import EstimatorTrainConfig, train_estimator
-        model, _ = train_estimator(EstimatorConfig(), EstimatorTrainConfig(steps=8, batch_size=16, workers=0),
-                                   load_checkpoint(None)[0])
-    bundle = host_results_dir / "estimator"
-    # both formats: the device suite runs onnxruntime and LiteRT on the same frames
-    export_bundle(bundle, None, ExportOptions(formats=("onnx", "tflite"), precisions=("fp32", "int8"), parity=False,
-                                              parity_poses=256), force=True, estimator=model, progress=lambda _: None)
-    return bundle
 
 
 def camera_frames() -> dict:
@@ -78,16 +50,15 @@ def run_frames(est: PoseEstimator, y: np.ndarray, vu: np.ndarray, boxes: np.ndar
     return out
 
 
-@export_test
-def test_host_estimates_saved_for_the_device(estimator_bundle, host_results_dir):
+def test_host_estimates_saved_for_the_device(device_bundle, host_results_dir):
     frames = camera_frames()
-    have = {(a.format, a.precision) for a in Bundle.load(estimator_bundle).artifacts if a.role == "estimator"}
+    have = {(a.format, a.precision) for a in Bundle.load(device_bundle).artifacts if a.role == "estimator"}
     saved, combos = dict(frames), []
     for backend in backends.installed_backends():
         for precision in PRECISIONS:
             if (backends.FORMAT_OF_BACKEND[backend], precision) not in have:
                 continue
-            with PoseEstimator.from_bundle(estimator_bundle, backend=backend, precision=precision) as est:
+            with PoseEstimator.from_bundle(device_bundle, backend=backend, precision=precision) as est:
                 got = run_frames(est, frames["y"], frames["vu"], frames["person_boxes"])
             for key, value in got.items():
                 assert np.isfinite(value).all(), (backend, precision, key)
@@ -117,9 +88,8 @@ def test_host_estimates_saved_for_the_device(estimator_bundle, host_results_dir)
     np.savez(host_results_dir / RESULTS, combos=np.array(combos), **saved)
 
 
-@export_test
-def test_pipeline_bench_reports_every_stage_per_frame(estimator_bundle, capsys):
-    assert bench_main([str(estimator_bundle), "--pipeline", "--backend", "onnxruntime", "--iterations", "4",
+def test_pipeline_bench_reports_every_stage_per_frame(device_bundle, capsys):
+    assert bench_main([str(device_bundle), "--pipeline", "--backend", "onnxruntime", "--iterations", "4",
                        "--warmup", "1", "--num-threads", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["mode"], result["machine"], result["frame"]) == ("pipeline", "x86_64", "640x480 NV21")
@@ -131,7 +101,7 @@ def test_pipeline_bench_reports_every_stage_per_frame(estimator_bundle, capsys):
         # the p50 of per-frame sums lies within the stages' own spread
         assert max(stages) < row["total_p50_us"] <= row["total_p90_us"], row
         assert row["files"] == [f"estimator.{row['precision']}.onnx", f"decoder.{row['precision']}.onnx"]
-    assert bench_main([str(estimator_bundle), "--pipeline", "--precision", "int8", "--iterations", "2",
+    assert bench_main([str(device_bundle), "--pipeline", "--precision", "int8", "--iterations", "2",
                        "--warmup", "0", "--frame", "320x240"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "320x240 NV21, box [48, 8, 224, 224]" in lines[0] and lines[1].split()[:3] == ["runtime", "precision",

@@ -3,38 +3,25 @@ manifest, and PoseEstimator reading them with LiteRT."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from posetok import PoseEstimator, kernels
 from posetok.bundle import Bundle
 from posetok.skeleton import NUM_KEYPOINTS
 
-
-@pytest.fixture(scope="module")
-def tflite_estimator_bundle(estimator_bundle, tmp_path_factory):
-    """conftest's quick estimator exported again as TFLite fp32 + int8 at batch 1 (about 60 s of conversion,
-    quantization and parity on the 2-core host)."""
-    from posetok_converters.export import ExportOptions, export_bundle
-    _, model = estimator_bundle
-    root = tmp_path_factory.mktemp("tflite_estimator") / "bundle"
-    export_bundle(root, None, ExportOptions(formats=("tflite",), precisions=("fp32", "int8"), tflite_batches=(1,),
-                                           parity_poses=256),
-                  estimator=model, progress=lambda _: None)
-    return root, model
+FRAMES = 8  # upright figures, estimated with their boxes by both TFLite estimator files
 
 
-@pytest.mark.slow
-@pytest.mark.export
-def test_tflite_estimator_files_hold_parity_and_run_in_litert(tflite_estimator_bundle):
+def test_tflite_estimator_files_hold_parity_and_run_in_litert(device_bundle):
     import torch
 
     from posetok_converters import compat, data, estimator_export, frames, quantize_tflite
+    from posetok_converters.estimator_cli import load_estimator
 
-    root, model = tflite_estimator_bundle
+    root, model = device_bundle, load_estimator(None)[0]
     bundle = Bundle.load(root)
-    files = {(a.precision, a.batch): a for a in bundle.artifacts if a.role == "estimator"}
-    assert set(files) == {("fp32", 1), ("int8", 1)}
-    assert all(a.format == "tflite" and a.file == f"estimator.{a.precision}.b1.tflite" for a in files.values())
+    files = {(a.precision, a.batch): a for a in bundle.artifacts if a.role == "estimator" and a.format == "tflite"}
+    assert set(files) == {("fp32", 1), ("fp32", 64), ("int8", 1), ("int8", 64)}
+    assert all(a.file == f"estimator.{a.precision}.b{a.batch}.tflite" for a in files.values())
     assert [o.name for o in files[("int8", 1)].outputs] == ["keypoints", "scores", "token_ids"]
     assert "CONV_2D, FULLY_CONNECTED" in files[("int8", 1)].quantization
     # int8 weights and activations in the convolutions: quantize ops around them, the file a third of fp32 or less
@@ -58,9 +45,10 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(tflite_estimator_b
 
     graph = estimator_export.estimator_graph(model)
     rng = np.random.default_rng(5)
-    rgb, boxes = frames.draw_frames(data.sample_poses_rng(3, rng, distribution="upright"), rng, occluders=0)
+    rgb, boxes = frames.draw_frames(data.sample_poses_rng(FRAMES, rng, distribution="upright"), rng, occluders=0)
     with PoseEstimator.from_bundle(root, backend="litert") as est:
-        assert est.backend == "litert" and est.files == ["estimator.fp32.b1.tflite"]
+        assert est.backend == "litert"
+        assert sorted(est.files) == ["estimator.fp32.b1.tflite", "estimator.fp32.b64.tflite"]
         fp32 = []                               # kept for the int8 file's comparison below
         for img, box in zip(rgb, boxes):
             got = est.estimate(img, box=tuple(float(v) for v in box))
@@ -74,10 +62,13 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(tflite_estimator_b
             np.testing.assert_allclose(got.scores, scores, atol=1e-5)
             np.testing.assert_array_equal(got.token_ids, ids)
     with PoseEstimator.from_bundle(root, backend="litert", precision="int8") as est:
-        assert est.files == ["estimator.int8.b1.tflite"]
+        assert sorted(est.files) == ["estimator.int8.b1.tflite", "estimator.int8.b64.tflite"]
+        apart = []
         for img, box, want in zip(rgb, boxes, fp32):
             got = est.estimate(img, box=tuple(float(v) for v in box))
             assert got.box == want.box and got.token_ids.shape == (model.config.num_tokens,)
-            # measured 0.02 model px for this quick model (the shipped one's int8 lies 0.3 px from its fp32)
-            apart = np.linalg.norm(got.keypoints - want.keypoints, axis=-1).mean() * 64 / got.box[2]
-            assert apart < 0.5, apart
+            apart.append(np.linalg.norm(got.keypoints - want.keypoints, axis=-1).mean() * 64 / got.box[2])
+    # the shipped model's int8 file keeps under half of fp32's token ids, so its keypoints move by a fraction of
+    # a pixel: measured 0.38 .. 1.30 model px on these frames, 0.67 on average (the 512 parity frames' MPJPE
+    # rises by 0.04 px); a wrong scale or zero point moves them by several
+    assert np.mean(apart) < 1.0 and max(apart) < 2.5, apart
