@@ -29,11 +29,13 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
         A context manager whose value is the temporary ``Path`` to write to.
 
     Raises:
+        IsADirectoryError: ``path`` is a folder (before anything is written).
         OSError: the folder cannot be created or the rename fails; any
             exception raised inside the ``with`` block propagates after the
             temporary file is removed.
     """
     path = Path(path)
+    refuse_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
@@ -45,6 +47,20 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def refuse_folder(path: os.PathLike | str) -> None:
+    """Refuse a folder where a file is to be written (``atomic_output`` checks it; a command checks it before
+    work whose result the failed write would lose).
+
+    Args:
+        path: the file to be written.
+
+    Raises:
+        IsADirectoryError: ``path`` is a folder (the message names it).
+    """
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"{path} is a folder; name a file to write")
 
 
 def write_bytes_atomic(path: os.PathLike | str, data: bytes) -> None:

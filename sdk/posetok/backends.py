@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
@@ -210,6 +211,9 @@ class LiteRTSession:
     """
 
     def __init__(self, path: Path, num_threads: Optional[int] = None, outputs: Optional[Sequence] = None):
+        # An interpreter holds one set of tensors: two threads' set/invoke/get would interleave (LiteRT raises,
+        # or returns the other thread's outputs), so calls take turns.
+        self._lock = threading.Lock()
         interpreter_class, self.distribution = litert_interpreter_class()
         self._interp = interpreter_class(model_path=str(path), num_threads=num_threads)
         self._interp.allocate_tensors()
@@ -231,9 +235,7 @@ class LiteRTSession:
         Returns:
             A copy of the graph's first output.
         """
-        self._interp.set_tensor(self._in["index"], np.ascontiguousarray(x, dtype=self.input_dtype))
-        self._interp.invoke()
-        return self._interp.get_tensor(self._out["index"]).copy()
+        return self._invoke(x, (("first", self._out["index"]),))["first"]
 
     def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run the graph once and keep every output.
@@ -244,9 +246,15 @@ class LiteRTSession:
         Returns:
             ``{name: copy of the output}``, names as in ``output_names``.
         """
-        self._interp.set_tensor(self._in["index"], np.ascontiguousarray(x, dtype=self.input_dtype))
-        self._interp.invoke()
-        return {name: self._interp.get_tensor(index).copy() for name, index in self._named}
+        return self._invoke(x, self._named)
+
+    def _invoke(self, x: np.ndarray, outputs: Sequence[tuple]) -> dict[str, np.ndarray]:
+        """One run; copies of the (name, tensor index) ``outputs``. Calls from several threads take turns."""
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
+        with self._lock:
+            self._interp.set_tensor(self._in["index"], x)
+            self._interp.invoke()
+            return {name: self._interp.get_tensor(index).copy() for name, index in outputs}
 
 
 def _match_outputs(details: Sequence[dict], specs: Sequence, batch: int, path: Path) -> tuple:

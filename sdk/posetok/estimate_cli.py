@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backends, kernels
+from .atomic import refuse_folder
 from .bundle import PRECISIONS
 from .errors import PosetokError
 from .estimator import EstimatorOptions, PoseEstimator, PoseResult
@@ -38,6 +39,14 @@ def _pair(text: str, sep: str, count: int, what: str) -> list:
     if len(values) != count:
         raise argparse.ArgumentTypeError(f"{what} must be {count} numbers separated by {sep!r}, got {text!r}")
     return values
+
+
+def _size(text: str) -> list:
+    """``--size WxH``: two positive whole numbers."""
+    values = _pair(text.lower(), "x", 2, "--size")
+    if not all(v.is_integer() and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--size must be two positive whole numbers WxH, got {text!r}")
+    return [int(v) for v in values]
 
 
 def read_frame(path: Path, size) -> tuple:
@@ -104,11 +113,11 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("frame", type=Path, help="a PNG image, or a raw .nv21 / .nv12 frame (needs --size)")
     ap.add_argument("--bundle", required=True, type=Path, help="bundle folder with an estimator")
-    ap.add_argument("--size", type=lambda s: [int(v) for v in _pair(s.lower(), "x", 2, "--size")],
-                    help="WxH of a raw frame, e.g. 640x480")
+    ap.add_argument("--size", type=_size, help="WxH of a raw frame, e.g. 640x480")
     ap.add_argument("--box", type=lambda s: _pair(s, ",", 4, "--box"),
                     help="x,y,w,h of the person in frame pixels, tight around them as a detector gives it (the "
-                         "model sees a square crop around it); default: search the whole frame")
+                         "model sees a square crop around it); default: search the whole frame. A box starting "
+                         "left of or above the frame is written --box=-10,4,60,90")
     ap.add_argument("--backend", default="auto", choices=("auto",) + backends.BACKENDS)
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ap.add_argument("--num-threads", type=int, default=None)
@@ -116,6 +125,8 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     try:
+        if args.out is not None:
+            refuse_folder(args.out)          # before the work whose result it would lose
         kind, planes, rgb = read_frame(args.frame, args.size)
         options = EstimatorOptions(args.backend, args.precision, args.num_threads)
         with PoseEstimator.from_bundle(args.bundle, options=options) as est:

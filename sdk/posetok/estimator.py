@@ -20,13 +20,16 @@ frame's larger side, the centre kept inside the frame. Without a box, a
 coarse pass runs on the square covering the whole frame (side ``max(H, W)``,
 centred) and a second pass refines on the crop around the found keypoints'
 bounding box. In video mode the same rule turns each frame's smoothed
-keypoints into the next frame's crop; the first frame, and the first after
-``reset()``, runs as in image mode.
+keypoints into the next frame's crop; the first frame, the first after
+``reset()`` and the first of another size run as in image mode, and so
+does a frame whose tracked pass scores under ``min_tracking_score`` (the
+figure was lost: it left the crop, or the crop drifted off it).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from typing import Callable, Optional
 
@@ -34,7 +37,7 @@ import numpy as np
 
 from . import backends, kernels
 from .bundle import Bundle, BundleError
-from .person_boxes import MIN_BOX_PX, MIN_FRAME_PX, OneEuroFilter, _check_box, _check_frame, person_crop
+from .person_boxes import MIN_BOX_PX, MIN_FRAME_PX, OneEuroFilter, _check_box, _check_frame, kernel_layout, person_crop
 from .skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels
 from .tokenizer import _check_runtime_options, _one_of, _pick_backend
 
@@ -101,12 +104,19 @@ class EstimatorOptions:
         box_scale: multiplies the side of every crop around a person box
             (given, refine pass, video tracking); above 1 leaves more margin.
             Default 1.0.
+        min_tracking_score: video mode: when the pass on the tracked crop
+            gives a mean keypoint score under this, the frame is searched
+            again as in image mode (and the filter restarts if the figure
+            turns up elsewhere). The scores are token confidences, low even
+            for good estimates; with the shipped estimator 0.08 parts most
+            crops around a figure (above) from crops of backdrop alone
+            (below). Default 0.08; 0 never searches again.
 
     Raises:
         ValueError: an unknown backend, precision or running_mode (the message
-            lists the allowed values), a bad num_threads or public_key, or a
-            filter setting or box_scale that is not a positive finite number
-            (beta may be 0).
+            lists the allowed values), a bad num_threads, verify or public_key,
+            a filter setting or box_scale that is not a positive finite number
+            (beta may be 0), or a min_tracking_score outside [0, 1].
     """
 
     backend: str = "auto"
@@ -119,25 +129,32 @@ class EstimatorOptions:
     beta: float = 10.0
     d_cutoff: float = 1.0
     box_scale: float = 1.0
+    min_tracking_score: float = 0.08
 
     def __post_init__(self):
         _check_runtime_options(self)
         if self.running_mode not in RUNNING_MODES:
             raise ValueError(f"running_mode must be {_one_of(RUNNING_MODES)}, got {self.running_mode!r}")
-        for name in ("min_cutoff", "beta", "d_cutoff", "box_scale"):
+        for name in ("min_cutoff", "beta", "d_cutoff", "box_scale", "min_tracking_score"):
             value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or value < 0 or (value == 0 and name != "beta"):
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            if name == "min_tracking_score":
+                ok, need = ok and 0 <= value <= 1, "a number in [0, 1]"
+            else:
+                ok = ok and (value > 0 or (value == 0 and name == "beta"))
                 need = "a finite number >= 0" if name == "beta" else "a finite number > 0"
+            if not ok:
                 raise ValueError(f"{name} must be {need}, got {value!r}")
+            object.__setattr__(self, name, float(value))   # numpy scalars become floats
 
 
 class PoseEstimator:
     """An estimator graph of one (format, precision) from a bundle, and the box logic around it.
 
     Build one with ``PoseEstimator.from_bundle``; use it as a context manager
-    (or call ``close``) to release the runtime sessions promptly. Not
-    thread-safe: in video mode it holds the stream's state.
+    (or call ``close``) to release the runtime sessions promptly. In image
+    mode several threads may share one (each session runs one call at a
+    time); in video mode it holds the stream's state, so one thread feeds it.
 
     Args:
         bundle: a loaded ``Bundle`` with an ``estimator`` manifest section.
@@ -190,20 +207,15 @@ class PoseEstimator:
         self.reset()
 
     def _contract(self, section: dict) -> tuple:
-        where = f"bundle {self.bundle.root}: manifest estimator"
-        spec = section.get("input") if isinstance(section.get("input"), dict) else {}
-        got = (list(spec.get("size") or ()), spec.get("layout"), spec.get("channels"))
+        """(mean, scale, figure_share) of the manifest's estimator section (its types and ranges are checked
+        when the manifest is read), after checking it asks for the input this runtime makes."""
+        spec = section["input"]
+        got = (spec["size"], spec["layout"], spec["channels"])
         if got != ([FRAME_SIZE, FRAME_SIZE], "NCHW", "rgb"):
-            raise BundleError(f"{where}.input (size, layout, channels) is {got}; this posetok makes "
-                              f"{FRAME_SIZE}x{FRAME_SIZE} NCHW rgb")
-        try:
-            mean, scale = (np.asarray(spec[k], np.float32).reshape(3) for k in ("mean", "scale"))
-            share = float(section["figure_share"])
-        except (KeyError, TypeError, ValueError):
-            raise BundleError(f"{where} needs input.mean and input.scale (3 numbers each) and figure_share") from None
-        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and 0 < share <= 1):
-            raise BundleError(f"{where}: mean/scale must be finite and figure_share in (0, 1], got {share}")
-        return mean, scale, share
+            raise BundleError(f"bundle {self.bundle.root}: manifest estimator.input (size, layout, channels) is "
+                              f"{got}; this posetok makes {FRAME_SIZE}x{FRAME_SIZE} NCHW rgb")
+        mean, scale = (np.asarray(spec[k], np.float32) for k in ("mean", "scale"))
+        return mean, scale, float(section["figure_share"])
 
     @classmethod
     def from_bundle(cls, path: os.PathLike | str, backend: Optional[str] = None, precision: Optional[str] = None,
@@ -269,18 +281,25 @@ class PoseEstimator:
 
     def reset(self) -> None:
         """Forget the video stream: the next frame is searched like an image and starts a new filter."""
+        self._restart_track()
+        self._last_ms: Optional[float] = None
+
+    def _restart_track(self) -> None:
         o = self.options
         self._filter = OneEuroFilter(o.min_cutoff, o.beta, o.d_cutoff)
-        self._track: Optional[tuple] = None
-        self._last_ms: Optional[float] = None
+        self._track: Optional[tuple] = None          # (the next crop, the frame size it belongs to)
 
     # -- the public calls: one per frame layout --
     def estimate(self, image: np.ndarray, box=None, timestamp_ms: Optional[float] = None) -> PoseResult:
         """The pose in an RGB or grey frame.
 
         Args:
-            image: uint8 (H, W, 3) RGB or (H, W) grey (rows may be strided,
-                e.g. a slice of a larger frame), at least 16 x 16.
+            image: uint8 (H, W, 3) RGB or (H, W) grey, at least 16 x 16. A
+                window of a larger frame is read in place; other views
+                (flipped, BGR reversed, RGB of RGBA pixels) are copied first.
+                The model was trained on colour frames, where limb colours
+                tell left from right: grey frames lose that cue, and its
+                estimates are much worse.
             box: ``(x, y, width, height)`` numbers in frame pixels, tight
                 around the person (the crop around it: see ``person_crop``);
                 None: search the frame.
@@ -291,9 +310,10 @@ class PoseEstimator:
             A ``PoseResult`` in frame pixels.
 
         Raises:
-            ValueError: a wrong type, dtype or shape, a frame under 16 x 16, a
-                box that is malformed or does not overlap the frame, a missing,
-                unexpected or non-increasing timestamp_ms.
+            ValueError: a wrong type, dtype or shape, a frame under 16 x 16 or
+                over 65536 px on a side, a box that is malformed or does not
+                overlap the frame, a missing, unexpected or non-increasing
+                timestamp_ms.
             RuntimeError: the estimator is closed.
         """
         img = _check_frame("image", image, (3, 1))
@@ -341,7 +361,7 @@ class PoseEstimator:
         h, w = luma.shape
         if h % 2 or w % 2:
             raise ValueError(f"y must have an even height and width (a 4:2:0 frame), got {w}x{h}")
-        mean, scale = self._mean, self._scale
+        mean, scale, chroma = self._mean, self._scale, kernel_layout(chroma)
         return self._estimate(lambda b: crop(luma, chroma, b, (FRAME_SIZE, FRAME_SIZE), mean=mean, scale=scale),
                               w, h, box, timestamp_ms)
 
@@ -384,21 +404,33 @@ class PoseEstimator:
         low, high = keypoints.min(axis=0), keypoints.max(axis=0)
         return self._crop((float(low[0]), float(low[1]), *(float(v) for v in high - low)), width, height)
 
+    def _search(self, crop: Callable, width: int, height: int) -> tuple:
+        """The crop around the figure a coarse pass finds on the square covering the whole frame."""
+        side = max(width, height)
+        coarse, _, _ = self._pass(crop, ((width - side) // 2, (height - side) // 2, side, side))
+        return self._box_around(coarse, width, height)
+
     def _estimate(self, crop: Callable, width: int, height: int, box, timestamp_ms) -> PoseResult:
         if self._runner is None:
             raise RuntimeError("this PoseEstimator is closed")
         t_ms = self._check_time(timestamp_ms)
         if box is not None:
-            square = self._crop(_check_box(box, width, height), width, height)
-        elif self._track is not None:
-            square = self._track
-        else:
-            side = max(width, height)
-            coarse, _, _ = self._pass(crop, ((width - side) // 2, (height - side) // 2, side, side))
-            square = self._box_around(coarse, width, height)
+            box = _check_box(box, width, height)
+        if t_ms is not None and self._track is not None and self._track[1] != (width, height):
+            self._restart_track()            # another frame size: the tracked crop means nothing in it
+        tracked = box is None and self._track is not None
+        square = (self._crop(box, width, height) if box is not None else self._track[0] if tracked
+                  else self._search(crop, width, height))
         keypoints, scores, ids = self._pass(crop, square)
+        if tracked and float(scores.mean()) < self.options.min_tracking_score:
+            found = self._search(crop, width, height)
+            x, y, side, _ = square
+            if not (x <= found[0] + found[2] / 2 <= x + side and y <= found[1] + found[3] / 2 <= y + side):
+                self._restart_track()        # the figure is elsewhere: do not smooth across the jump
+            square = found
+            keypoints, scores, ids = self._pass(crop, square)
         if t_ms is not None:
-            dt = None if self._last_ms is None else (t_ms - self._last_ms) / 1000.0
+            dt = None if self._last_ms is None or self._track is None else (t_ms - self._last_ms) / 1000.0
             keypoints = self._filter(keypoints, dt, 1.0 / square[2]).astype(np.float32)
-            self._track, self._last_ms = self._box_around(keypoints, width, height), t_ms
+            self._track, self._last_ms = (self._box_around(keypoints, width, height), (width, height)), t_ms
         return PoseResult(keypoints, scores, ids, square)

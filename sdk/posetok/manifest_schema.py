@@ -65,6 +65,30 @@ def _optional(d: dict, key: str, types: type | tuple, where: str, what: str) -> 
     _require(value is None or isinstance(value, types), f"{where}{key} must be {what}, not {_show(value)}")
 
 
+def _is_number(value: object) -> bool:
+    """A JSON number that float32 holds (not a bool, a string, NaN or infinite)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        bool(np.isfinite(value)) and abs(value) <= float(np.finfo(np.float32).max)
+
+
+def _check_estimator(section: dict) -> None:
+    """The ``estimator`` section: how the runtime makes the model's input and crops around a person box."""
+    spec = section.get("input")
+    _require(isinstance(spec, dict), f"estimator.input must be an object, not {_show(spec)}")
+    size = spec.get("size")
+    _require(isinstance(size, list) and len(size) == 2 and all(_is_int(v, 1, MAX_INT) for v in size),
+             f"estimator.input.size must be [height, width] positive ints, not {_show(size)}")
+    for key in ("layout", "channels"):
+        _require(isinstance(spec.get(key), str), f"estimator.input.{key} must be a string, not {_show(spec.get(key))}")
+    for key, low in (("mean", None), ("scale", 0.0)):
+        v = spec.get(key)
+        _require(isinstance(v, list) and len(v) == 3 and all(_is_number(x) and (low is None or x > low) for x in v),
+                 f"estimator.input.{key} must be 3 finite numbers{'' if low is None else ' > 0'}, not {_show(v)}")
+    share = section.get("figure_share")
+    _require(_is_number(share) and 0 < share <= 1,
+             f"estimator.figure_share must be a number in (0, 1], not {_show(share)}")
+
+
 def _check_tensors(specs: object, where: str) -> None:
     _require(isinstance(specs, list), f"{where} must be a list of tensor specs, not {_show(specs)}")
     for j, spec in enumerate(specs):
@@ -289,6 +313,8 @@ def validate_manifest(m: dict) -> None:
     _optional(m, "reference", dict, "", "an object")
     _optional(m, "parity", list, "", "a list")
     _optional(m, "estimator", dict, "", "an object")
+    if m.get("estimator"):
+        _check_estimator(m["estimator"])
     _optional(m, "token_search", dict, "", "an object")
     if m.get("token_search"):
         search_neighbours(m["token_search"], tokens["num_tokens"], tokens["num_codes"])

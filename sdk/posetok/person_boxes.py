@@ -3,6 +3,8 @@ crop the model sees around a person box, and the One Euro filter of video mode."
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
@@ -56,6 +58,8 @@ class OneEuroFilter:
 
 
 def _check_frame(name: str, a, channels: tuple) -> np.ndarray:
+    """A frame (or plane) checked: uint8, (H, W) or (H, W, C) with C in ``channels``, 16 px to ``MAX_BOX_PX`` on a
+    side; returned in a layout the kernels read (see ``kernel_layout``)."""
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
     if a.dtype != np.uint8:
@@ -66,16 +70,35 @@ def _check_frame(name: str, a, channels: tuple) -> np.ndarray:
     h, w = a.shape[:2]
     if h < MIN_FRAME_PX or w < MIN_FRAME_PX:
         raise ValueError(f"{name} is {w}x{h} pixels; frames must be at least {MIN_FRAME_PX}x{MIN_FRAME_PX}")
-    return a
+    if h > MAX_BOX_PX or w > MAX_BOX_PX:
+        raise ValueError(f"{name} is {w}x{h} pixels; frames must be at most {MAX_BOX_PX} pixels on a side")
+    return kernel_layout(a)
+
+
+def kernel_layout(a):
+    """``a`` itself when the kernels can read it in place (rows top to bottom, each row's pixels packed: a whole
+    frame, or a window of a larger one), else a C-contiguous copy (a flipped, transposed, channel-reordered or
+    Fortran-ordered view, an RGB view of RGBA pixels). Anything but a non-empty ndarray passes through, for the
+    kernels' own checks to name."""
+    if not isinstance(a, np.ndarray) or a.ndim < 1 or a.size == 0:
+        return a
+    row = a[0]
+    if (row.ndim == 0 or row.flags.c_contiguous) and (a.shape[0] == 1 or a.strides[0] >= row.nbytes):
+        return a
+    return np.ascontiguousarray(a)
 
 
 def _check_box(box, width: int, height: int) -> tuple:
     """The caller's person box, checked: (x, y, w, h) floats."""
+    ordered = isinstance(box, np.ndarray) or (isinstance(box, Sequence) and not isinstance(box, (str, bytes,
+                                                                                                 bytearray)))
+    if not ordered or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in box):
+        raise ValueError(f"box must be a tuple, list or array of four numbers (x, y, width, height), got {box!r}")
     try:
         vals = [float(v) for v in box]
-    except (TypeError, ValueError):
-        raise ValueError(f"box must be (x, y, width, height) numbers, got {box!r}") from None
-    if len(vals) != 4 or not all(math.isfinite(v) for v in vals) or any(isinstance(v, bool) for v in box):
+    except OverflowError:
+        vals = [math.inf]
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
         raise ValueError(f"box must be four finite numbers (x, y, width, height), got {box!r}")
     x, y, w, h = vals
     if w < 1 or h < 1:
@@ -100,10 +123,11 @@ def person_crop(box: tuple, width: int, height: int, figure_share: float, box_sc
     Returns:
         ``(x, y, side, side)`` ints: centred on the box (the centre kept inside
         the frame), side = ``max(w, h) / figure_share * box_scale``, at least
-        ``MIN_BOX_PX`` and at most twice the frame's larger side.
+        ``MIN_BOX_PX`` and at most twice the frame's larger side (and at most
+        ``MAX_BOX_PX``, the crop kernel's limit).
     """
     x, y, w, h = box
-    side = min(max(max(w, h) / figure_share * box_scale, MIN_BOX_PX), 2 * max(width, height))
+    side = min(max(max(w, h) / figure_share * box_scale, MIN_BOX_PX), 2 * max(width, height), MAX_BOX_PX)
     cx, cy = min(max(x + w / 2, 0.0), width), min(max(y + h / 2, 0.0), height)
     return _square(float(cx), float(cy), side)
 

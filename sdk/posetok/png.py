@@ -82,8 +82,8 @@ def decode_png(data: bytes, name: str = "PNG") -> np.ndarray:
         name: what to call the file in error messages.
 
     Returns:
-        uint8 (H, W, 3) for colour images (palette and RGBA included, alpha
-        dropped) or (H, W) for grey ones.
+        C-contiguous uint8 (H, W, 3) for colour images (palette and RGBA
+        included, alpha dropped) or (H, W) for grey ones.
 
     Raises:
         ValueError: not a PNG, a damaged or truncated file, or one this reader
@@ -94,8 +94,13 @@ def decode_png(data: bytes, name: str = "PNG") -> np.ndarray:
     header, palette, parts = None, None, []
     for kind, body in _chunks(data, name):
         if kind == b"IHDR":
+            if len(body) != 13:
+                raise ValueError(f"{name}: PNG IHDR chunk holds {len(body)} bytes, 13 expected")
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"PLTE":
+            if not body or len(body) % 3:
+                raise ValueError(f"{name}: PNG PLTE chunk holds {len(body)} bytes, not a whole number of "
+                                 "RGB entries")
             palette = np.frombuffer(body, np.uint8).reshape(-1, 3)
         elif kind == b"IDAT":
             parts.append(body)
@@ -121,7 +126,8 @@ def decode_png(data: bytes, name: str = "PNG") -> np.ndarray:
         if palette is None or int(pixels.max()) >= len(palette):
             raise ValueError(f"{name}: palette PNG without a PLTE chunk covering its indices")
         return palette[pixels[..., 0]]
-    return pixels[..., 0] if c <= 2 else pixels[..., :3]
+    # alpha dropped by a copy, not a view: callers (the kernels) read packed pixels
+    return np.ascontiguousarray(pixels[..., 0] if c <= 2 else pixels[..., :3])
 
 
 def encode_png(image: np.ndarray, level: int = 6) -> bytes:

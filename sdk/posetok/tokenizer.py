@@ -12,6 +12,7 @@ Settings can also travel as one ``TokenizerOptions`` value
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from typing import Optional
 
@@ -62,7 +63,7 @@ class TokenizerOptions:
     Raises:
         ValueError: an unknown backend or precision (the message lists the
             allowed values), num_threads that is not None or a positive int,
-            or a search that is not a bool.
+            or a verify or search that is not a bool.
     """
 
     backend: str = "auto"
@@ -79,13 +80,20 @@ class TokenizerOptions:
 
 
 def _check_runtime_options(options) -> None:
-    """The settings TokenizerOptions and EstimatorOptions share: backend, precision, num_threads, public_key."""
+    """The settings TokenizerOptions and EstimatorOptions share: backend, precision, num_threads, verify,
+    public_key. A numpy integer num_threads is stored as an int."""
     if options.backend not in ("auto",) + backends.BACKENDS:
         raise ValueError(f"backend must be {_one_of(('auto',) + backends.BACKENDS)}, got {options.backend!r}")
     if options.precision not in PRECISIONS:
         raise ValueError(f"precision must be {_one_of(PRECISIONS)}, got {options.precision!r}")
-    if options.num_threads is not None and (not isinstance(options.num_threads, int) or options.num_threads < 1):
-        raise ValueError(f"num_threads must be None or a positive int, got {options.num_threads!r}")
+    threads = options.num_threads
+    if threads is not None and (not isinstance(threads, numbers.Integral) or isinstance(threads, bool)
+                                or threads < 1):
+        raise ValueError(f"num_threads must be None or a positive int, got {threads!r}")
+    if threads is not None:
+        object.__setattr__(options, "num_threads", int(threads))   # the options are frozen dataclasses
+    if not isinstance(options.verify, bool):
+        raise ValueError(f"verify must be True or False, got {options.verify!r}")
     if options.public_key is not None and not isinstance(options.public_key, (str, os.PathLike)):
         raise ValueError(f"public_key must be None or a path to a PEM file, got {options.public_key!r}")
 

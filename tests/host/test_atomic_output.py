@@ -38,3 +38,13 @@ def test_temp_name_keeps_the_extension_for_format_sniffing_writers(tmp_path):
     with np.load(target) as f:
         assert f["x"].tolist() == [0, 1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["arrays.npz"]
+
+
+def test_a_folder_in_the_files_place_is_refused_by_name_and_left_as_it_was(tmp_path):
+    target = tmp_path / "out.png"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(IsADirectoryError, match=r"out.png is a folder; name a file to write$"):
+        write_bytes_atomic(target, b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]     # no temporary file left beside it
+    assert (target / "keep.txt").read_text() == "mine"

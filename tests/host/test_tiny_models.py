@@ -83,3 +83,20 @@ def test_litert_matches_numpy_and_saves_host_output(tiny):
     y = interp.get_tensor(outp["index"])
     np.testing.assert_allclose(y, numpy_mlp(p, p["x"]), rtol=1e-5, atol=1e-5)
     np.savez(out / "tflite_host.npz", x=p["x"], y=y, reference=numpy_mlp(p, p["x"]))
+
+
+def test_litert_session_calls_from_several_threads_take_turns(tiny):
+    """One interpreter holds one set of tensors; unguarded, threads' set/invoke/get interleave (LiteRT raises
+    "There is at least 1 reference to internal data", or a thread reads another's outputs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from posetok.backends import LiteRTSession
+    out, p = tiny
+    session = LiteRTSession(out / "tiny_mlp.tflite")
+    inputs = [np.random.default_rng(k).standard_normal((BATCH, IN)).astype(np.float32) for k in range(8)]
+
+    def many(k):
+        return [float(np.abs(session.run(inputs[k]) - numpy_mlp(p, inputs[k])).max()) for _ in range(300)]
+    with ThreadPoolExecutor(8) as pool:
+        worst = max(max(errors) for errors in pool.map(many, range(8)))
+    assert worst < 1e-4
