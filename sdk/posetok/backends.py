@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .errors import PosetokError
+from .manifest_schema import BundleError
 
 BACKENDS = ("onnxruntime", "litert")
 FORMAT_OF_BACKEND = {"onnxruntime": "onnx", "litert": "tflite"}
@@ -153,6 +154,7 @@ class OnnxSession:
         self._session = ort.InferenceSession(str(path), sess_options=options,
                                              providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0]
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in self._input.shape)
         self.output_names = tuple(o.name for o in self._session.get_outputs())
         self._output = self.output_names[0]
         self.batch: Optional[int] = None
@@ -221,6 +223,7 @@ class LiteRTSession:
         details = self._interp.get_output_details()
         self._out = details[0]
         self.batch: Optional[int] = int(self._in["shape"][0])
+        self.input_shape = tuple(int(d) for d in self._in["shape"])
         self.input_dtype = np.dtype(self._in["dtype"])
         self._named = (tuple((d["name"], d["index"]) for d in details) if outputs is None
                        else _match_outputs(details, outputs, self.batch, path))
@@ -365,7 +368,8 @@ class BatchRunner:
 
 
 def open_session(path: Path, format: str, num_threads: Optional[int] = None,
-                 outputs: Optional[Sequence] = None) -> "OnnxSession | LiteRTSession":
+                 outputs: Optional[Sequence] = None, inputs: Optional[Sequence] = None
+                 ) -> "OnnxSession | LiteRTSession":
     """Open one model file with the runtime for its format.
 
     Args:
@@ -374,6 +378,8 @@ def open_session(path: Path, format: str, num_threads: Optional[int] = None,
         num_threads: runtime threads; None keeps the runtime's default.
         outputs: the manifest's output specs, for LiteRT's ``run_outputs``
             (see ``LiteRTSession``); ONNX keeps its output names and ignores it.
+        inputs: the manifest's input specs: the graph's first input must
+            have the first one's rank, dtype and fixed sizes.
 
     Returns:
         An ``OnnxSession`` or a ``LiteRTSession``.
@@ -381,9 +387,30 @@ def open_session(path: Path, format: str, num_threads: Optional[int] = None,
     Raises:
         ValueError: an unknown format.
         BackendUnavailable: the format's runtime is not installed.
+        BundleError: the runtime cannot open the file (not a model of that
+            format), or its input is not the one ``inputs`` describes; the
+            message names the file.
     """
-    if format == "onnx":
-        return OnnxSession(path, num_threads)
-    if format == "tflite":
-        return LiteRTSession(path, num_threads, outputs)
-    raise ValueError(f"unknown model format {format!r}; expected 'onnx' or 'tflite'")
+    if format not in FORMAT_OF_BACKEND.values():
+        raise ValueError(f"unknown model format {format!r}; expected 'onnx' or 'tflite'")
+    try:
+        session = OnnxSession(path, num_threads) if format == "onnx" else LiteRTSession(path, num_threads, outputs)
+    except (BackendUnavailable, BundleError):
+        raise
+    except Exception as exc:      # each runtime has its own errors for a file it cannot read as a model
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BundleError(f"{Path(path).name}: {format} runtime cannot open it as a model: {first}") from None
+    if inputs:
+        _check_input(session, inputs[0], Path(path))
+    return session
+
+
+def _check_input(session, spec, path: Path) -> None:
+    """The graph's first input against the manifest's spec (rank, dtype, every size the spec fixes)."""
+    want = tuple(None if d == "batch" else int(d) for d in spec.shape)
+    got = session.input_shape
+    fits = len(got) == len(want) and all(w is None or g is None or g == w for g, w in zip(got, want))
+    if not fits or session.input_dtype != np.dtype(spec.dtype):
+        show = lambda shape: "[" + ",".join("batch" if d is None else str(d) for d in shape) + "]"
+        raise BundleError(f"{path.name}: the graph's input is {show(got)} {session.input_dtype}, the manifest "
+                          f"says {show(want)} {spec.dtype} (a file listed under another's entry?)")

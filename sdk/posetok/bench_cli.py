@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import sys
 import time
 from typing import Optional
 
@@ -28,6 +29,8 @@ import numpy as np
 
 from . import backends
 from .bundle import PRECISIONS, Bundle, BundleError
+from .errors import PosetokError
+from .kernels.crop import MAX_BOX_PX
 from .skeleton import FRAME_SIZE, NUM_KEYPOINTS
 from .tokenizer import PoseTokenizer, TokenizerOptions
 
@@ -108,15 +111,28 @@ def pipeline_frame(width: int, height: int, seed: int = 0) -> tuple:
         ``(y uint8 (H, W), vu uint8 (H/2, W/2, 2), box (x, y, side, side))``.
 
     Raises:
-        ValueError: an odd size or one under 16 pixels.
+        ValueError: an odd size, or one under 16 or over ``MAX_BOX_PX`` pixels on a side.
     """
-    if width % 2 or height % 2 or min(width, height) < 16:
-        raise ValueError(f"frame must be even and at least 16x16 pixels (an NV21 frame), got {width}x{height}")
+    check_frame_size(width, height)
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 256, (height, width), dtype=np.uint8)
     vu = rng.integers(0, 256, (height // 2, width // 2, 2), dtype=np.uint8)
     side = min(width, height) * 14 // 15
     return y, vu, ((width - side) // 2, (height - side) // 2, side, side)
+
+
+def check_frame_size(width: int, height: int) -> None:
+    """Refuse a pipeline frame size the estimator would refuse, before any plane is made.
+
+    Args:
+        width, height: the frame size in pixels.
+
+    Raises:
+        ValueError: an odd size, or one under 16 or over ``MAX_BOX_PX`` pixels on a side (named).
+    """
+    if width % 2 or height % 2 or min(width, height) < 16 or max(width, height) > MAX_BOX_PX:
+        raise ValueError(f"frame must be even, at least 16x16 and at most {MAX_BOX_PX} pixels on a side (an NV21 "
+                         f"frame), got {width}x{height}")
 
 
 def pipeline_combos(bundle: str, backend: str = "auto", precision: Optional[str] = None) -> list[tuple[str, str]]:
@@ -273,20 +289,28 @@ def main(argv: list[str], prog: str = "posetok bench") -> int:
         ap.error("--batch and --iterations must be >= 1 and --warmup >= 0")
     if args.pipeline:
         try:
-            pipeline_frame(*args.frame)
+            check_frame_size(*args.frame)
         except ValueError as e:
             ap.error(str(e))
-        rows = [pipeline_bench(args.bundle, b, p, args.frame, iterations, warmup, args.num_threads)
-                for b, p in pipeline_combos(args.bundle, args.backend, args.precision)]
-        result = {"mode": "pipeline", **machine_info(), "frame": rows[0]["frame"], "box": rows[0]["box"],
-                  "stages": list(PIPELINE_STAGES), "rows": rows}
+    try:
+        if args.pipeline:
+            rows = [pipeline_bench(args.bundle, b, p, args.frame, iterations, warmup, args.num_threads)
+                    for b, p in pipeline_combos(args.bundle, args.backend, args.precision)]
+            result = {"mode": "pipeline", **machine_info(), "frame": rows[0]["frame"], "box": rows[0]["box"],
+                      "stages": list(PIPELINE_STAGES), "rows": rows}
+        else:
+            options = TokenizerOptions(args.backend, args.precision or "fp32", args.num_threads,
+                                       search=not args.no_search)
+            result = bench(args.bundle, options, args.batch, iterations, warmup)
+    except (PosetokError, ValueError, OSError) as exc:    # a bundle, option or runtime the user named
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.pipeline:
         if args.json:
             print(json.dumps(result))
         else:
             print_pipeline(result)
         return 0
-    options = TokenizerOptions(args.backend, args.precision or "fp32", args.num_threads, search=not args.no_search)
-    result = bench(args.bundle, options, args.batch, iterations, warmup)
     if args.json:
         print(json.dumps(result))
     else:

@@ -147,7 +147,7 @@ class Bundle:
             The loaded ``Bundle``.
 
         Raises:
-            BundleError: missing folder or manifest; a manifest that is not UTF-8,
+            BundleError: missing or unreadable folder or manifest; a manifest that is not UTF-8,
                 not valid JSON, nested too deeply, too large, or breaks the schema
                 (every field's type and range is checked); an artifact file name or
                 symlink that points outside the bundle folder; or a keypoint order /
@@ -159,11 +159,14 @@ class Bundle:
             ValueError: (``public_key``) the key file is unreadable or not such a key.
         """
         root = Path(path)
-        if not root.is_dir():
-            raise BundleError(f"bundle folder not found: {root}")
         mpath = root / MANIFEST_NAME
-        if not mpath.is_file():
-            raise BundleError(f"{mpath} is missing: not a posetok bundle (make one with 'posetok export')")
+        try:       # Path.is_file raises, rather than answers False, where the folder may not be searched
+            if not root.is_dir():
+                raise BundleError(f"bundle folder not found: {root}")
+            if not mpath.is_file():
+                raise BundleError(f"{mpath} is missing: not a posetok bundle (make one with 'posetok export')")
+        except OSError as exc:
+            raise BundleError(f"bundle folder {root} cannot be read: {exc.strerror or exc}") from None
         if not _inside(mpath, root):
             raise BundleError(f"{mpath} points outside the bundle folder")
         if public_key is not None:  # before the manifest is parsed; model-signing loads only here

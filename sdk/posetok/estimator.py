@@ -87,7 +87,7 @@ class EstimatorOptions:
             or ``"litert"``. Default ``"auto"``.
         precision: which estimator file to run: ``"fp32"``, ``"fp16"``,
             ``"int8w"`` or ``"int8"``; the bundle must hold one. Default ``"fp32"``.
-        num_threads: threads per inference session, a positive int; None
+        num_threads: threads per inference session, an int from 1 to 1024; None
             keeps the runtime's default.
         verify: check every model file's size and sha256 when loading. Default True.
         public_key: PEM file of the public key the bundle must be signed for;
@@ -199,7 +199,7 @@ class PoseEstimator:
             names = [o.name for o in a.outputs]
             if sorted(names) != sorted(OUTPUTS):
                 raise BundleError(f"{a.file}: outputs {names}, this posetok reads {list(OUTPUTS)}")
-        sessions = [backends.open_session(bundle.path_of(a), self.format, options.num_threads, a.outputs)
+        sessions = [backends.open_session(bundle.path_of(a), self.format, options.num_threads, a.outputs, a.inputs)
                     for a in artifacts]
         self._runner: Optional[backends.BatchRunner] = backends.BatchRunner(sessions)
         self.files = [a.file for a in artifacts]

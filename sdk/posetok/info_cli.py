@@ -53,9 +53,11 @@ def describe(bundle: Bundle, verified: bool) -> str:
              f"{a.outputs[0].name} {_shape(a.outputs[0])} {a.outputs[0].dtype}"] for a in m.artifacts]
     lines += table(["file", "role", "format", "precision", "batch", "KiB", "input", "output"], rows, right={5})
     if m.parity:
-        rows = [[r["format"], r["precision"], f"{r['size_bytes'] / 1024:.1f}",
-                 _fmt(r.get("size_vs_fp32"), ".1%"), f"{r['token_agreement']:.4f}", f"{r['mpjpe_px']:.4f}",
-                 f"{r['decoder_max_abs_err_px']:.2e}",
+        # the manifest's checks make each figure a number or absent
+        rows = [[r["format"], r["precision"], _fmt(None if r.get("size_bytes") is None else r["size_bytes"] / 1024,
+                                                   ".1f"),
+                 _fmt(r.get("size_vs_fp32"), ".1%"), _fmt(r.get("token_agreement"), ".4f"),
+                 _fmt(r.get("mpjpe_px"), ".4f"), _fmt(r.get("decoder_max_abs_err_px"), ".2e"),
                  {True: "met", False: "MISSED"}.get(r.get("meets_targets"), "-")] for r in m.parity]
         lines += ["", "parity (eval set, vs the torch model)"]
         lines += table(["format", "precision", "KiB", "vs fp32", "tokens", "mpjpe px", "dec err px", "targets"],

@@ -7,6 +7,7 @@ field and what it should be. ``posetok.bundle`` re-exports all of it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import reprlib
 from pathlib import Path
@@ -26,6 +27,7 @@ ROLES = ("encoder", "decoder", "estimator")
 CODEBOOKS = ("shared", "per_token")
 MAX_MANIFEST_BYTES = 16 << 20  # a real manifest is a few hundred KiB (the token search table)
 MAX_DEPTH = 32                 # JSON nesting; a real manifest nests 6 levels
+FLOAT64_MAX = float(np.finfo(np.float64).max)   # figures are printed as floats
 MAX_INT = 2**31 - 1            # token layout and batch sizes (token ids are int32)
 MAX_NAME_BYTES = 255           # longest file name on common file systems
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -67,8 +69,13 @@ def _optional(d: dict, key: str, types: type | tuple, where: str, what: str) -> 
 
 def _is_number(value: object) -> bool:
     """A JSON number that float32 holds (not a bool, a string, NaN or infinite)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        bool(np.isfinite(value)) and abs(value) <= float(np.finfo(np.float32).max)
+    return _is_finite(value) and abs(value) <= float(np.finfo(np.float32).max)
+
+
+def _is_finite(value: object) -> bool:
+    """A finite JSON number: any int (JSON has no size limit), or a float that is not NaN or infinite."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or \
+        (isinstance(value, float) and math.isfinite(value))
 
 
 def _check_estimator(section: dict) -> None:
@@ -89,8 +96,21 @@ def _check_estimator(section: dict) -> None:
              f"estimator.figure_share must be a number in (0, 1], not {_show(share)}")
 
 
+# Figures a parity row or the reference may hold (what ``posetok info`` prints): numbers where present.
+PARITY_NUMBERS = ("size_bytes", "size_vs_fp32", "token_agreement", "mpjpe_px", "decoder_max_abs_err_px")
+REFERENCE_NUMBERS = ("mpjpe_px", "eval_poses")
+
+
+def _check_figures(row: dict, numbers: tuple, where: str) -> None:
+    for key in numbers:
+        value = row.get(key)
+        _require(value is None or (_is_finite(value) and abs(value) <= FLOAT64_MAX),
+                 f"{where}.{key} must be a finite number, not {_show(value)}")
+
+
 def _check_tensors(specs: object, where: str) -> None:
-    _require(isinstance(specs, list), f"{where} must be a list of tensor specs, not {_show(specs)}")
+    _require(isinstance(specs, list) and specs, f"{where} must be a non-empty list of tensor specs, not "
+             f"{_show(specs)}")
     for j, spec in enumerate(specs):
         at = f"{where}[{j}]"
         _require(isinstance(spec, dict), f"{at} must be an object, not {_show(spec)}")
@@ -318,8 +338,15 @@ def validate_manifest(m: dict) -> None:
     _optional(m, "token_search", dict, "", "an object")
     if m.get("token_search"):
         search_neighbours(m["token_search"], tokens["num_tokens"], tokens["num_codes"])
+    if m.get("reference"):
+        _check_figures(m["reference"], REFERENCE_NUMBERS, "reference")
     for i, row in enumerate(m.get("parity") or ()):
         _require(isinstance(row, dict), f"parity[{i}] must be an object, not {_show(row)}")
+        _check_figures(row, PARITY_NUMBERS, f"parity[{i}]")
+        for key in ("format", "precision"):
+            _require(isinstance(row.get(key), str), f"parity[{i}].{key} must be a string, not {_show(row.get(key))}")
+        _require(row.get("meets_targets") in (None, True, False),
+                 f"parity[{i}].meets_targets must be true, false or null, not {_show(row.get('meets_targets'))}")
     _require(isinstance(m["artifacts"], list) and m["artifacts"], "artifacts must be a non-empty list")
     seen: dict[str, int] = {}
     for i, a in enumerate(m["artifacts"]):
@@ -344,5 +371,10 @@ def validate_manifest(m: dict) -> None:
                  f"{where}.size_bytes must be a non-negative int, not {_show(a['size_bytes'])}")
         _check_tensors(a["inputs"], f"{where}.inputs")
         _check_tensors(a["outputs"], f"{where}.outputs")
+        # token ids travel as [batch, M]: the encoder's first output, the decoder's first input
+        ids = {"encoder": a["outputs"][0], "decoder": a["inputs"][0]}.get(a["role"])
+        _require(ids is None or (len(ids["shape"]) == 2 and ids["shape"][1] == tokens["num_tokens"]),
+                 f"{where}: token ids {_show(ids and ids['shape'])} do not hold tokens.num_tokens = "
+                 f"{tokens['num_tokens']} per pose")
         _optional(a, "quantization", str, f"{where}.", "a string")
         _optional(a, "parity", dict, f"{where}.", "an object")

@@ -39,6 +39,10 @@ def main(argv: list[str], prog: str) -> int:
     except BundleError as exc:  # also IntegrityError: a broken bundle is never signed
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:      # model.sig cannot be written there
+        print(f"{prog}: error: {args.bundle}: the signature cannot be written: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     except (SigningUnavailable, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -116,14 +116,20 @@ def sign_bundle(path: os.PathLike | str, private_key: os.PathLike | str,
 
     Raises:
         SigningUnavailable: model-signing is not installed.
-        BundleError: the folder is not a valid bundle, or holds entries the
-            manifest does not list (they are named).
+        BundleError: the folder is not a valid bundle, holds entries the
+            manifest does not list (they are named), or its ``model.sig`` is a
+            link or a folder.
+        OSError: ``model.sig`` cannot be written (a read-only folder).
         IntegrityError: a listed file does not match the manifest.
         ValueError: the key file cannot be read or is not such a key (or the password is wrong).
     """
     ms = require()
     root = Path(path)
     bundle = Bundle.load(root)
+    existing = root / SIGNATURE_NAME
+    if existing.is_symlink() or (existing.exists() and not existing.is_file()):
+        raise BundleError(f"{root}: {SIGNATURE_NAME} is {'a link' if existing.is_symlink() else 'not a file'}; "
+                          "a signature is a regular file (remove it first)")
     extra = _unlisted(bundle)
     if extra:
         raise BundleError(f"{root}: {', '.join(extra)} not listed in {MANIFEST_NAME}; a signed bundle holds only "
@@ -218,21 +224,26 @@ def verify_bundle(path: os.PathLike | str, public_key: os.PathLike | str) -> Non
 
     Raises:
         SigningUnavailable: model-signing is not installed.
-        BundleError: the folder does not exist.
+        BundleError: the folder does not exist or cannot be read.
         SignatureError: ``model.sig`` is missing, altered or made with another
-            key, or a file was changed, added or removed after signing; the
-            message (and ``.file``) names the first such file.
+            key, or a file or folder was changed, added or removed after
+            signing; the message (and ``.file``) names the first such entry.
         ValueError: the key file cannot be read or is not such a public key.
     """
     ms = require()
     root = Path(path)
-    if not root.is_dir():
-        raise BundleError(f"bundle folder not found: {root}")
     sig = root / SIGNATURE_NAME
-    if sig.is_symlink() or not sig.is_file():
-        state = "is not a regular file" if sig.exists() or sig.is_symlink() else "is missing"
-        raise SignatureError(f"{root}: the bundle is not signed: {SIGNATURE_NAME} {state} "
-                             "(sign it with 'posetok sign')", SIGNATURE_NAME)
+    try:       # Path.is_file raises, rather than answers False, where the folder may not be searched
+        if not root.is_dir():
+            raise BundleError(f"bundle folder not found: {root}")
+        if sig.is_symlink() or not sig.is_file():
+            state = "is not a regular file" if sig.exists() or sig.is_symlink() else "is missing"
+            raise SignatureError(f"{root}: the bundle is not signed: {SIGNATURE_NAME} {state} "
+                                 "(sign it with 'posetok sign')", SIGNATURE_NAME)
+        # A signed bundle holds files only; model-signing hashes files and passes over an empty folder.
+        folders = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.is_symlink())
+    except OSError as exc:
+        raise BundleError(f"bundle folder {root} cannot be read: {exc.strerror or exc}") from None
     try:
         config = ms.verifying.Config().set_hashing_config(_hashing_config(ms))
         config.use_elliptic_key_verifier(public_key=public_key)
@@ -243,7 +254,10 @@ def verify_bundle(path: os.PathLike | str, public_key: os.PathLike | str) -> Non
             raise SignatureError(f"{root}: {SIGNATURE_NAME} is larger than a signature can be "
                                  f"({MAX_SIGNATURE_BYTES} bytes)", SIGNATURE_NAME)
         _check_form(sig.read_bytes())
-        config.verify(root, sig)
+        config.verify(root, sig)       # names a file added in a folder; an empty folder passes it
+        if folders:
+            raise SignatureError(f"{root}: {folders[0]}/: a folder not covered by the signature (added after "
+                                 "signing)", folders[0])
     except SignatureError:
         raise
     except OSError as exc:

@@ -18,6 +18,8 @@ throughout these conversions; inf is always rejected.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -156,10 +158,32 @@ class MappedKeypoints(NamedTuple):
 
 
 def _real_array(x, name: str) -> np.ndarray:
-    a = np.asarray(x)
+    try:
+        a = np.asarray(x)
+    except ValueError:      # ragged nested lists
+        raise ValueError(f"{name} must be a real numeric array of one shape (rows of equal length)") from None
     if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
         raise ValueError(f"{name} must be a real numeric array, got dtype {a.dtype}")
     return a.astype(np.float64)
+
+
+def _real_number(value, name: str, minimum: float | None = None) -> float:
+    """A finite real number setting (not a bool or a string), at least ``minimum``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+    if not ok or (minimum is not None and value < minimum):
+        need = "a finite number" + ("" if minimum is None else f" >= {minimum:g}")
+        raise ValueError(f"{name} must be {need}, got {value!r}")
+    return float(value)
+
+
+def _float32_points(values: np.ndarray, name: str) -> np.ndarray:
+    """The float64 result as float32, refusing finite inputs that came out beyond float32's range."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = values.astype(np.float32)
+    if np.isinf(out).any():
+        raise ValueError(f"{name} are beyond float32's range (about 3.4e38) after the mapping; "
+                         "the inputs are too large")
+    return out
 
 
 def _points(x, name: str, n: int | None) -> np.ndarray:
@@ -219,9 +243,7 @@ def coco17_to_posetok(keypoints, scores=None, min_score: float = DEFAULT_MIN_SCO
             raise ValueError(f"scores must have shape {kp.shape[:-1]} to match keypoints, got shape {sc.shape}")
         if not np.isfinite(sc).all():
             raise ValueError("scores contain NaN or inf; give a low score to a missing point instead")
-        if not np.isfinite(min_score):
-            raise ValueError(f"min_score must be a finite number, got {min_score!r}")
-        visible &= sc >= min_score
+        visible &= sc >= _real_number(min_score, "min_score")
     sc = np.where(visible, sc, 0.0)
 
     lead = kp.shape[:-2]
@@ -243,7 +265,7 @@ def coco17_to_posetok(keypoints, scores=None, min_score: float = DEFAULT_MIN_SCO
 
     out = np.where(present[..., None], out, np.nan)
     out_sc = np.where(present, out_sc, 0.0)
-    return MappedKeypoints(out.astype(np.float32), out_sc.astype(np.float32))
+    return MappedKeypoints(_float32_points(out, "keypoints"), out_sc.astype(np.float32))
 
 
 def posetok_to_coco17(keypoints) -> np.ndarray:
@@ -285,7 +307,7 @@ def posetok_to_coco17(keypoints) -> np.ndarray:
     }
     for name, point in synthesized.items():
         out[..., COCO17_INDEX[name], :] = point
-    return out.astype(np.float32)
+    return _float32_points(out, "keypoints")
 
 
 # --------------------------------------------------------------------------
@@ -307,12 +329,12 @@ class FrameTransform:
     def apply(self, points_px) -> np.ndarray:
         """[..., 2] image pixels -> float32 frame pixels; ValueError as ``image_to_frame``."""
         p = _points(points_px, "keypoints", None)
-        return (p * self.scale + np.asarray(self.offset)).astype(np.float32)
+        return _float32_points(p * self.scale + np.asarray(self.offset), "keypoints")
 
     def invert(self, points_frame) -> np.ndarray:
         """[..., 2] frame pixels -> float32 image pixels; ValueError as ``frame_to_image``."""
         p = _points(points_frame, "keypoints", None)
-        return ((p - np.asarray(self.offset)) / self.scale).astype(np.float32)
+        return _float32_points((p - np.asarray(self.offset)) / self.scale, "keypoints")
 
 
 def box_to_frame_transform(box, margin: float = DEFAULT_BOX_MARGIN) -> FrameTransform:
@@ -329,8 +351,9 @@ def box_to_frame_transform(box, margin: float = DEFAULT_BOX_MARGIN) -> FrameTran
         A ``FrameTransform``.
 
     Raises:
-        ValueError: box not 4 finite numbers, width or height <= 0, or a
-            negative or non-finite margin.
+        ValueError: box not 4 finite numbers, width or height <= 0, a
+            margin that is not a finite number >= 0, or a box and margin whose
+            scale or offset does not fit floating point.
     """
     b = _real_array(box, "box")
     if b.shape != (4,):
@@ -340,10 +363,13 @@ def box_to_frame_transform(box, margin: float = DEFAULT_BOX_MARGIN) -> FrameTran
     x0, y0, w, h = (float(v) for v in b)
     if w <= 0 or h <= 0:
         raise ValueError(f"box width and height must be > 0, got width={w}, height={h}")
-    if not (np.isfinite(margin) and margin >= 0):
-        raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
+    margin = _real_number(margin, "margin", minimum=0)
     scale = FRAME_SIZE / (max(w, h) * (1.0 + margin))
-    return FrameTransform(scale, (HALF_FRAME - (x0 + w / 2) * scale, HALF_FRAME - (y0 + h / 2) * scale))
+    offset = (HALF_FRAME - (x0 + w / 2) * scale, HALF_FRAME - (y0 + h / 2) * scale)
+    if not (math.isfinite(scale) and scale > 0 and all(map(math.isfinite, offset))):
+        raise ValueError(f"box {b.tolist()} with margin {margin:g} is too small or too large to map "
+                         "into the frame in floating point")
+    return FrameTransform(scale, offset)
 
 
 def image_to_frame(keypoints_px, box, margin: float = DEFAULT_BOX_MARGIN) -> np.ndarray:

@@ -43,8 +43,9 @@ class TokenizerOptions:
             ``"fp16"``, ``"int8w"`` (int8 weights, float activations) or
             ``"int8"`` (int8 weights and activations). The bundle must hold
             an encoder and a decoder of that precision. Default ``"fp32"``.
-        num_threads: threads per inference session, a positive int; None
-            keeps the runtime's default (onnxruntime: one per core; LiteRT: 1).
+        num_threads: threads per inference session, an int from 1 to
+            ``MAX_THREADS`` (1024); None keeps the runtime's default
+            (onnxruntime: one per core; LiteRT: 1).
         verify: check every model file's size and sha256 against the
             manifest when loading (a few ms per MB). Default True.
         public_key: PEM file of the elliptic-curve public key the bundle
@@ -62,8 +63,8 @@ class TokenizerOptions:
 
     Raises:
         ValueError: an unknown backend or precision (the message lists the
-            allowed values), num_threads that is not None or a positive int,
-            or a verify or search that is not a bool.
+            allowed values), num_threads that is not None or an int from 1 to
+            1024, or a verify or search that is not a bool.
     """
 
     backend: str = "auto"
@@ -75,8 +76,10 @@ class TokenizerOptions:
 
     def __post_init__(self):
         _check_runtime_options(self)
-        if not isinstance(self.search, bool):
-            raise ValueError(f"search must be True or False, got {self.search!r}")
+        _check_flag(self, "search")
+
+
+MAX_THREADS = 1024   # far above any board's cores; the runtimes' own limits are C ints
 
 
 def _check_runtime_options(options) -> None:
@@ -88,12 +91,19 @@ def _check_runtime_options(options) -> None:
         raise ValueError(f"precision must be {_one_of(PRECISIONS)}, got {options.precision!r}")
     threads = options.num_threads
     if threads is not None and (not isinstance(threads, numbers.Integral) or isinstance(threads, bool)
-                                or threads < 1):
-        raise ValueError(f"num_threads must be None or a positive int, got {threads!r}")
+                                or not 1 <= threads <= MAX_THREADS):
+        raise ValueError(f"num_threads must be None or an int from 1 to {MAX_THREADS}, got {threads!r}")
     if threads is not None:
         object.__setattr__(options, "num_threads", int(threads))   # the options are frozen dataclasses
-    if not isinstance(options.verify, bool):
-        raise ValueError(f"verify must be True or False, got {options.verify!r}")
+    _check_flag(options, "verify")
+
+
+def _check_flag(options, name: str) -> None:
+    """A True/False setting (a numpy bool too, stored as a bool)."""
+    value = getattr(options, name)
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    object.__setattr__(options, name, bool(value))
     if options.public_key is not None and not isinstance(options.public_key, (str, os.PathLike)):
         raise ValueError(f"public_key must be None or a path to a PEM file, got {options.public_key!r}")
 
@@ -116,7 +126,7 @@ def _choose_backend(bundle: Bundle, options: TokenizerOptions) -> str:
     offered = {fmt for fmt, precision in bundle.offers() if precision == options.precision}
     if not offered:
         raise BundleError(f"bundle {bundle.root} has no {options.precision} graphs; it offers "
-                          + ", ".join(f"{f}/{p}" for f, p in bundle.offers()))
+                          + (", ".join(f"{f}/{p}" for f, p in bundle.offers()) or "no encoder and decoder"))
     return _pick_backend(options.backend, offered, f"{options.precision} graphs")
 
 
@@ -160,8 +170,8 @@ class PoseTokenizer:
         self._runners = {}
         for role in ("encoder", "decoder"):
             artifacts = bundle.select(role, self.format, self.precision)
-            sessions = [backends.open_session(bundle.path_of(a), self.format, options.num_threads)
-                        for a in artifacts]
+            sessions = [backends.open_session(bundle.path_of(a), self.format, options.num_threads,
+                                              inputs=a.inputs) for a in artifacts]
             self._runners[role] = backends.BatchRunner(sessions)
         self.files = {role: [a.file for a in bundle.select(role, self.format, self.precision)]
                       for role in ("encoder", "decoder")}

@@ -114,7 +114,7 @@ def test_pipeline_bench_reports_every_stage_per_frame(device_bundle, capsys):
 def test_pipeline_bench_refuses_a_frame_it_cannot_make(capsys):
     with pytest.raises(SystemExit) as stop:
         bench_main(["no-such-bundle", "--pipeline", "--frame", "641x480"])
-    assert stop.value.code == 2 and "even and at least 16x16" in capsys.readouterr().err
+    assert stop.value.code == 2 and "even, at least 16x16 and at most 65536 pixels" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench_main(["no-such-bundle", "--pipeline", "--frame", "640by480"])
     assert "WIDTHxHEIGHT" in capsys.readouterr().err

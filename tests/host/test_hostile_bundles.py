@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import posetok.bundle as bundle_mod
 from posetok import Bundle, BundleError, IntegrityError
 from posetok.bundle import MANIFEST_NAME
+from posetok.info_cli import describe
 from test_sdk_runtime import linear_bundle  # noqa: F401  (the module-scoped bundle fixture)
 
 FAST = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -44,6 +46,12 @@ class Work:
         self.outside.mkdir()
         shutil.copy(self.pristine / "encoder.fp32.onnx", self.outside / "encoder.fp32.onnx")
         self.manifest = json.loads((self.pristine / MANIFEST_NAME).read_text())
+        # the figures an export records, for the mutations to reach (`posetok info` prints them)
+        self.manifest["reference"] = {"mpjpe_px": 0.5, "eval_poses": 100}
+        self.manifest["parity"] = [{"format": "onnx", "precision": "fp32", "size_bytes": 1234, "size_vs_fp32": 1.0,
+                                    "token_agreement": 1.0, "mpjpe_px": 0.5, "decoder_max_abs_err_px": 1e-6,
+                                    "meets_targets": True}]
+        (self.pristine / MANIFEST_NAME).write_text(json.dumps(self.manifest))
         self.reads: list[Path] = []
         self.restore()
 
@@ -58,11 +66,11 @@ class Work:
         (self.root / MANIFEST_NAME).write_text(json.dumps(data))
 
     def load(self) -> BundleError | None:
-        """Load with verification: None when it loads, else the BundleError;
-        any other exception propagates and fails the test."""
+        """Load with verification: None when it loads (and ``posetok info`` can describe it), else the
+        BundleError; any other exception propagates and fails the test."""
         self.reads.clear()
         try:
-            Bundle.load(self.root, verify=True)
+            describe(Bundle.load(self.root, verify=True), verified=True)
         except BundleError as exc:
             assert str(exc).strip(), f"empty message from {type(exc).__name__}"
             return exc
@@ -164,6 +172,34 @@ def test_huge_or_odd_token_layout(fresh, key, value):
     fresh.write_manifest(m)
     err = fresh.load()
     assert err is not None and f"tokens.{key}" in str(err)
+
+
+@pytest.mark.parametrize("where, value, message", [
+    (("parity", 0, "token_agreement"), "x", r"parity\[0\].token_agreement must be a finite number, not 'x'"),
+    (("parity", 0, "mpjpe_px"), float("nan"), r"parity\[0\].mpjpe_px must be a finite number, not nan"),
+    (("parity", 0, "format"), 3, r"parity\[0\].format must be a string, not 3"),
+    (("parity", 0, "meets_targets"), "yes", r"parity\[0\].meets_targets must be true, false or null"),
+    (("reference", "mpjpe_px"), "abc", r"reference.mpjpe_px must be a finite number, not 'abc'"),
+    (("artifacts", 0, "inputs"), [], r"artifacts\[0\].inputs must be a non-empty list of tensor specs, not \[\]"),
+    (("artifacts", 1, "inputs", 0, "shape"), ["batch", 5],
+     r"artifacts\[1\]: token ids \['batch', 5\] do not hold tokens.num_tokens = 4 per pose"),
+])
+def test_figures_and_tensors_a_reader_prints_are_checked(fresh, where, value, message):
+    m = copy.deepcopy(fresh.manifest)
+    at(m, where[:-1])[where[-1]] = value
+    fresh.write_manifest(m)
+    err = fresh.load()
+    assert err is not None and re.search(message, str(err)), err
+
+
+def test_a_parity_row_without_some_figures_is_described_with_dashes(fresh):
+    m = copy.deepcopy(fresh.manifest)
+    for key in ("size_bytes", "token_agreement", "decoder_max_abs_err_px"):
+        del m["parity"][0][key]
+    fresh.write_manifest(m)
+    text = describe(Bundle.load(fresh.root), verified=True)
+    row = text.splitlines()[-1].split()
+    assert row == ["onnx", "fp32", "-", "100.0%", "-", "0.5000", "-", "met"], text
 
 
 def test_duplicate_artifacts_are_refused(fresh):

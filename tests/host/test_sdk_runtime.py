@@ -324,3 +324,60 @@ def test_a_bad_search_in_the_manifest_is_named(linear_bundle, tmp_path, edit, me
     (root / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="invalid manifest: " + message):
         Bundle.load(root)
+
+
+def test_options_take_numpy_scalars_and_refuse_thread_counts_no_runtime_takes():
+    from posetok import TokenizerOptions
+    options = TokenizerOptions(num_threads=np.int64(3), verify=np.bool_(False), search=np.True_)
+    assert (options.num_threads, options.verify, options.search) == (3, False, True)
+    assert type(options.num_threads) is int and type(options.verify) is bool and type(options.search) is bool
+    for bad in (0, 1025, 2**31, True, 2.0):
+        with pytest.raises(ValueError, match=rf"^num_threads must be None or an int from 1 to 1024, got {bad!r}$"):
+            TokenizerOptions(num_threads=bad)
+    for bad in (0, "no", None):
+        with pytest.raises(ValueError, match=rf"^verify must be True or False, got {bad!r}$"):
+            TokenizerOptions(verify=bad)
+
+
+def test_a_file_the_runtime_cannot_open_or_listed_under_another_entry_is_named(linear_bundle, tmp_path):
+    garbage = tampered_copy(linear_bundle[0], tmp_path / "garbage", lambda p: p.write_bytes(b"not a model" * 9))
+    with pytest.raises(BundleError, match=r"^encoder\.fp32\.onnx: onnx runtime cannot open it as a model: "):
+        PoseTokenizer.from_bundle(garbage, verify=False)       # sizes and sha256 unchecked: the runtime sees it
+
+    def swap(manifest):       # the encoder's and decoder's files exchanged, each entry's hash and size with them
+        enc, dec = manifest["artifacts"]
+        for key in ("file", "sha256", "size_bytes"):
+            enc[key], dec[key] = dec[key], enc[key]
+    swapped = _with_manifest(linear_bundle[0], tmp_path / "swapped", swap)
+    with pytest.raises(BundleError, match=r"^decoder\.fp32\.onnx: the graph's input is \[batch,4\] int32, the "
+                                          r"manifest says \[batch,13,2\] float32"):
+        PoseTokenizer.from_bundle(swapped)
+
+
+def test_a_folder_that_cannot_be_searched_is_a_bundle_error(linear_bundle, monkeypatch):
+    import pathlib
+    real = pathlib.Path.is_file
+
+    def denied(self):     # what Path.is_file raises in a folder without search permission (root ignores chmod)
+        if self.name == MANIFEST_NAME:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+    monkeypatch.setattr(pathlib.Path, "is_file", denied)
+    with pytest.raises(BundleError, match=r"bundle folder .* cannot be read: Permission denied$"):
+        Bundle.load(linear_bundle[0])
+
+
+def test_bench_answers_user_errors_with_a_message_and_exit_2(linear_bundle, tmp_path, capsys):
+    from posetok.bench_cli import main as bench_main
+    cases = [([str(tmp_path / "none")], "bundle folder not found"),
+             ([str(linear_bundle[0]), "--num-threads", "0"], "num_threads must be None or an int from 1 to 1024"),
+             ([str(linear_bundle[0]), "--precision", "fp16"], "has no fp16 graphs; it offers onnx/fp32"),
+             ([str(linear_bundle[0]), "--pipeline"], "has no estimator; --pipeline needs one")]
+    for args, message in cases:
+        assert bench_main(args + ["--iterations", "1", "--warmup", "0"]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("posetok bench: error: ") and message in err and "Traceback" not in err, err
+    with pytest.raises(SystemExit) as exit_info:       # refused before a 66000 x 4000 frame is made
+        bench_main([str(linear_bundle[0]), "--pipeline", "--frame", "66000x4000"])
+    assert exit_info.value.code == 2
+    assert "at most 65536 pixels on a side (an NV21 frame), got 66000x4000" in capsys.readouterr().err

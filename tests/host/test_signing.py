@@ -160,6 +160,9 @@ def test_added_file_or_folder_is_refused_and_named(copy, keys):
     (copy / "sub").mkdir()
     (copy / "sub" / "a.onnx").write_bytes(b"\0")
     assert refused(copy, keys["signer"][1]).file == "sub/a.onnx"
+    (copy / "sub" / "a.onnx").unlink()          # an empty folder: model-signing hashes files and passes it over
+    error = refused(copy, keys["signer"][1])
+    assert error.file == "sub" and "sub/: a folder not covered by the signature" in str(error)
     shutil.rmtree(copy / "sub")
     signing.verify_bundle(copy, keys["signer"][1])
 
@@ -186,6 +189,17 @@ def test_sign_refuses_unlisted_files_and_broken_bundles(copy, keys):
     with pytest.raises(BundleError, match=r"README\.txt not listed in manifest\.json"):
         signing.sign_bundle(copy, keys["signer"][0])
     (copy / "README.txt").unlink()
+    signature = (copy / SIGNATURE_NAME).read_bytes()
+    (copy / SIGNATURE_NAME).unlink()
+    (copy / SIGNATURE_NAME).mkdir()
+    with pytest.raises(BundleError, match=r"model\.sig is not a file; a signature is a regular file"):
+        signing.sign_bundle(copy, keys["signer"][0])
+    (copy / SIGNATURE_NAME).rmdir()
+    (copy / SIGNATURE_NAME).symlink_to(copy / MANIFEST_NAME)
+    with pytest.raises(BundleError, match=r"model\.sig is a link; a signature is a regular file"):
+        signing.sign_bundle(copy, keys["signer"][0])
+    (copy / SIGNATURE_NAME).unlink()
+    (copy / SIGNATURE_NAME).write_bytes(signature)
     victim = sorted(copy.glob("*.onnx"))[0]
     flip(victim, 5)
     with pytest.raises(IntegrityError, match=victim.name):

@@ -159,6 +159,13 @@ def test_round_trip_replaces_an_off_centre_neck_with_the_shoulder_midpoint():
     np.testing.assert_allclose(back[others], fig[others], atol=1e-5)
 
 
+def test_without_a_shoulder_the_round_trip_loses_the_waist_as_the_readme_says():
+    pts = FIGURE_13.copy()
+    pts[KEYPOINT_INDEX["right_shoulder"]] = np.nan
+    back = coco17_to_posetok(posetok_to_coco17(pts)).keypoints
+    assert np.isnan(back[KEYPOINT_INDEX["waist"]]).all()        # the hips lie along the shoulder line
+
+
 def test_posetok_to_coco17_nan_propagates():
     fig = FIGURE_13.copy()
     fig[KEYPOINT_INDEX["right_shoulder"]] = np.nan
@@ -235,6 +242,18 @@ def test_box_round_trip_any_leading_shape_and_nan_passes():
     (lambda: image_to_frame([[1.0, np.inf]], (0, 0, 10, 10)), r"keypoints contain inf"),
     (lambda: frame_to_image(np.float32(3.0), (0, 0, 10, 10)), r"shape \[\.\.\., 2\], got shape \(\)"),
     (lambda: frame_to_image(np.zeros((2, 2)), (0, 0, 0, 10)), r"box width and height must be > 0"),
+    # settings of the wrong type are named, not left to numpy
+    (lambda: coco17_to_posetok(COCO, COCO_SCORES, min_score="0.3"), r"^min_score must be a finite number, got '0.3'"),
+    (lambda: coco17_to_posetok(COCO, COCO_SCORES, min_score=None), r"^min_score must be a finite number, got None"),
+    (lambda: box_to_frame_transform((0, 0, 10, 10), margin="0.5"), r"^margin must be a finite number >= 0, got '0.5'"),
+    (lambda: box_to_frame_transform((0, 0, 10, 10), margin=True), r"^margin must be a finite number >= 0, got True"),
+    (lambda: coco17_to_posetok([[1.0, 2.0], [3.0]]), r"^keypoints must be a real numeric array of one shape"),
+    # finite inputs whose mapping leaves floating point are refused, not returned as inf or NaN ("missing")
+    (lambda: coco17_to_posetok(np.full((17, 2), 1e300)), r"^keypoints are beyond float32's range"),
+    (lambda: posetok_to_coco17(np.full((13, 2), 1e300)), r"^keypoints are beyond float32's range"),
+    (lambda: image_to_frame(np.full((13, 2), 1e300), (0, 0, 10, 10)), r"^keypoints are beyond float32's range"),
+    (lambda: image_to_frame(np.zeros((13, 2)), (0, 0, 1e-320, 1e-320)), r"too small or too large to map"),
+    (lambda: frame_to_image(np.zeros((13, 2)), (0, 0, 10, 10), margin=1e308), r"too small or too large to map"),
 ])
 def test_errors_name_the_problem(call, match):
     with pytest.raises(ValueError, match=match):
