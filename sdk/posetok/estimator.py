@@ -153,8 +153,9 @@ class PoseEstimator:
 
     Build one with ``PoseEstimator.from_bundle``; use it as a context manager
     (or call ``close``) to release the runtime sessions promptly. In image
-    mode several threads may share one (each session runs one call at a
-    time); in video mode it holds the stream's state, so one thread feeds it.
+    mode several threads may share one (onnxruntime runs their calls side by
+    side, a LiteRT interpreter one at a time); in video mode it holds the
+    stream's state, so one thread feeds it.
 
     Args:
         bundle: a loaded ``Bundle`` with an ``estimator`` manifest section.

@@ -345,7 +345,7 @@ def validate_manifest(m: dict) -> None:
         _check_figures(row, PARITY_NUMBERS, f"parity[{i}]")
         for key in ("format", "precision"):
             _require(isinstance(row.get(key), str), f"parity[{i}].{key} must be a string, not {_show(row.get(key))}")
-        _require(row.get("meets_targets") in (None, True, False),
+        _require(row.get("meets_targets") is None or isinstance(row["meets_targets"], bool),
                  f"parity[{i}].meets_targets must be true, false or null, not {_show(row.get('meets_targets'))}")
     _require(isinstance(m["artifacts"], list) and m["artifacts"], "artifacts must be a non-empty list")
     seen: dict[str, int] = {}

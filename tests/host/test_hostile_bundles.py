@@ -179,6 +179,7 @@ def test_huge_or_odd_token_layout(fresh, key, value):
     (("parity", 0, "mpjpe_px"), float("nan"), r"parity\[0\].mpjpe_px must be a finite number, not nan"),
     (("parity", 0, "format"), 3, r"parity\[0\].format must be a string, not 3"),
     (("parity", 0, "meets_targets"), "yes", r"parity\[0\].meets_targets must be true, false or null"),
+    (("parity", 0, "meets_targets"), 1, r"parity\[0\].meets_targets must be true, false or null, not 1"),
     (("reference", "mpjpe_px"), "abc", r"reference.mpjpe_px must be a finite number, not 'abc'"),
     (("artifacts", 0, "inputs"), [], r"artifacts\[0\].inputs must be a non-empty list of tensor specs, not \[\]"),
     (("artifacts", 1, "inputs", 0, "shape"), ["batch", 5],
