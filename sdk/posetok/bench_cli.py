@@ -305,14 +305,10 @@ def main(argv: list[str], prog: str = "posetok bench") -> int:
     except (PosetokError, ValueError, OSError) as exc:    # a bundle, option or runtime the user named
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    if args.pipeline:
-        if args.json:
-            print(json.dumps(result))
-        else:
-            print_pipeline(result)
-        return 0
     if args.json:
         print(json.dumps(result))
+    elif args.pipeline:
+        print_pipeline(result)
     else:
         width = max(map(len, result))
         for key, value in result.items():

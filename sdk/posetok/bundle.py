@@ -13,6 +13,7 @@ signature (``model.sig``, see ``posetok.signing``), which covers every file.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -92,6 +93,22 @@ def write_manifest(bundle_dir: os.PathLike | str, manifest: Manifest | dict) -> 
     return path
 
 
+
+@contextlib.contextmanager
+def reading_bundle_folder(root: Path):
+    """Check that ``root`` is a folder, then run the block that reads it.
+
+    Path.is_file and friends raise, rather than answer False, inside a folder
+    that may not be searched; such an OSError becomes a BundleError naming the
+    folder.
+    """
+    try:
+        if not root.is_dir():
+            raise BundleError(f"bundle folder not found: {root}")
+        yield
+    except OSError as exc:
+        raise BundleError(f"bundle folder {root} cannot be read: {exc.strerror or exc}") from None
+
 class Bundle:
     """A verified bundle on disk. ``Bundle.load(path)`` is the only constructor.
 
@@ -160,13 +177,9 @@ class Bundle:
         """
         root = Path(path)
         mpath = root / MANIFEST_NAME
-        try:       # Path.is_file raises, rather than answers False, where the folder may not be searched
-            if not root.is_dir():
-                raise BundleError(f"bundle folder not found: {root}")
+        with reading_bundle_folder(root):
             if not mpath.is_file():
                 raise BundleError(f"{mpath} is missing: not a posetok bundle (make one with 'posetok export')")
-        except OSError as exc:
-            raise BundleError(f"bundle folder {root} cannot be read: {exc.strerror or exc}") from None
         if not _inside(mpath, root):
             raise BundleError(f"{mpath} points outside the bundle folder")
         if public_key is not None:  # before the manifest is parsed; model-signing loads only here

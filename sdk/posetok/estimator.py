@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import os
 from typing import Callable, Optional
 
@@ -37,6 +36,7 @@ import numpy as np
 
 from . import backends, kernels
 from .bundle import Bundle, BundleError
+from .checks import is_real_number, real_number
 from .person_boxes import MIN_BOX_PX, MIN_FRAME_PX, OneEuroFilter, _check_box, _check_frame, kernel_layout, person_crop
 from .skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels
 from .tokenizer import _check_runtime_options, _one_of, _pick_backend
@@ -135,17 +135,11 @@ class EstimatorOptions:
         _check_runtime_options(self)
         if self.running_mode not in RUNNING_MODES:
             raise ValueError(f"running_mode must be {_one_of(RUNNING_MODES)}, got {self.running_mode!r}")
-        for name in ("min_cutoff", "beta", "d_cutoff", "box_scale", "min_tracking_score"):
-            value = getattr(self, name)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-            if name == "min_tracking_score":
-                ok, need = ok and 0 <= value <= 1, "a number in [0, 1]"
-            else:
-                ok = ok and (value > 0 or (value == 0 and name == "beta"))
-                need = "a finite number >= 0" if name == "beta" else "a finite number > 0"
-            if not ok:
-                raise ValueError(f"{name} must be {need}, got {value!r}")
-            object.__setattr__(self, name, float(value))   # numpy scalars become floats
+        for name in ("min_cutoff", "d_cutoff", "box_scale"):
+            object.__setattr__(self, name, real_number(getattr(self, name), name, above=0))
+        object.__setattr__(self, "beta", real_number(self.beta, "beta", minimum=0))
+        object.__setattr__(self, "min_tracking_score",
+                           real_number(self.min_tracking_score, "min_tracking_score", minimum=0, maximum=1))
 
 
 class PoseEstimator:
@@ -381,8 +375,7 @@ class PoseEstimator:
             return None
         if timestamp_ms is None:
             raise ValueError("running_mode='video' needs timestamp_ms (the frame's time in milliseconds)")
-        if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(timestamp_ms):
+        if not is_real_number(timestamp_ms) or not math.isfinite(timestamp_ms):
             raise ValueError(f"timestamp_ms must be a finite number of milliseconds, got {timestamp_ms!r}")
         if self._last_ms is not None and timestamp_ms <= self._last_ms:
             raise ValueError(f"timestamp_ms must increase from frame to frame: got {timestamp_ms} after "
@@ -431,7 +424,7 @@ class PoseEstimator:
             square = found
             keypoints, scores, ids = self._pass(crop, square)
         if t_ms is not None:
-            dt = None if self._last_ms is None or self._track is None else (t_ms - self._last_ms) / 1000.0
+            dt = None if self._last_ms is None else (t_ms - self._last_ms) / 1000.0
             keypoints = self._filter(keypoints, dt, 1.0 / square[2]).astype(np.float32)
             self._track, self._last_ms = (self._box_around(keypoints, width, height), (width, height)), t_ms
         return PoseResult(keypoints, scores, ids, square)

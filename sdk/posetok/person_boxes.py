@@ -3,12 +3,12 @@ crop the model sees around a person box, and the One Euro filter of video mode."
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
 
+from .checks import is_real_number
 from .kernels.crop import MAX_BOX_PX
 
 MIN_FRAME_PX = 16   # frames smaller than 16 x 16 are refused: the figure would be a few pixels
@@ -92,7 +92,7 @@ def _check_box(box, width: int, height: int) -> tuple:
     """The caller's person box, checked: (x, y, w, h) floats."""
     ordered = isinstance(box, np.ndarray) or (isinstance(box, Sequence) and not isinstance(box, (str, bytes,
                                                                                                  bytearray)))
-    if not ordered or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in box):
+    if not ordered or not all(map(is_real_number, box)):
         raise ValueError(f"box must be a tuple, list or array of four numbers (x, y, width, height), got {box!r}")
     try:
         vals = [float(v) for v in box]

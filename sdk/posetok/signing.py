@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from .atomic import write_bytes_atomic
-from .bundle import MANIFEST_NAME, SIGNATURE_NAME, Bundle, BundleError
+from .bundle import MANIFEST_NAME, SIGNATURE_NAME, Bundle, BundleError, reading_bundle_folder
 from .errors import SignatureError, SigningUnavailable
 
 __all__ = ["sign_bundle", "verify_bundle", "check_private_key", "require", "SIGNATURE_NAME", "INSTALL_HINT"]
@@ -233,17 +233,13 @@ def verify_bundle(path: os.PathLike | str, public_key: os.PathLike | str) -> Non
     ms = require()
     root = Path(path)
     sig = root / SIGNATURE_NAME
-    try:       # Path.is_file raises, rather than answers False, where the folder may not be searched
-        if not root.is_dir():
-            raise BundleError(f"bundle folder not found: {root}")
+    with reading_bundle_folder(root):
         if sig.is_symlink() or not sig.is_file():
             state = "is not a regular file" if sig.exists() or sig.is_symlink() else "is missing"
             raise SignatureError(f"{root}: the bundle is not signed: {SIGNATURE_NAME} {state} "
                                  "(sign it with 'posetok sign')", SIGNATURE_NAME)
         # A signed bundle holds files only; model-signing hashes files and passes over an empty folder.
         folders = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.is_symlink())
-    except OSError as exc:
-        raise BundleError(f"bundle folder {root} cannot be read: {exc.strerror or exc}") from None
     try:
         config = ms.verifying.Config().set_hashing_config(_hashing_config(ms))
         config.use_elliptic_key_verifier(public_key=public_key)

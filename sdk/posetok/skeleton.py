@@ -19,11 +19,12 @@ throughout these conversions; inf is always rejected.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
+from .checks import real_number
 
 KEYPOINT_NAMES: tuple[str, ...] = (
     "head", "neck",
@@ -167,15 +168,6 @@ def _real_array(x, name: str) -> np.ndarray:
     return a.astype(np.float64)
 
 
-def _real_number(value, name: str, minimum: float | None = None) -> float:
-    """A finite real number setting (not a bool or a string), at least ``minimum``."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
-    if not ok or (minimum is not None and value < minimum):
-        need = "a finite number" + ("" if minimum is None else f" >= {minimum:g}")
-        raise ValueError(f"{name} must be {need}, got {value!r}")
-    return float(value)
-
-
 def _float32_points(values: np.ndarray, name: str) -> np.ndarray:
     """The float64 result as float32, refusing finite inputs that came out beyond float32's range."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -243,7 +235,7 @@ def coco17_to_posetok(keypoints, scores=None, min_score: float = DEFAULT_MIN_SCO
             raise ValueError(f"scores must have shape {kp.shape[:-1]} to match keypoints, got shape {sc.shape}")
         if not np.isfinite(sc).all():
             raise ValueError("scores contain NaN or inf; give a low score to a missing point instead")
-        visible &= sc >= _real_number(min_score, "min_score")
+        visible &= sc >= real_number(min_score, "min_score")
     sc = np.where(visible, sc, 0.0)
 
     lead = kp.shape[:-2]
@@ -363,7 +355,7 @@ def box_to_frame_transform(box, margin: float = DEFAULT_BOX_MARGIN) -> FrameTran
     x0, y0, w, h = (float(v) for v in b)
     if w <= 0 or h <= 0:
         raise ValueError(f"box width and height must be > 0, got width={w}, height={h}")
-    margin = _real_number(margin, "margin", minimum=0)
+    margin = real_number(margin, "margin", minimum=0)
     scale = FRAME_SIZE / (max(w, h) * (1.0 + margin))
     offset = (HALF_FRAME - (x0 + w / 2) * scale, HALF_FRAME - (y0 + h / 2) * scale)
     if not (math.isfinite(scale) and scale > 0 and all(map(math.isfinite, offset))):
