@@ -37,3 +37,27 @@ def refuse_out_of_range(prog: str, limits: Sequence[Limit]) -> bool:
     if message is not None:
         print(f"{prog}: {message}", file=sys.stderr)
     return message is not None
+
+
+def refuse_unwritable(prog: str, files: Sequence = (), folders: Sequence = ()) -> bool:
+    """Print ``PROG: error: MESSAGE`` on stderr for the first output that cannot be written; True when one
+    cannot. Commands call it before their work, whose result a failed write at the end would lose.
+
+    Args:
+        prog: the command's name.
+        files: files the command will write (None entries are skipped); see
+            ``posetok.atomic.check_output_file``.
+        folders: folders it will write files in (made when missing).
+    """
+    from posetok.atomic import check_output_file, check_output_folder
+    try:
+        for path in files:
+            if path is not None:
+                check_output_file(path)
+        for folder in folders:
+            if folder is not None:
+                check_output_folder(folder)
+    except OSError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return True
+    return False

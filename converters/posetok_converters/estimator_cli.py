@@ -16,7 +16,7 @@ from pathlib import Path
 
 from posetok.atomic import atomic_output, write_text_atomic
 
-from .cli_checks import refuse_out_of_range
+from .cli_checks import refuse_out_of_range, refuse_unwritable
 
 DEFAULT_OUT = Path("out/estimator")
 CHECKPOINT_NAME = "estimator.pt"
@@ -121,6 +121,14 @@ def train_main(argv: list[str], prog: str) -> int:
                                   ("--threads", args.threads, ">=", 1, ""),
                                   ("--eval-frames", args.eval_frames, ">=", 1, "")]):
         return 2
+    cuda = args.device == "cuda" or args.device.startswith("cuda:")
+    if args.device not in ("auto", "cpu") and not (cuda and torch.cuda.is_available()):
+        print(f"{prog}: --device must be auto, cpu or cuda, and cuda needs a GPU torch can use "
+              f"(torch {torch.__version__}, cuda available: {torch.cuda.is_available()}), got {args.device!r}",
+              file=sys.stderr)
+        return 2
+    if refuse_unwritable(prog, folders=[args.out]):
+        return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -131,7 +139,11 @@ def train_main(argv: list[str], prog: str) -> int:
         print(f"{prog}: --heads must list distinct heads from {', '.join(HEADS)}, got {args.heads!r}",
               file=sys.stderr)
         return 2
-    tokenizer, tok_meta = load_checkpoint(args.tokenizer)
+    try:
+        tokenizer, tok_meta = load_checkpoint(args.tokenizer)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{prog}: --tokenizer: {exc}", file=sys.stderr)
+        return 2
     cfgs = [EstimatorConfig(head=h, num_tokens=tokenizer.config.num_tokens, num_codes=tokenizer.config.num_codes)
             for h in heads]
     tcfg = EstimatorTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, workers=workers,
@@ -254,6 +266,9 @@ def eval_main(argv: list[str], prog: str) -> int:
     if args.plot is not None and (not args.breakdown or args.plot.suffix.lower() != ".png"):
         print(f"{prog}: --plot needs --breakdown and a .png file name, got {args.plot}", file=sys.stderr)
         return 2
+    if refuse_out_of_range(prog, [("--frames", args.frames, ">=", 1, "")]) or \
+            refuse_unwritable(prog, files=[args.plot]):
+        return 2
     if args.breakdown and args.shares:
         print(f"{prog}: --shares sweeps the person-box path, which --breakdown does not run; give one of them",
               file=sys.stderr)
@@ -273,7 +288,7 @@ def eval_main(argv: list[str], prog: str) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    n = args.frames or frames.EVAL_FRAMES
+    n = frames.EVAL_FRAMES if args.frames is None else args.frames
     if args.breakdown:
         return _print_breakdown(model, n, args.plot, args.json)
     metrics = {**evaluate_estimator(model, n=n), **user_path_metrics(model, n, shares)}

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_checks import refuse_unwritable
+
 
 def _kept_at(kept: dict) -> str:
     return ", ".join(f"{v:.4f} @ {k}" for k, v in kept.items())
@@ -94,6 +96,8 @@ def main(argv: list[str], prog: str) -> int:
     if args.eval_poses is not None and args.eval_poses < 1:
         p.error(f"--eval-poses must be >= 1, got {args.eval_poses}")
 
+    if refuse_unwritable(prog, files=[args.plot]):
+        return 2
     if args.rate_distortion:
         from . import rate_distortion
         report = rate_distortion.rate_distortion(eval_poses=args.eval_poses)

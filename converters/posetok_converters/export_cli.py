@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from posetok.bundle import BundleError
 from posetok.errors import SigningUnavailable
 
+from .cli_checks import refuse_unwritable
 from .export import FORMATS, PRECISIONS, ExportError, ExportOptions, export_bundle
 
 
@@ -60,6 +62,8 @@ def main(argv: list[str], prog: str) -> int:
         p.error("--bundle goes with --triton")
     if not args.out and not (args.triton and args.bundle):
         p.error("give --out (the bundle folder to create), or --triton DIR --bundle BUNDLE")
+    if args.triton and refuse_unwritable(prog, folders=[Path(args.triton).absolute().parent]):
+        return 2
     if args.triton and args.bundle and not args.out:
         return _triton(args, prog)
     try:

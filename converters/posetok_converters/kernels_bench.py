@@ -33,6 +33,8 @@ from typing import Dict, List, Optional
 
 from posetok.atomic import atomic_output
 
+from .cli_checks import refuse_unwritable
+
 # name -> (OpenCV operation doing the same, or None)
 KERNELS: Dict[str, Optional[str]] = {
     "nv21_to_rgb888": "cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_NV21)",
@@ -268,6 +270,12 @@ def evaluate_targets(rows: List[dict]) -> dict:
     }
 
 
+def qemu_cpu_models() -> List[str]:
+    """The CPU models ``qemu-aarch64 -cpu help`` lists (an unknown one makes every run fail)."""
+    out = subprocess.run(["qemu-aarch64", "-cpu", "help"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
+
+
 def main(argv: List[str], prog: str) -> int:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object (default: a table)")
@@ -286,6 +294,11 @@ def main(argv: List[str], prog: str) -> int:
     args = ap.parse_args(argv)
     if args.pairs < 1:
         ap.error("--pairs must be >= 1")
+    known = qemu_cpu_models()
+    if args.cpu not in known:
+        ap.error(f"--cpu {args.cpu!r} is not a CPU model of qemu-aarch64 ({', '.join(known)})")
+    if args.plot is not None and refuse_unwritable(prog, files=[args.plot]):
+        return 2
 
     repo = find_repo()
     bench = Bench(repo, args.build_dir or repo / "build" / "aarch64-gcc", args.cpu, args.count_method)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from posetok.atomic import atomic_output
 
+from .cli_checks import refuse_unwritable
+
 NUM_FIGURES = 12  # 2 rows of 6 poses
 
 
@@ -20,6 +22,8 @@ def main(argv: list[str], prog: str) -> int:
     args = p.parse_args(argv)
     if args.out.suffix.lower() != ".png":
         print(f"{prog}: --out must name a .png file, got {args.out}", file=sys.stderr)
+        return 2
+    if refuse_unwritable(prog, files=[args.out]):
         return 2
     if args.eval_poses is not None and args.eval_poses < NUM_FIGURES:
         print(f"{prog}: --eval-poses must be >= {NUM_FIGURES} (the figures drawn), got {args.eval_poses}",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from posetok.atomic import write_text_atomic
 
-from .cli_checks import refuse_out_of_range
+from .cli_checks import refuse_out_of_range, refuse_unwritable
 from .train import PRESETS, SCHEDULES, TrainConfig, preset, train, train_config_dict
 
 DEFAULT_OUT = Path("out/tokenizer")
@@ -67,6 +67,8 @@ def main(argv: list[str], prog: str) -> int:
                                   ("--steps", args.steps, ">=", 1, ""), ("--int8-steps", args.int8_steps, ">=", 0, ""),
                                   ("--ema-start-count", args.ema_start_count, ">=", 0, ""),
                                   ("--eval-poses", args.eval_poses, ">=", 1, "")]):
+        return 2
+    if refuse_unwritable(prog, folders=[args.out]):
         return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -20,7 +20,9 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
 
     The temporary name keeps ``path``'s extension, for writers that pick the
     format from it (matplotlib's savefig, numpy's savez). Missing parent
-    folders are created; the file ends up with mode 0644.
+    folders are created; the file ends up with mode 0644. A symbolic link is
+    written through (its target is replaced); a device, FIFO or socket is
+    refused, as the rename would replace it.
 
     Args:
         path: the file to write.
@@ -30,12 +32,12 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
 
     Raises:
         IsADirectoryError: ``path`` is a folder (before anything is written).
-        OSError: the folder cannot be created or the rename fails; any
+        OSError: ``path`` is not a regular file (see ``output_target``), the
+            folder cannot be created or the rename fails; any
             exception raised inside the ``with`` block propagates after the
             temporary file is removed.
     """
-    path = Path(path)
-    refuse_folder(path)
+    path = output_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
@@ -49,18 +51,67 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
         raise
 
 
-def refuse_folder(path: os.PathLike | str) -> None:
-    """Refuse a folder where a file is to be written (``atomic_output`` checks it; a command checks it before
-    work whose result the failed write would lose).
+def output_target(path: os.PathLike | str) -> Path:
+    """The file ``atomic_output`` replaces for ``path``: the link's target where ``path`` is a symbolic link
+    (the rename would otherwise replace the link), else ``path``.
+
+    Args:
+        path: the file to be written.
+
+    Returns:
+        The path of the regular file to write (it may not exist yet).
+
+    Raises:
+        IsADirectoryError: ``path`` is a folder (the message names it).
+        OSError: ``path`` exists and is not a regular file (a FIFO, device
+            or socket, which a rename would replace), or the link loops.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; name a file to write")
+    target = Path(os.path.realpath(path, strict=False)) if path.is_symlink() else path
+    if target.is_symlink():       # realpath stops at a loop
+        raise OSError(f"{path} is a symbolic link that loops; name a file to write")
+    if target.exists() and not target.is_file():
+        raise OSError(f"{path} is not a regular file (a device, FIFO or socket); name a file to write")
+    return target
+
+
+def check_output_file(path: os.PathLike | str) -> None:
+    """Check, before work whose result a failed write would lose, that ``atomic_output`` can write ``path``:
+    it is not a folder or special file and its folder takes a new file (made here when missing).
 
     Args:
         path: the file to be written.
 
     Raises:
-        IsADirectoryError: ``path`` is a folder (the message names it).
+        IsADirectoryError, OSError: as ``output_target``, or the folder
+            cannot be made or written in (the message names it).
     """
-    if Path(path).is_dir():
-        raise IsADirectoryError(f"{path} is a folder; name a file to write")
+    check_output_folder(output_target(path).parent)
+
+
+def check_output_folder(folder: os.PathLike | str) -> None:
+    """Check that ``folder`` (made here when missing) takes a new file, by making and removing one.
+
+    Args:
+        folder: where files will be written.
+
+    Raises:
+        NotADirectoryError: ``folder`` is a file.
+        OSError: it cannot be made or written in (the message names it and
+            the reason).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".posetok-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OSError(f"cannot write in {folder}: {exc.strerror or exc}") from None
 
 
 def write_bytes_atomic(path: os.PathLike | str, data: bytes) -> None:

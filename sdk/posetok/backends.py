@@ -293,8 +293,10 @@ def _match_outputs(details: Sequence[dict], specs: Sequence, batch: int, path: P
 class BatchRunner:
     """Runs any batch size on sessions that may only take fixed batch sizes.
 
-    With a dynamic-batch session the whole batch goes in at once. Otherwise
-    the batch is cut into chunks of the largest fixed batch, and the
+    A dynamic-batch session takes the batch in chunks of at most
+    ``MAX_DYNAMIC_BATCH`` rows: onnxruntime's memory arena keeps its largest
+    allocation for the session's life, so one call on thousands of rows would
+    hold gigabytes afterwards. Otherwise the batch is cut into chunks of the largest fixed batch, and the
     remainder goes to whichever fixed batch costs least, padding its last
     call: cost = calls * (batch + CALL_OVERHEAD), the overhead of one invoke
     counted as that many extra rows.
@@ -309,6 +311,7 @@ class BatchRunner:
     """
 
     CALL_OVERHEAD = 8
+    MAX_DYNAMIC_BATCH = 256
 
     def __init__(self, sessions: Sequence):
         if not sessions:
@@ -321,6 +324,10 @@ class BatchRunner:
         def cost(b: int) -> int:
             return -(-rest // b) * (b + self.CALL_OVERHEAD)
         return min(sorted(self._by_batch, reverse=True), key=cost)
+
+    def _dynamic_chunks(self, x: np.ndarray) -> list:
+        step = self.MAX_DYNAMIC_BATCH
+        return [x] if x.shape[0] <= step else [x[i:i + step] for i in range(0, x.shape[0], step)]
 
     def _calls(self, x: np.ndarray):
         """(session, input chunk, rows to keep) per call for a fixed-batch set of sessions."""
@@ -349,7 +356,7 @@ class BatchRunner:
             axis 0 (padding rows removed).
         """
         if self._dynamic is not None:
-            return self._dynamic.run(x)
+            return np.concatenate([self._dynamic.run(chunk) for chunk in self._dynamic_chunks(x)], axis=0)
         return np.concatenate([session.run(chunk)[:keep] for session, chunk, keep in self._calls(x)], axis=0)
 
     def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -362,8 +369,9 @@ class BatchRunner:
             ``{output name: array}``, each for the ``x.shape[0]`` rows.
         """
         if self._dynamic is not None:
-            return self._dynamic.run_outputs(x)
-        parts = [(session.run_outputs(chunk), keep) for session, chunk, keep in self._calls(x)]
+            parts = [(self._dynamic.run_outputs(chunk), len(chunk)) for chunk in self._dynamic_chunks(x)]
+        else:
+            parts = [(session.run_outputs(chunk), keep) for session, chunk, keep in self._calls(x)]
         return {name: np.concatenate([out[name][:keep] for out, keep in parts], axis=0) for name in parts[0][0]}
 
 

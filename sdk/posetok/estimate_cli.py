@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backends, kernels
-from .atomic import refuse_folder
+from .atomic import check_output_file
 from .bundle import PRECISIONS
 from .errors import PosetokError
 from .estimator import EstimatorOptions, PoseEstimator, PoseResult
@@ -126,7 +126,7 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
     args = ap.parse_args(argv)
     try:
         if args.out is not None:
-            refuse_folder(args.out)          # before the work whose result it would lose
+            check_output_file(args.out)      # before the work whose result it would lose
         kind, planes, rgb = read_frame(args.frame, args.size)
         options = EstimatorOptions(args.backend, args.precision, args.num_threads)
         with PoseEstimator.from_bundle(args.bundle, options=options) as est:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 import numpy as np
 import pytest
 
-from posetok.atomic import atomic_output, write_bytes_atomic, write_json_atomic
+from posetok.atomic import atomic_output, check_output_file, check_output_folder, write_bytes_atomic, write_json_atomic
 
 
 def test_success_replaces_the_target_with_shareable_mode(tmp_path):
@@ -48,3 +49,40 @@ def test_a_folder_in_the_files_place_is_refused_by_name_and_left_as_it_was(tmp_p
         write_bytes_atomic(target, b"data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]     # no temporary file left beside it
     assert (target / "keep.txt").read_text() == "mine"
+
+
+def test_a_link_is_written_through_and_stays_a_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "frame.png"
+    target.write_bytes(b"old")
+    link = tmp_path / "latest.png"
+    link.symlink_to(target)
+    write_bytes_atomic(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.png", "real"]
+    assert [p.name for p in target.parent.iterdir()] == ["frame.png"]
+
+
+def test_special_files_and_looping_links_are_refused_and_left_in_place(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match=r"pipe.png is not a regular file \(a device, FIFO or socket\)"):
+        write_bytes_atomic(fifo, b"data")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop.name)
+    with pytest.raises(OSError, match=r"loop.png is a symbolic link that loops"):
+        write_bytes_atomic(loop, b"data")
+    assert loop.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["loop.png", "pipe.png"]
+
+
+def test_output_checks_name_the_folder_that_cannot_take_a_file(tmp_path):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file where a folder would go")
+    with pytest.raises(OSError, match=r"cannot write in .*notes.txt/plots: Not a directory"):
+        check_output_file(blocker / "plots" / "x.png")
+    with pytest.raises(NotADirectoryError, match=r"notes.txt is a file, not a folder"):
+        check_output_folder(blocker)
+    check_output_file(tmp_path / "new" / "x.png")       # made, written in, left empty
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "notes.txt"]
+    assert list((tmp_path / "new").iterdir()) == []

@@ -215,6 +215,42 @@ def test_train_estimator_refuses_bad_numbers_before_any_work(argv, message, tmp_
     assert not (tmp_path / "e").exists()
 
 
+@pytest.mark.parametrize("argv", [
+    ["plot", "--out", "{bad}/codes.png", "--eval-poses", "50"],
+    ["eval", "--rate-distortion", "--plot", "{bad}/rd.png", "--eval-poses", "20"],
+    ["export", "--triton", "{bad}/triton", "--bundle", "{tmp}/no-bundle"],
+    ["train", "--preset", "quick", "--out", "{bad}/run"],
+    ["train-estimator", "--steps", "1", "--out", "{bad}/run"],
+    ["eval-estimator", "--breakdown", "--plot", "{bad}/breakdown.png"],
+    ["estimate", "{tmp}/no-frame.png", "--bundle", "{tmp}/no-bundle", "--out", "{bad}/pose.png"],
+])
+def test_commands_refuse_an_output_they_cannot_write_before_any_work(argv, tmp_path, capsys):
+    # the output's folder would be under a file: a command checked it only after minutes of work, or not at all
+    from posetok.cli import main as cli_main
+    (tmp_path / "notes.txt").write_text("in the way")
+    bad = tmp_path / "notes.txt" / "out"
+    assert cli_main([a.format(bad=bad, tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert f"posetok {argv[0]}: error: cannot write in {bad}" in err and "Not a directory" in err, err
+    assert len(err.splitlines()) == 1
+
+
+def test_estimator_commands_name_a_missing_tokenizer_an_unusable_device_and_too_few_frames(tmp_path, capsys):
+    import torch
+
+    from posetok.cli import main as cli_main
+    assert cli_main(["train-estimator", "--tokenizer", str(tmp_path / "no.pt"), "--out", str(tmp_path / "e")]) == 2
+    missing = tmp_path / "no.pt"
+    assert capsys.readouterr().err == f"posetok train-estimator: --tokenizer: no tokenizer checkpoint at {missing}\n"
+    for count in ("0", "-5"):
+        assert cli_main(["eval-estimator", "--frames", count]) == 2
+        assert capsys.readouterr().err == f"posetok eval-estimator: --frames must be >= 1, got {count}\n"
+    devices = ["gpu"] + ([] if torch.cuda.is_available() else ["cuda", "cuda:0"])
+    for device in devices:
+        assert cli_main(["train-estimator", "--device", device, "--out", str(tmp_path / "e")]) == 2
+        assert "--device must be auto, cpu or cuda, and cuda needs a GPU torch can use" in capsys.readouterr().err
+
+
 def test_range_checks_take_the_first_value_outside_and_refuse_nan():
     from posetok_converters.cli_checks import first_out_of_range
     rows = [("--a", None, ">=", 1, ""), ("--b", 0.5, ">", 0, ""), ("--c", 0, ">", 0, "why"), ("--d", -1, ">=", 0, "")]

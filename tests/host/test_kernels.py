@@ -217,3 +217,13 @@ def test_qemu_instruction_counts_are_exact_and_neon_is_cheaper():
         assert tb == insn > 0, (impl, tb, insn)
     assert counts["neon"][0] * 8 < counts["ref"][0], counts
     assert bench.count("gaussian3x3", "neon", 64, 48, 0) == 0  # set-up is outside the library
+
+
+def test_kernels_bench_refuses_a_cpu_model_qemu_does_not_know(capsys):
+    # every run under an unknown -cpu failed with a CalledProcessError traceback
+    from posetok_converters.kernels_bench import main as bench_main, qemu_cpu_models
+    assert {"cortex-a76", "neoverse-n1"} <= set(qemu_cpu_models())
+    with pytest.raises(SystemExit) as exit_:
+        bench_main(["--cpu", "bogus", "--quick", "--no-opencv"], "posetok kernels-bench")
+    assert exit_.value.code == 2
+    assert "error: --cpu 'bogus' is not a CPU model of qemu-aarch64 (" in capsys.readouterr().err
