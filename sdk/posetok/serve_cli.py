@@ -21,6 +21,28 @@ from .serving.repository import Batching
 from .serving.server import ServerOptions, ServingError, TritonServer, find_serving_env
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535 (0: a free one).
+
+    Args:
+        text: the argument.
+
+    Returns:
+        The port.
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer in 0..65535 (tritonserver would
+            take 70000 as 4464 and wait forever on -1).
+    """
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be an integer, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535 (0: a free one), got {port}")
+    return port
+
+
 def add_server_arguments(ap: argparse.ArgumentParser) -> None:
     """The options ``posetok serve`` and ``posetok serve-bench`` share.
 
@@ -32,7 +54,7 @@ def add_server_arguments(ap: argparse.ArgumentParser) -> None:
                     help="how long dynamic batching waits to fill a batch, in microseconds (default 500)")
     ap.add_argument("--max-queue-size", type=int, default=256,
                     help="requests queued beyond this are refused with 503 / UNAVAILABLE (default 256)")
-    ap.add_argument("--instances", type=int, default=1, help="model instances per model (default 1)")
+    ap.add_argument("--instances", type=int, default=1, help="model instances per model, >= 1 (default 1)")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="which graphs of the bundle to serve")
     ap.add_argument("--num-threads", type=int, default=1, help="threads per runtime session (default 1)")
     ap.add_argument("--env", default=None, help="the serving venv (default: $POSETOK_SERVE_ENV or .venv-serve)")
@@ -52,9 +74,9 @@ def main(argv: list[str], prog: str = "posetok serve") -> int:
                                  epilog="models: " + "; ".join(f"{m.name}: {m.description}" for m in MODELS))
     ap.add_argument("bundle", help="bundle folder made by 'posetok export'")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0: all)")
-    ap.add_argument("--http-port", type=int, default=8000)
-    ap.add_argument("--grpc-port", type=int, default=8001)
-    ap.add_argument("--metrics-port", type=int, default=8002)
+    for flag, default, what in (("--http-port", 8000, "KServe v2 HTTP"), ("--grpc-port", 8001, "KServe v2 gRPC"),
+                                ("--metrics-port", 8002, "Prometheus metrics")):
+        ap.add_argument(flag, type=port_number, default=default, help=f"{what} port (default {default}; 0: a free one)")
     ap.add_argument("--no-dynamic-batching", action="store_true", help="run each request on its own")
     ap.add_argument("--public-key", help="verify the bundle's signature with this public key before serving")
     add_server_arguments(ap)
@@ -66,7 +88,9 @@ def main(argv: list[str], prog: str = "posetok serve") -> int:
                               args.max_queue_size),
             instances=args.instances, precision=args.precision, num_threads=args.num_threads)
         server = TritonServer(args.bundle, options, find_serving_env(args.env), public_key=args.public_key)
-    except (ValueError, PosetokError) as exc:  # BundleError is a ValueError; signature errors are PosetokErrors
+    # BundleError (also: no graphs in --precision) is a ValueError, as are out-of-range numbers
+    # (--max-batch 0, --instances 0); signature errors are PosetokErrors
+    except (ValueError, PosetokError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()

@@ -5,14 +5,18 @@ same bundle (the hand-built linear bundle of test_sdk_runtime). The
 estimator's model is in test_serving_estimator.py."""
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import types
 import urllib.request
 from pathlib import Path
 
@@ -20,12 +24,20 @@ import numpy as np
 import pytest
 
 from posetok import PoseTokenizer
+from posetok.bundle import Bundle
+from posetok.serve_cli import port_number
+from posetok.serving.bench import measure_client
 from posetok.serving.server import (
+    OWNER_FILE,
     SHM_DIR,
+    WORKDIR_PREFIX,
+    ServerOptions,
     ServingError,
     find_serving_env,
     free_ports,
     group_pids,
+    process_start_time,
+    remove_stale_workdirs,
     rss_bytes,
 )
 from test_sdk_runtime import M, V, linear_bundle, poses  # noqa: F401  (the module-scoped bundle fixture)
@@ -319,3 +331,178 @@ def test_readme_board_client_example_runs(served, linear_bundle, tmp_path):  # n
     assert re.search(rf"{4 * M} bytes of token ids per pose", out.stdout), out.stdout
     err = re.search(r"max error after decoding on the server: ([0-9.]+) px", out.stdout)
     assert err and float(err.group(1)) < 1e-3, out.stdout
+
+
+def test_a_refused_request_counts_as_a_success_in_the_metrics(served):
+    """Triton 2.51 counts a Python-backend response carrying an error (here a 400) as
+    nv_inference_request_success (upstream issue 7713): the README says so; this fails once that changes."""
+    def counters():
+        with urllib.request.urlopen(f"http://{served.metrics}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        found = re.findall(r'nv_inference_request_(success|failure)\{model="posetok_decode",(?:reason="(\w+)",)?'
+                           r'version="1"\} (\d+)', text)
+        return {(kind, reason): int(n) for kind, reason, n in found}
+
+    before = counters()
+    got, answer = raw_post(served.http, "/v2/models/posetok_decode/infer",
+                           json_infer("TOKEN_IDS", "INT32", [1, M], [0, 0, 0, V]), {"Content-Type": "application/json"})
+    assert got == 400, answer
+    after = counters()
+    assert after[("success", "")] == before[("success", "")] + 1
+    assert {k: v for k, v in after.items() if k[0] == "failure"} == \
+        {k: v for k, v in before.items() if k[0] == "failure"}
+
+
+def serve_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "posetok", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def work_folders() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--precision", "fp16"], r"bundle .* has no fp16 graphs; it offers onnx/fp32$"),
+    (["--http-port", "70000"], r"argument --http-port: port must be in 0\.\.65535 \(0: a free one\), got 70000"),
+    (["--http-port", "-1"], r"argument --http-port: port must be in 0\.\.65535 \(0: a free one\), got -1"),
+    (["--grpc-port", "65536"], r"argument --grpc-port: port must be in 0\.\.65535"),
+    (["--metrics-port", "-5"], r"argument --metrics-port: port must be in 0\.\.65535"),
+    (["--grpc-port", "80a"], r"argument --grpc-port: port must be an integer, got '80a'"),
+    (["--instances", "0"], r"error: instances must be >= 1, got 0$"),
+], ids=["fp16", "http 70000", "http -1", "grpc 65536", "metrics -5", "grpc 80a", "instances 0"])
+def test_serve_refuses_bad_settings_before_starting_tritonserver(linear_bundle, args, message):  # noqa: F811
+    before = work_folders()
+    run = serve_cli("serve", str(linear_bundle[0]), *args)
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert re.search(message, run.stderr.strip(), re.M), run.stderr
+    assert "Traceback" not in run.stderr and "ready in" not in run.stdout
+    assert work_folders() - before == set()  # refused before a repository was written
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--precision", "int8"], r"bundle .* has no int8 graphs; it offers onnx/fp32$"),
+    (["--instances", "0"], r"error: instances must be >= 1, got 0$"),
+], ids=["int8", "instances 0"])
+def test_serve_bench_refuses_bad_settings_before_starting_tritonserver(linear_bundle, args, message):  # noqa: F811
+    before = work_folders()
+    run = serve_cli("serve-bench", str(linear_bundle[0]), "--interval-ms", "100", "--concurrency", "1", *args)
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert re.search(message, run.stderr.strip(), re.M), run.stderr
+    assert "Traceback" not in run.stderr and work_folders() - before == set()
+
+
+def test_ports_are_checked_and_0_still_means_a_free_one():
+    assert port_number("0") == 0 and port_number("65535") == 65535
+    for bad in ("65536", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"0\.\.65535"):
+            port_number(bad)
+    with pytest.raises(ValueError, match=r"grpc_port must be an integer in 0\.\.65535 \(0: a free one\), got 70000"):
+        ServerOptions(grpc_port=70000)
+    with pytest.raises(ValueError, match=r"instances must be >= 1, got 0"):
+        ServerOptions(instances=0)
+    assert ServerOptions(http_port=0, grpc_port=0, metrics_port=0).http_port == 0  # TritonServer picks free ones
+
+
+def test_bench_client_counts_answered_and_failed_requests_apart(served, linear_bundle):  # noqa: F811
+    server = types.SimpleNamespace(grpc_url=served.grpc, bundle=Bundle.load(linear_bundle[0]))
+    ok = measure_client(server, "posetok_decode", 2, 300)
+    assert ok["failed"] == 0 and ok["failure"] is None and ok["succeeded"] > 0
+    assert ok["throughput_per_s"] == pytest.approx(ok["succeeded"] / ok["seconds"], abs=0.06)
+    assert 0 < ok["p50_ms"] <= ok["p99_ms"]
+    # every request fails (no such model): the threads go on, nothing counts as answered
+    bad = measure_client(server, "posetok_nothing", 2, 300)
+    assert bad["succeeded"] == 0 and bad["throughput_per_s"] == 0 and bad["p50_ms"] is None
+    assert bad["p99_ms"] is None and bad["failed"] > 0
+    assert "posetok_nothing" in bad["failure"], bad["failure"]
+
+
+def test_serve_bench_reports_refused_requests_and_exits_3(linear_bundle):  # noqa: F811
+    """A queue of 1 with a 100 ms batching delay refuses most of 8 clients' requests (batching on only:
+    without dynamic batching there is no queue bound): counted, left out of the rates, no speedup, status 3."""
+    before = work_folders()
+    run = serve_cli("serve-bench", str(linear_bundle[0]), "--concurrency", "8", "--interval-ms", "400",
+                    "--max-queue-size", "1", "--max-queue-delay-us", "100000", "--json", timeout=300)
+    assert run.returncode == 3, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    on = [p for p in result["points"] if p["batching"] == "on"]
+    off = [p for p in result["points"] if p["batching"] == "off"]
+    assert len(on) == len(off) == 2
+    for point in on:
+        assert point["failed"] > 0 and "Exceeds maximum queue size" in point["failure"], point
+    for point in off:
+        assert point["failed"] == 0 and point["failure"] is None and point["succeeded"] > 0, point
+    for point in result["points"]:
+        assert point["throughput_per_s"] == pytest.approx(point["succeeded"] / point["seconds"], abs=0.06), point
+    assert result["failed"] == sum(p["failed"] for p in on)
+    assert result["batching_speedup"] == {"posetok_encode@8": None, "posetok_decode@8": None}
+    assert re.search(rf"{result['failed']} requests failed in 2 of 4 points \(first: .*Exceeds maximum queue size\)",
+                     run.stderr), run.stderr[-2000:]
+    assert work_folders() - before == set()
+
+
+def owner_of(folder: Path) -> dict:
+    try:
+        return json.loads((folder / OWNER_FILE).read_text())
+    except (OSError, ValueError):  # another run's folder being made or removed
+        return {}
+
+
+def test_a_killed_launchers_work_folder_is_removed_by_the_next_start(linear_bundle):  # noqa: F811
+    process = subprocess.Popen([sys.executable, "-m", "posetok", "serve", str(linear_bundle[0]), "--http-port", "0",
+                                "--grpc-port", "0", "--metrics-port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert "ready in" in line, line
+        (folder,) = [d for d in work_folders() if owner_of(d).get("launcher_pid") == process.pid]
+        owner = owner_of(folder)
+        assert owner["server_pid"] in children_of(process.pid)
+        assert folder not in remove_stale_workdirs()  # its launcher runs
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    process.kill()  # SIGKILL: the launcher cleans nothing up; its server gets SIGTERM
+    process.wait()
+    process.stdout.close()
+    deadline = time.monotonic() + 60
+    while group_pids(owner["server_pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group_pids(owner["server_pid"]) == [] and folder.is_dir()
+    assert folder in remove_stale_workdirs() and not folder.exists()
+
+
+def test_stale_work_folders_only_of_dead_launchers_are_removed(tmp_path):
+    def folder(name, launcher, started, server=None, owner=True):
+        path = tmp_path / f"{WORKDIR_PREFIX}{name}"
+        (path / "models").mkdir(parents=True)
+        if owner:
+            (path / OWNER_FILE).write_text(json.dumps({"launcher_pid": launcher, "launcher_start": started,
+                                                       "server_pid": server, "shm_prefix": f"posetok_{name}_"}))
+        return path
+
+    gone = subprocess.Popen(["sleep", "30"])
+    gone_start = process_start_time(gone.pid)
+    gone.kill()
+    gone.wait()
+    group = subprocess.Popen(["sleep", "30"], start_new_session=True)  # a server still shutting down
+    me = os.getpid()
+    dead = folder("dead", gone.pid, gone_start)
+    region = SHM_DIR / f"posetok_dead_test_{me}"
+    region.write_bytes(b"x")
+    reused = folder("reused", me, process_start_time(me) - 1)        # the pid now names a later process
+    live = folder("live", me, process_start_time(me))
+    serving = folder("serving", gone.pid, gone_start, server=group.pid)
+    worked_in = folder("cwd", gone.pid, gone_start)
+    unknown = folder("unknown", gone.pid, gone_start, owner=False)
+    user = subprocess.Popen(["sleep", "30"], cwd=worked_in / "models")
+    try:
+        removed = remove_stale_workdirs(tmp_path)
+    finally:
+        for p in (group, user):
+            p.kill()
+            p.wait()
+        region.unlink(missing_ok=True)
+    assert sorted(removed) == sorted([dead, reused])
+    assert not dead.exists() and not reused.exists() and not region.exists()
+    assert live.is_dir() and serving.is_dir() and worked_in.is_dir() and unknown.is_dir()

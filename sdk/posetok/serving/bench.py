@@ -5,6 +5,8 @@ point is measured with ``perf_analyzer`` from the serving environment
 (tritonclient 2.51's C++ load generator, over gRPC) when it runs, else with
 a closed loop of tritonclient gRPC clients in threads. Every request carries
 one pose (encode) or one pose's token ids (decode), valid inputs drawn once.
+Rates and latencies count answered requests only; refused or failed ones
+(a full queue's UNAVAILABLE, say) are counted apart, per point.
 """
 from __future__ import annotations
 
@@ -73,7 +75,8 @@ def measure_perf_analyzer(server: TritonServer, model: str, concurrency: int, in
         interval_ms: the length of one measurement window.
 
     Returns:
-        ``throughput_per_s``, ``p50_ms``, ``p99_ms``.
+        ``throughput_per_s``, ``p50_ms``, ``p99_ms``; ``failed`` 0 and ``failure``
+        None (perf_analyzer exits non-zero when a request fails).
 
     Raises:
         RuntimeError: perf_analyzer failed (the message carries its output).
@@ -93,11 +96,16 @@ def measure_perf_analyzer(server: TritonServer, model: str, concurrency: int, in
         with open(tmp / "out.csv", newline="") as fh:
             row = next(csv.DictReader(fh))
     return {"throughput_per_s": round(float(row["Inferences/Second"]), 1),
-            "p50_ms": round(float(row["p50 latency"]) / 1e3, 3), "p99_ms": round(float(row["p99 latency"]) / 1e3, 3)}
+            "p50_ms": round(float(row["p50 latency"]) / 1e3, 3), "p99_ms": round(float(row["p99 latency"]) / 1e3, 3),
+            "failed": 0, "failure": None}
 
 
 def measure_client(server: TritonServer, model: str, concurrency: int, interval_ms: int) -> dict:
     """One point with tritonclient gRPC clients in threads (the fallback without perf_analyzer).
+
+    A request counts when it ends inside the measurement window. One that
+    fails (the server refuses it, say, when the queue is full) is counted in
+    ``failed`` and the client goes on with the next request.
 
     Args:
         server: a started ``TritonServer``.
@@ -106,21 +114,26 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
         interval_ms: how long to measure (after a short warm-up).
 
     Returns:
-        ``throughput_per_s``, ``p50_ms``, ``p99_ms``.
+        ``throughput_per_s`` (answered requests per second), ``p50_ms`` and
+        ``p99_ms`` (of answered requests; None when none was answered),
+        ``succeeded``, ``failed`` and ``seconds`` (the window), and
+        ``failure``: the first failure's message, or None.
     """
     import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
 
     data = _inputs(model, server.bundle.num_tokens, server.bundle.num_codes)
     name = next(iter(data[0]))
     arrays = [np.asarray(d[name]["content"], np.float32 if name == "KEYPOINTS" else np.int32)
               .reshape([1] + d[name]["shape"]) for d in data]
     latencies: list[float] = []
+    failures: list[str] = []
     stop, measuring = threading.Event(), threading.Event()
     lock = threading.Lock()
 
     def loop(k: int) -> None:
         client = grpcclient.InferenceServerClient(server.grpc_url)
-        mine = []
+        mine, failed = [], []
         try:
             i = k
             while not stop.is_set():
@@ -128,14 +141,20 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
                 tensor = grpcclient.InferInput(name, list(a.shape), "FP32" if name == "KEYPOINTS" else "INT32")
                 tensor.set_data_from_numpy(a)
                 t0 = time.perf_counter()
-                client.infer(model, [tensor])
-                if measuring.is_set():
-                    mine.append(time.perf_counter() - t0)
+                try:
+                    client.infer(model, [tensor])
+                except InferenceServerException as exc:  # refused or failed: counted, not fatal to the thread
+                    if measuring.is_set():
+                        failed.append(f"{exc.status() or ''} {exc.message()}".strip())
+                else:
+                    if measuring.is_set():
+                        mine.append(time.perf_counter() - t0)
                 i += concurrency
         finally:
             client.close()
             with lock:
                 latencies.extend(mine)
+                failures.extend(failed)
 
     threads = [threading.Thread(target=loop, args=(k,)) for k in range(concurrency)]
     for t in threads:
@@ -144,13 +163,16 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
     measuring.set()
     t0 = time.perf_counter()
     time.sleep(interval_ms / 1e3)
+    measuring.clear()  # requests ending after the window would inflate the rate
     seconds = time.perf_counter() - t0
     stop.set()
     for t in threads:
         t.join()
     lat = np.asarray(latencies) * 1e3
-    return {"throughput_per_s": round(len(lat) / seconds, 1), "p50_ms": round(float(np.percentile(lat, 50)), 3),
-            "p99_ms": round(float(np.percentile(lat, 99)), 3)}
+    percentile = lambda q: round(float(np.percentile(lat, q)), 3) if len(lat) else None
+    return {"throughput_per_s": round(len(lat) / seconds, 1), "p50_ms": percentile(50), "p99_ms": percentile(99),
+            "succeeded": len(lat), "failed": len(failures), "seconds": round(seconds, 6),
+            "failure": failures[0] if failures else None}
 
 
 def serve_bench(bundle: str, options: ServerOptions, env: ServingEnv, concurrencies: tuple[int, ...] = (1, 4, 16),
@@ -170,12 +192,28 @@ def serve_bench(bundle: str, options: ServerOptions, env: ServingEnv, concurrenc
         progress: a callable taking one line of progress, or None.
 
     Returns:
-        ``{"tool", "bundle", "points": [...], "startup_s": {...}, "batching_speedup": {...}}``;
+        ``{"tool", "bundle", "points": [...], "startup_s": {...}, "batching_speedup": {...}, "failed"}``;
         a point has ``batching``, ``model``, ``concurrency``, ``throughput_per_s``, ``p50_ms``, ``p99_ms``
-        and ``executions_per_inference`` (below 1: requests were batched).
+        (answered requests only), ``failed`` (requests refused or failed in the window), ``failure`` (the
+        first one's message) and ``executions_per_inference`` (below 1: requests were batched).
+        ``failed`` at the top is the sum over the points; a speedup is None when either of its two
+        points had failures, since refused requests make a rate that compares nothing.
+
+    Raises:
+        BundleError: the bundle cannot serve one of ``models`` in ``options.precision``.
+        ServingError: a server did not start.
+        RuntimeError: perf_analyzer failed.
     """
     import dataclasses
 
+    from ..bundle import Bundle, BundleError
+    from .repository import servable_models
+
+    servable = [m.name for m in servable_models(Bundle.load(bundle), options.precision)]
+    missing = [m for m in models if m not in servable]
+    if missing:  # before minutes of starting servers whose every request would be a 404
+        raise BundleError(f"bundle {bundle} cannot serve {', '.join(missing)} in {options.precision} "
+                          f"(it serves {', '.join(servable)})")
     tool = tool or "client"
     measure = measure_perf_analyzer if tool == "perf_analyzer" else measure_client
     points, startup = [], {}
@@ -194,19 +232,38 @@ def serve_bench(bundle: str, options: ServerOptions, env: ServingEnv, concurrenc
                     point["executions_per_inference"] = round((after[1] - before[1]) / max(1, after[0] - before[0]), 3)
                     points.append(point)
                     if progress:
-                        progress(f"batching {mode:<3} {model:<15} concurrency {c:>2}: "
-                                 f"{point['throughput_per_s']:>8.1f}/s  p50 {point['p50_ms']:.3f} ms  "
-                                 f"p99 {point['p99_ms']:.3f} ms")
+                        progress(point_line(point))
     speedup = {}
     for model in models:
         c = max(concurrencies)
-        on, off = (next(p["throughput_per_s"] for p in points
-                        if (p["batching"], p["model"], p["concurrency"]) == (m, model, c)) for m in ("on", "off"))
-        speedup[f"{model}@{c}"] = round(on / off, 2) if off else None
+        on, off = (next(p for p in points if (p["batching"], p["model"], p["concurrency"]) == (m, model, c))
+                   for m in ("on", "off"))
+        clean = on["failed"] == 0 and off["failed"] == 0
+        speedup[f"{model}@{c}"] = round(on["throughput_per_s"] / off["throughput_per_s"], 2) \
+            if clean and off["throughput_per_s"] else None
     return {"tool": tool, "bundle": str(bundle), "precision": options.precision, "num_threads": options.num_threads,
             "instances": options.instances, "max_batch": options.batching.max_batch_size,
-            "max_queue_delay_us": options.batching.max_queue_delay_us, "cpus": os.cpu_count(),
-            "startup_s": startup, "points": points, "batching_speedup": speedup}
+            "max_queue_delay_us": options.batching.max_queue_delay_us,
+            "max_queue_size": options.batching.max_queue_size, "cpus": os.cpu_count(),
+            "startup_s": startup, "points": points, "batching_speedup": speedup,
+            "failed": sum(p["failed"] for p in points)}
+
+
+def point_line(point: dict) -> str:
+    """One measured point as a line of ``posetok serve-bench``'s table.
+
+    Args:
+        point: a point of ``serve_bench``'s result.
+
+    Returns:
+        The line: rate, p50 and p99 of answered requests, then the failed count
+        and the first failure's message when any failed.
+    """
+    ms = lambda v: "-" if v is None else f"{v:.3f}"
+    line = (f"batching {point['batching']:<3} {point['model']:<15} concurrency {point['concurrency']:>2}: "
+            f"{point['throughput_per_s']:>8.1f}/s  p50 {ms(point['p50_ms'])} ms  p99 {ms(point['p99_ms'])} ms  "
+            f"failed {point['failed']}")
+    return line + (f" (first: {point['failure']})" if point["failed"] else "")
 
 
 def _stats(server: TritonServer, model: str) -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """Process helpers for servers a test or benchmark starts: free ports, the
-live members of a process group, their resident memory, and the pre-exec
-hook that ties a child's life to its launcher's.
+live members of a process group, a process's start time, their resident
+memory, and the pre-exec hook that ties a child's life to its launcher's.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import Optional
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -55,6 +56,24 @@ def group_pids(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+def process_start_time(pid: int) -> Optional[int]:
+    """When a process started, to tell it from a later one that reuses its pid.
+
+    Args:
+        pid: the process id.
+
+    Returns:
+        Its start time in clock ticks after boot (``/proc/PID/stat`` field 22),
+        or None when no such process runs (zombies count as gone).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # state is field 3, starttime field 22
+    return None if fields[0] == "Z" else int(fields[19])
 
 
 def rss_bytes(pids: list[int]) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..atomic import write_text_atomic
+from ..bundle import BundleError
 from .models import MODELS, ServedModel
 
 # The model file of every Python-backend model posetok writes: the class lives in the package.
@@ -158,6 +159,30 @@ def write_python_model(repo: Path, name: str, config: str, version: int = 1) -> 
     return folder
 
 
+def servable_models(bundle, precision: Optional[str]) -> list[ServedModel]:
+    """The ``MODELS`` entries a bundle can serve in one precision.
+
+    Args:
+        bundle: the loaded ``posetok.Bundle``.
+        precision: the graphs to serve (``fp32``, ...); None: any.
+
+    Returns:
+        The entries whose role has graphs in ``precision``, in ``MODELS`` order
+        (an estimator exported in fp32 only leaves the tokenizer's models in fp16).
+
+    Raises:
+        BundleError: none can be served; the message names the precision and
+            the graphs the bundle offers (an empty repository would only make
+            tritonserver fail later with "failed to stat file .../models").
+    """
+    found = [model for model in MODELS if model.available(bundle, precision)]
+    if not found:
+        offered = sorted({f"{a.format}/{a.precision}" for a in bundle.artifacts})
+        raise BundleError(f"bundle {bundle.root} has no {precision} graphs; it offers "
+                          f"{', '.join(offered) or 'no graphs'}")
+    return found
+
+
 def write_serving_repository(repo: Path, bundle, settings: dict, batching: Batching,
                              instances: int = 1) -> list[str]:
     """The repository ``posetok serve`` runs: one Python-backend model per
@@ -174,11 +199,12 @@ def write_serving_repository(repo: Path, bundle, settings: dict, batching: Batch
 
     Returns:
         The names of the models written.
+
+    Raises:
+        BundleError: the bundle has no graphs in that precision (``servable_models``).
     """
     names = []
-    for model in MODELS:
-        if not model.available(bundle, settings.get("precision")):  # e.g. an estimator exported in fp32 only
-            continue
+    for model in servable_models(bundle, settings.get("precision")):
         parameters = {"posetok_model": model.name, "bundle": str(Path(bundle.root).resolve()),
                       "settings": json.dumps(settings, sort_keys=True)}
         write_python_model(Path(repo), model.name, served_config(model, bundle, batching, instances, parameters))

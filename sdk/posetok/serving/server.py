@@ -8,11 +8,14 @@ Python-backend model repository into a temporary folder, starts
 ``tritonserver`` on it with the serving environment's site-packages on
 ``PYTHONPATH``, waits until it is ready and, on ``stop``, shuts it down
 (SIGTERM, then SIGKILL of its process group after a grace period), removes
-the shared-memory regions of its stubs and the temporary folder.
+the shared-memory regions of its stubs and the temporary folder. A launcher
+killed with SIGKILL cannot clean up; the next ``start`` on this machine
+removes what it left (``remove_stale_workdirs``).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -24,13 +27,22 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from ..atomic import write_text_atomic
 from ..bundle import Bundle
 from .environment import ENV_VAR, ServingEnv, ServingError, find_serving_env  # noqa: F401  (re-exported)
-from .processes import die_with_parent, free_ports, group_pids, rss_bytes  # noqa: F401  (re-exported)
-from .repository import Batching, write_serving_repository
+from .processes import (  # noqa: F401  (re-exported)
+    die_with_parent,
+    free_ports,
+    group_pids,
+    process_start_time,
+    rss_bytes,
+)
+from .repository import Batching, servable_models, write_serving_repository
 
 SHM_DIR = Path("/dev/shm")
 _PKG = Path(__file__).resolve().parents[1]          # .../posetok, put on the stub's PYTHONPATH
+WORKDIR_PREFIX = "posetok-serve-"                   # the temporary folder of one started server
+OWNER_FILE = "owner.json"                           # in it: who made it, to tell a stale folder from a live one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +51,7 @@ class ServerOptions:
 
     Attributes:
         host: the address HTTP, gRPC and metrics bind (127.0.0.1: this machine only).
-        http_port: KServe v2 HTTP port; 0 picks a free one.
+        http_port: KServe v2 HTTP port, 0 to 65535; 0 picks a free one.
         grpc_port: KServe v2 gRPC port; 0 picks a free one.
         metrics_port: Prometheus metrics port; 0 picks a free one.
         batching: max batch size, dynamic batching on/off, queue delay and bound.
@@ -48,6 +60,9 @@ class ServerOptions:
         precision: the bundle graphs served (``fp32``, ``fp16``, ``int8w``, ``int8``).
         num_threads: threads per runtime session (1 suits many small requests).
         exit_timeout_s: how long tritonserver waits for in-flight requests on shutdown.
+
+    Raises:
+        ValueError: a port outside 0..65535 or fewer than one instance.
     """
 
     host: str = "127.0.0.1"
@@ -60,6 +75,15 @@ class ServerOptions:
     precision: str = "fp32"
     num_threads: int = 1
     exit_timeout_s: int = 5
+
+    def __post_init__(self):
+        # tritonserver takes a port above 65535 modulo 65536 and waits forever on a negative one
+        for name in ("http_port", "grpc_port", "metrics_port"):
+            port = getattr(self, name)
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ValueError(f"{name} must be an integer in 0..65535 (0: a free one), got {port!r}")
+        if self.instances < 1:
+            raise ValueError(f"instances must be >= 1, got {self.instances}")
 
 
 class TritonServer:
@@ -84,7 +108,8 @@ class TritonServer:
         startup_s: seconds from start to ready.
 
     Raises:
-        BundleError, IntegrityError: the bundle cannot be used.
+        BundleError, IntegrityError: the bundle cannot be used, or (without
+            ``repository``) it has no graphs in ``options.precision``.
         ServingError: no serving environment.
     """
 
@@ -95,6 +120,8 @@ class TritonServer:
         self.bundle = Bundle.load(bundle, public_key=public_key) if public_key else Bundle.load(bundle)
         self.repository = Path(repository).absolute() if repository is not None else None
         self.load = tuple(load)
+        if self.repository is None:  # refuse now, not after tritonserver fails on an empty repository
+            servable_models(self.bundle, options.precision)
         ports = [options.http_port, options.grpc_port, options.metrics_port]
         picked = iter(free_ports(ports.count(0), options.host if options.host != "0.0.0.0" else "127.0.0.1"))
         ports = [p or next(picked) for p in ports]
@@ -164,8 +191,10 @@ class TritonServer:
         if self.process is not None:
             raise ServingError("this server is already started")
         t0 = time.perf_counter()
-        self._workdir = Path(tempfile.mkdtemp(prefix="posetok-serve-"))
+        remove_stale_workdirs()
+        self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
         self._shm_prefix = f"posetok_{os.getpid()}_{self._workdir.name.rsplit('-', 1)[-1]}_"
+        self._write_owner()
         backends = self._workdir / "backends" / "python"
         backends.mkdir(parents=True)
         for source in (self.env.python_backend / "libtriton_python.so",
@@ -201,6 +230,7 @@ class TritonServer:
             self._cleanup()
             raise ServingError(f"cannot start {command[0]}: {exc}") from None
         log.close()
+        self._write_owner()  # now with the server's pid
         try:
             self._wait_ready(timeout_s)
         except BaseException:
@@ -208,6 +238,11 @@ class TritonServer:
             raise
         self.startup_s = time.perf_counter() - t0
         return self
+
+    def _write_owner(self) -> None:
+        owner = {"launcher_pid": os.getpid(), "launcher_start": process_start_time(os.getpid()),
+                 "server_pid": self.process.pid if self.process else None, "shm_prefix": self._shm_prefix}
+        write_text_atomic(self._workdir / OWNER_FILE, json.dumps(owner) + "\n")
 
     def _wait_ready(self, timeout_s: float) -> None:
         url = f"http://{self.http_url}/v2/health/ready"
@@ -303,3 +338,56 @@ class TritonServer:
         state = f"pid {self.process.pid}" if self.process else "stopped"
         return f"TritonServer({str(self.bundle.root)!r}, http={self.http_url}, grpc={self.grpc_url}, {state})"
 
+
+def _cwd_users(folder: Path) -> bool:
+    """Whether a live process has its working folder in ``folder`` (tritonserver and its stubs run there)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = Path(os.readlink(entry / "cwd"))
+            except OSError:  # gone, or another user's
+                continue
+            if cwd == folder or folder in cwd.parents:
+                return True
+    return False
+
+
+def remove_stale_workdirs(tmp: Optional[os.PathLike | str] = None) -> list[Path]:
+    """Remove the work folders (and stub shared memory) of launchers that died without cleaning up.
+
+    A launcher killed with SIGKILL leaves its ``posetok-serve-*`` folder
+    (about 3 MB) behind. A folder is removed only when it is this user's, its
+    owner file names a launcher that no longer runs (its pid is gone or now
+    belongs to a process started later), no process of its tritonserver's
+    group lives and no process works inside it; a folder without a readable
+    owner file (another tool's, or one being created) is kept.
+
+    Args:
+        tmp: the folder to look in; None: ``tempfile.gettempdir()``.
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    for folder in sorted(Path(tmp or tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*")):
+        try:
+            if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+            owner = json.loads((folder / OWNER_FILE).read_text())
+            launcher, started, server = int(owner["launcher_pid"]), owner["launcher_start"], owner["server_pid"]
+            prefix = str(owner["shm_prefix"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if started is None or process_start_time(launcher) == started:
+            continue  # its launcher still runs (or could not be identified when it wrote the file)
+        if (server is not None and group_pids(int(server))) or _cwd_users(folder.resolve()):
+            continue  # its tritonserver is still shutting down
+        if prefix.startswith("posetok_") and prefix.endswith("_"):  # never a pattern wider than one server's
+            for region in SHM_DIR.glob(prefix + "*"):
+                try:
+                    region.unlink()
+                except OSError:
+                    pass
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
