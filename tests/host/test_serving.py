@@ -369,7 +369,8 @@ def work_folders() -> set[Path]:
     (["--metrics-port", "-5"], r"argument --metrics-port: port must be in 0\.\.65535"),
     (["--grpc-port", "80a"], r"argument --grpc-port: port must be an integer, got '80a'"),
     (["--instances", "0"], r"error: instances must be >= 1, got 0$"),
-], ids=["fp16", "http 70000", "http -1", "grpc 65536", "metrics -5", "grpc 80a", "instances 0"])
+    (["--num-threads", "0"], r"error: num_threads must be an integer in 1\.\.1024, got 0$"),
+], ids=["fp16", "http 70000", "http -1", "grpc 65536", "metrics -5", "grpc 80a", "instances 0", "threads 0"])
 def test_serve_refuses_bad_settings_before_starting_tritonserver(linear_bundle, args, message):  # noqa: F811
     before = work_folders()
     run = serve_cli("serve", str(linear_bundle[0]), *args)
@@ -400,6 +401,9 @@ def test_ports_are_checked_and_0_still_means_a_free_one():
         ServerOptions(grpc_port=70000)
     with pytest.raises(ValueError, match=r"instances must be >= 1, got 0"):
         ServerOptions(instances=0)
+    for threads in (-2, True, 1.5):
+        with pytest.raises(ValueError, match=r"num_threads must be an integer in 1\.\.1024"):
+            ServerOptions(num_threads=threads)
     assert ServerOptions(http_port=0, grpc_port=0, metrics_port=0).http_port == 0  # TritonServer picks free ones
 
 

@@ -29,6 +29,7 @@ from typing import Optional
 
 from ..atomic import write_text_atomic
 from ..bundle import Bundle
+from ..tokenizer import MAX_THREADS
 from .environment import ENV_VAR, ServingEnv, ServingError, find_serving_env  # noqa: F401  (re-exported)
 from .processes import (  # noqa: F401  (re-exported)
     die_with_parent,
@@ -62,7 +63,8 @@ class ServerOptions:
         exit_timeout_s: how long tritonserver waits for in-flight requests on shutdown.
 
     Raises:
-        ValueError: a port outside 0..65535 or fewer than one instance.
+        ValueError: a port outside 0..65535, fewer than one instance or
+            num_threads outside 1..MAX_THREADS.
     """
 
     host: str = "127.0.0.1"
@@ -84,6 +86,9 @@ class ServerOptions:
                 raise ValueError(f"{name} must be an integer in 0..65535 (0: a free one), got {port!r}")
         if self.instances < 1:
             raise ValueError(f"instances must be >= 1, got {self.instances}")
+        if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) \
+                or not 1 <= self.num_threads <= MAX_THREADS:
+            raise ValueError(f"num_threads must be an integer in 1..{MAX_THREADS}, got {self.num_threads!r}")
 
 
 class TritonServer:
