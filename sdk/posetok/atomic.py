@@ -5,6 +5,7 @@ half-written artifact under the real name (a rename within one folder is atomic)
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -79,7 +80,7 @@ def output_target(path: os.PathLike | str) -> Path:
 
 def check_output_file(path: os.PathLike | str) -> None:
     """Check, before work whose result a failed write would lose, that ``atomic_output`` can write ``path``:
-    it is not a folder or special file and its folder takes a new file (made here when missing).
+    it is not a folder or special file and its folder takes a new file (see ``check_output_folder``).
 
     Args:
         path: the file to be written.
@@ -92,7 +93,8 @@ def check_output_file(path: os.PathLike | str) -> None:
 
 
 def check_output_folder(folder: os.PathLike | str) -> None:
-    """Check that ``folder`` (made here when missing) takes a new file, by making and removing one.
+    """Check that ``folder`` takes a new file, by making and removing one in it or, where it does not exist yet,
+    in its nearest existing ancestor (nothing is left behind, no folder made).
 
     Args:
         folder: where files will be written.
@@ -105,9 +107,13 @@ def check_output_folder(folder: os.PathLike | str) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder} is a file, not a folder")
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".posetok-write-check.", dir=folder)
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        fd, name = tempfile.mkstemp(prefix=".posetok-write-check.", dir=existing)
         os.close(fd)
         os.unlink(name)
     except OSError as exc:

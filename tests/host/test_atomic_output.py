@@ -83,6 +83,5 @@ def test_output_checks_name_the_folder_that_cannot_take_a_file(tmp_path):
         check_output_file(blocker / "plots" / "x.png")
     with pytest.raises(NotADirectoryError, match=r"notes.txt is a file, not a folder"):
         check_output_folder(blocker)
-    check_output_file(tmp_path / "new" / "x.png")       # made, written in, left empty
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "notes.txt"]
-    assert list((tmp_path / "new").iterdir()) == []
+    check_output_file(tmp_path / "new" / "deeper" / "x.png")     # checked in tmp_path; nothing made or left
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
