@@ -295,7 +295,7 @@ def main(argv: List[str], prog: str) -> int:
     if args.pairs < 1:
         ap.error("--pairs must be >= 1")
     known = qemu_cpu_models()
-    if args.cpu not in known:
+    if args.cpu.split(",")[0] not in known:      # a model may carry properties: max,sve=off
         ap.error(f"--cpu {args.cpu!r} is not a CPU model of qemu-aarch64 ({', '.join(known)})")
     if args.plot is not None and refuse_unwritable(prog, files=[args.plot]):
         return 2

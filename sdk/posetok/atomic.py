@@ -21,9 +21,8 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
 
     The temporary name keeps ``path``'s extension, for writers that pick the
     format from it (matplotlib's savefig, numpy's savez). Missing parent
-    folders are created; the file ends up with mode 0644. A symbolic link is
-    written through (its target is replaced); a device, FIFO or socket is
-    refused, as the rename would replace it.
+    folders are created; the file ends up with mode 0644. A symbolic link, a
+    device, FIFO or socket in ``path``'s place is refused (``output_target``).
 
     Args:
         path: the file to write.
@@ -33,7 +32,7 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
 
     Raises:
         IsADirectoryError: ``path`` is a folder (before anything is written).
-        OSError: ``path`` is not a regular file (see ``output_target``), the
+        OSError: ``path`` is a link or special file (``output_target``), the
             folder cannot be created or the rename fails; any
             exception raised inside the ``with`` block propagates after the
             temporary file is removed.
@@ -53,29 +52,33 @@ def atomic_output(path: os.PathLike | str) -> Iterator[Path]:
 
 
 def output_target(path: os.PathLike | str) -> Path:
-    """The file ``atomic_output`` replaces for ``path``: the link's target where ``path`` is a symbolic link
-    (the rename would otherwise replace the link), else ``path``.
+    """``path``, checked as a place ``atomic_output`` may rename a new file to.
+
+    A symbolic link is refused rather than followed: the rename would replace
+    the link, and following it (in Python, past the kernel's guard on links
+    in shared folders such as /tmp) would write wherever another user points
+    it. A device, FIFO or socket is refused, as the rename would replace it.
 
     Args:
         path: the file to be written.
 
     Returns:
-        The path of the regular file to write (it may not exist yet).
+        ``path`` as a Path.
 
     Raises:
         IsADirectoryError: ``path`` is a folder (the message names it).
-        OSError: ``path`` exists and is not a regular file (a FIFO, device
-            or socket, which a rename would replace), or the link loops.
+        OSError: ``path`` is a symbolic link, or exists and is not a regular
+            file.
     """
     path = Path(path)
+    if path.is_symlink():
+        raise OSError(f"{path} is a symbolic link; name the file itself (posetok writes a new file and renames "
+                      "it into place, which would replace the link)")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; name a file to write")
-    target = Path(os.path.realpath(path, strict=False)) if path.is_symlink() else path
-    if target.is_symlink():       # realpath stops at a loop
-        raise OSError(f"{path} is a symbolic link that loops; name a file to write")
-    if target.exists() and not target.is_file():
+    if path.exists() and not path.is_file():
         raise OSError(f"{path} is not a regular file (a device, FIFO or socket); name a file to write")
-    return target
+    return path
 
 
 def check_output_file(path: os.PathLike | str) -> None:
@@ -105,17 +108,21 @@ def check_output_folder(folder: os.PathLike | str) -> None:
             the reason).
     """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is a file, not a folder")
-    existing = folder.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
+    try:            # exists() raises, rather than answers False, under a folder that may not be searched
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is a file, not a folder")
+        existing = folder.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
         if not existing.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
         fd, name = tempfile.mkstemp(prefix=".posetok-write-check.", dir=existing)
         os.close(fd)
         os.unlink(name)
+    except NotADirectoryError as exc:
+        if exc.strerror is None:        # ours, naming the file
+            raise
+        raise OSError(f"cannot write in {folder}: {exc.strerror}") from None
     except OSError as exc:
         raise OSError(f"cannot write in {folder}: {exc.strerror or exc}") from None
 

@@ -46,3 +46,45 @@ def real_number(value, name: str, minimum: float | None = None, maximum: float |
                                                if bound is not None)
         raise ValueError(f"{name} must be {need}, got {value!r}")
     return float(value)
+
+
+MAX_THREADS = 1024   # far above any board's cores; the runtimes' own limits are C ints
+MAX_PORT = 65535
+
+
+def whole_number(value, name: str, minimum: int, maximum: int, allow_none: bool = False,
+                 note: str = "") -> int | None:
+    """An integer setting (numpy integers accepted, bools refused) in ``minimum..maximum``.
+
+    Args:
+        value: what the caller passed.
+        name: the setting's name, for the error.
+        minimum, maximum: inclusive bounds.
+        allow_none: whether None (the default of a runtime) is allowed.
+        note: what a bound means, added to the message (e.g. "0: a free one").
+
+    Returns:
+        ``value`` as an int, or None.
+
+    Raises:
+        ValueError: ``value`` is not such an integer; the message names the
+            setting and the range.
+    """
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) \
+            or not minimum <= value <= maximum:
+        need = ("None or " if allow_none else "") + f"an integer in {minimum}..{maximum}"
+        raise ValueError(f"{name} must be {need}{f' ({note})' if note else ''}, got {value!r}")
+    return int(value)
+
+
+def num_threads(value) -> int | None:
+    """A runtime's thread count: None (its default) or 1..MAX_THREADS."""
+    return whole_number(value, "num_threads", 1, MAX_THREADS, allow_none=True)
+
+
+def port(value, name: str = "port") -> int:
+    """A TCP port, 0..65535; 0 asks for a free one. tritonserver takes a port above 65535 modulo 65536 and
+    waits forever on a negative one, so both are refused here."""
+    return whole_number(value, name, 0, MAX_PORT, note="0: a free one")

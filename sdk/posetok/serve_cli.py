@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 
+from . import checks
 from .bundle import PRECISIONS, BundleError
 from .errors import PosetokError
 from .serving.models import MODELS
@@ -35,12 +36,13 @@ def port_number(text: str) -> int:
             take 70000 as 4464 and wait forever on -1).
     """
     try:
-        port = int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"port must be an integer, got {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be in 0..65535 (0: a free one), got {port}")
-    return port
+    try:
+        return checks.port(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_server_arguments(ap: argparse.ArgumentParser) -> None:

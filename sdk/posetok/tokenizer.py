@@ -12,7 +12,6 @@ Settings can also travel as one ``TokenizerOptions`` value
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import os
 from typing import Optional
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from . import backends, token_search
 from .bundle import PRECISIONS, Bundle, BundleError
+from .checks import num_threads
 from .skeleton import NUM_KEYPOINTS, normalized_to_pixels, pixels_to_normalized
 
 
@@ -43,7 +43,7 @@ class TokenizerOptions:
             ``"fp16"``, ``"int8w"`` (int8 weights, float activations) or
             ``"int8"`` (int8 weights and activations). The bundle must hold
             an encoder and a decoder of that precision. Default ``"fp32"``.
-        num_threads: threads per inference session, an int from 1 to
+        num_threads: threads per inference session, an integer from 1 to
             ``MAX_THREADS`` (1024); None keeps the runtime's default
             (onnxruntime: one per core; LiteRT: 1).
         verify: check every model file's size and sha256 against the
@@ -63,7 +63,7 @@ class TokenizerOptions:
 
     Raises:
         ValueError: an unknown backend or precision (the message lists the
-            allowed values), num_threads that is not None or an int from 1 to
+            allowed values), num_threads that is not None or an integer from 1 to
             1024, or a verify or search that is not a bool.
     """
 
@@ -79,7 +79,6 @@ class TokenizerOptions:
         _check_flag(self, "search")
 
 
-MAX_THREADS = 1024   # far above any board's cores; the runtimes' own limits are C ints
 
 
 def _check_runtime_options(options) -> None:
@@ -89,12 +88,7 @@ def _check_runtime_options(options) -> None:
         raise ValueError(f"backend must be {_one_of(('auto',) + backends.BACKENDS)}, got {options.backend!r}")
     if options.precision not in PRECISIONS:
         raise ValueError(f"precision must be {_one_of(PRECISIONS)}, got {options.precision!r}")
-    threads = options.num_threads
-    if threads is not None and (not isinstance(threads, numbers.Integral) or isinstance(threads, bool)
-                                or not 1 <= threads <= MAX_THREADS):
-        raise ValueError(f"num_threads must be None or an int from 1 to {MAX_THREADS}, got {threads!r}")
-    if threads is not None:
-        object.__setattr__(options, "num_threads", int(threads))   # the options are frozen dataclasses
+    object.__setattr__(options, "num_threads", num_threads(options.num_threads))   # frozen dataclasses
     _check_flag(options, "verify")
 
 

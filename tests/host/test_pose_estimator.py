@@ -207,7 +207,7 @@ def test_option_and_bundle_errors(estimator_bundle, tmp_path):
         EstimatorOptions(min_tracking_score=1.5)
     with pytest.raises(ValueError, match=r"^verify must be True or False, got 0$"):
         EstimatorOptions(verify=0)
-    with pytest.raises(ValueError, match=r"^num_threads must be None or an int from 1 to 1024, got True$"):
+    with pytest.raises(ValueError, match=r"^num_threads must be None or an integer in 1..1024, got True$"):
         EstimatorOptions(num_threads=True)
     # numpy scalars are numbers too, stored as Python ones
     numpy_made = EstimatorOptions(num_threads=np.int64(2), min_cutoff=np.float32(0.5), beta=np.int32(0))

@@ -358,7 +358,7 @@ def test_options_take_numpy_scalars_and_refuse_thread_counts_no_runtime_takes():
     assert (options.num_threads, options.verify, options.search) == (3, False, True)
     assert type(options.num_threads) is int and type(options.verify) is bool and type(options.search) is bool
     for bad in (0, 1025, 2**31, True, 2.0):
-        with pytest.raises(ValueError, match=rf"^num_threads must be None or an int from 1 to 1024, got {bad!r}$"):
+        with pytest.raises(ValueError, match=rf"^num_threads must be None or an integer in 1..1024, got {bad!r}$"):
             TokenizerOptions(num_threads=bad)
     for bad in (0, "no", None):
         with pytest.raises(ValueError, match=rf"^verify must be True or False, got {bad!r}$"):
@@ -396,7 +396,7 @@ def test_a_folder_that_cannot_be_searched_is_a_bundle_error(linear_bundle, monke
 def test_bench_answers_user_errors_with_a_message_and_exit_2(linear_bundle, tmp_path, capsys):
     from posetok.bench_cli import main as bench_main
     cases = [([str(tmp_path / "none")], "bundle folder not found"),
-             ([str(linear_bundle[0]), "--num-threads", "0"], "num_threads must be None or an int from 1 to 1024"),
+             ([str(linear_bundle[0]), "--num-threads", "0"], "num_threads must be None or an integer in 1..1024"),
              ([str(linear_bundle[0]), "--precision", "fp16"], "has no fp16 graphs; it offers onnx/fp32"),
              ([str(linear_bundle[0]), "--pipeline"], "has no estimator; --pipeline needs one")]
     for args, message in cases:

@@ -36,6 +36,7 @@ from posetok.serving.server import (
     find_serving_env,
     free_ports,
     group_pids,
+    pid_space,
     process_start_time,
     remove_stale_workdirs,
     rss_bytes,
@@ -347,7 +348,9 @@ def test_a_refused_request_counts_as_a_success_in_the_metrics(served):
     got, answer = raw_post(served.http, "/v2/models/posetok_decode/infer",
                            json_infer("TOKEN_IDS", "INT32", [1, M], [0, 0, 0, V]), {"Content-Type": "application/json"})
     assert got == 400, answer
-    after = counters()
+    deadline = time.monotonic() + 5      # the counters may be updated just after the answer goes out
+    while (after := counters())[("success", "")] == before[("success", "")] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert after[("success", "")] == before[("success", "")] + 1
     assert {k: v for k, v in after.items() if k[0] == "failure"} == \
         {k: v for k, v in before.items() if k[0] == "failure"}
@@ -363,13 +366,13 @@ def work_folders() -> set[Path]:
 
 @pytest.mark.parametrize("args, message", [
     (["--precision", "fp16"], r"bundle .* has no fp16 graphs; it offers onnx/fp32$"),
-    (["--http-port", "70000"], r"argument --http-port: port must be in 0\.\.65535 \(0: a free one\), got 70000"),
-    (["--http-port", "-1"], r"argument --http-port: port must be in 0\.\.65535 \(0: a free one\), got -1"),
-    (["--grpc-port", "65536"], r"argument --grpc-port: port must be in 0\.\.65535"),
-    (["--metrics-port", "-5"], r"argument --metrics-port: port must be in 0\.\.65535"),
+    (["--http-port", "70000"], r"--http-port: port must be an integer in 0\.\.65535 \(0: a free one\), got 70000"),
+    (["--http-port", "-1"], r"--http-port: port must be an integer in 0\.\.65535 \(0: a free one\), got -1"),
+    (["--grpc-port", "65536"], r"argument --grpc-port: port must be an integer in 0\.\.65535"),
+    (["--metrics-port", "-5"], r"argument --metrics-port: port must be an integer in 0\.\.65535"),
     (["--grpc-port", "80a"], r"argument --grpc-port: port must be an integer, got '80a'"),
-    (["--instances", "0"], r"error: instances must be >= 1, got 0$"),
-    (["--num-threads", "0"], r"error: num_threads must be an integer in 1\.\.1024, got 0$"),
+    (["--instances", "0"], r"error: instances must be an integer in 1\.\.64, got 0$"),
+    (["--num-threads", "0"], r"error: num_threads must be None or an integer in 1\.\.1024, got 0$"),
 ], ids=["fp16", "http 70000", "http -1", "grpc 65536", "metrics -5", "grpc 80a", "instances 0", "threads 0"])
 def test_serve_refuses_bad_settings_before_starting_tritonserver(linear_bundle, args, message):  # noqa: F811
     before = work_folders()
@@ -382,7 +385,7 @@ def test_serve_refuses_bad_settings_before_starting_tritonserver(linear_bundle, 
 
 @pytest.mark.parametrize("args, message", [
     (["--precision", "int8"], r"bundle .* has no int8 graphs; it offers onnx/fp32$"),
-    (["--instances", "0"], r"error: instances must be >= 1, got 0$"),
+    (["--instances", "0"], r"error: instances must be an integer in 1\.\.64, got 0$"),
 ], ids=["int8", "instances 0"])
 def test_serve_bench_refuses_bad_settings_before_starting_tritonserver(linear_bundle, args, message):  # noqa: F811
     before = work_folders()
@@ -399,11 +402,15 @@ def test_ports_are_checked_and_0_still_means_a_free_one():
             port_number(bad)
     with pytest.raises(ValueError, match=r"grpc_port must be an integer in 0\.\.65535 \(0: a free one\), got 70000"):
         ServerOptions(grpc_port=70000)
-    with pytest.raises(ValueError, match=r"instances must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"instances must be an integer in 1\.\.64, got 0"):
         ServerOptions(instances=0)
     for threads in (-2, True, 1.5):
-        with pytest.raises(ValueError, match=r"num_threads must be an integer in 1\.\.1024"):
+        with pytest.raises(ValueError, match=r"num_threads must be None or an integer in 1\.\.1024"):
             ServerOptions(num_threads=threads)
+    with pytest.raises(ValueError, match=r"instances must be an integer in 1\.\.64, got '2'"):
+        ServerOptions(instances="2")
+    assert ServerOptions(num_threads=np.int64(2), instances=np.int32(3)).num_threads == 2
+    assert ServerOptions(num_threads=None).num_threads is None
     assert ServerOptions(http_port=0, grpc_port=0, metrics_port=0).http_port == 0  # TritonServer picks free ones
 
 
@@ -477,12 +484,16 @@ def test_a_killed_launchers_work_folder_is_removed_by_the_next_start(linear_bund
 
 
 def test_stale_work_folders_only_of_dead_launchers_are_removed(tmp_path):
-    def folder(name, launcher, started, server=None, owner=True):
+    here = pid_space()
+    assert here is not None and here.startswith("pid:[")
+
+    def folder(name, launcher, started, server=None, owner=True, space=here):
         path = tmp_path / f"{WORKDIR_PREFIX}{name}"
         (path / "models").mkdir(parents=True)
         if owner:
             (path / OWNER_FILE).write_text(json.dumps({"launcher_pid": launcher, "launcher_start": started,
-                                                       "server_pid": server, "shm_prefix": f"posetok_{name}_"}))
+                                                       "server_pid": server, "pid_space": space,
+                                                       "shm_prefix": f"posetok_{launcher}_{name}_"}))
         return path
 
     gone = subprocess.Popen(["sleep", "30"])
@@ -492,8 +503,10 @@ def test_stale_work_folders_only_of_dead_launchers_are_removed(tmp_path):
     group = subprocess.Popen(["sleep", "30"], start_new_session=True)  # a server still shutting down
     me = os.getpid()
     dead = folder("dead", gone.pid, gone_start)
-    region = SHM_DIR / f"posetok_dead_test_{me}"
+    region = SHM_DIR / f"posetok_{gone.pid}_dead_test_{me}"
     region.write_bytes(b"x")
+    elsewhere = folder("elsewhere", gone.pid, gone_start, space="pid:[1]@another-boot")   # its pids: not ours
+    garbled = folder("garbled", gone.pid, gone_start, server="n/a")
     reused = folder("reused", me, process_start_time(me) - 1)        # the pid now names a later process
     live = folder("live", me, process_start_time(me))
     serving = folder("serving", gone.pid, gone_start, server=group.pid)
@@ -510,3 +523,4 @@ def test_stale_work_folders_only_of_dead_launchers_are_removed(tmp_path):
     assert sorted(removed) == sorted([dead, reused])
     assert not dead.exists() and not reused.exists() and not region.exists()
     assert live.is_dir() and serving.is_dir() and worked_in.is_dir() and unknown.is_dir()
+    assert elsewhere.is_dir() and garbled.is_dir()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,7 @@ from typing import Optional
 
 from ..atomic import write_text_atomic
 from ..bundle import Bundle
-from ..tokenizer import MAX_THREADS
+from ..checks import num_threads, port, whole_number
 from .environment import ENV_VAR, ServingEnv, ServingError, find_serving_env  # noqa: F401  (re-exported)
 from .processes import (  # noqa: F401  (re-exported)
     die_with_parent,
@@ -43,6 +44,8 @@ from .repository import Batching, servable_models, write_serving_repository
 SHM_DIR = Path("/dev/shm")
 _PKG = Path(__file__).resolve().parents[1]          # .../posetok, put on the stub's PYTHONPATH
 WORKDIR_PREFIX = "posetok-serve-"                   # the temporary folder of one started server
+MAX_INSTANCES = 64                                  # per model: each instance is a Python stub process
+SHM_PREFIX_FORM = re.compile(r"posetok_\d+_[A-Za-z0-9_]{1,32}_")   # see start(): pid and mkdtemp suffix
 OWNER_FILE = "owner.json"                           # in it: who made it, to tell a stale folder from a live one
 
 
@@ -64,7 +67,7 @@ class ServerOptions:
 
     Raises:
         ValueError: a port outside 0..65535, fewer than one instance or
-            num_threads outside 1..MAX_THREADS.
+            num_threads outside 1..1024 (None: the runtime's default).
     """
 
     host: str = "127.0.0.1"
@@ -79,16 +82,10 @@ class ServerOptions:
     exit_timeout_s: int = 5
 
     def __post_init__(self):
-        # tritonserver takes a port above 65535 modulo 65536 and waits forever on a negative one
         for name in ("http_port", "grpc_port", "metrics_port"):
-            port = getattr(self, name)
-            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-                raise ValueError(f"{name} must be an integer in 0..65535 (0: a free one), got {port!r}")
-        if self.instances < 1:
-            raise ValueError(f"instances must be >= 1, got {self.instances}")
-        if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) \
-                or not 1 <= self.num_threads <= MAX_THREADS:
-            raise ValueError(f"num_threads must be an integer in 1..{MAX_THREADS}, got {self.num_threads!r}")
+            object.__setattr__(self, name, port(getattr(self, name), name))
+        object.__setattr__(self, "instances", whole_number(self.instances, "instances", 1, MAX_INSTANCES))
+        object.__setattr__(self, "num_threads", num_threads(self.num_threads))
 
 
 class TritonServer:
@@ -235,8 +232,8 @@ class TritonServer:
             self._cleanup()
             raise ServingError(f"cannot start {command[0]}: {exc}") from None
         log.close()
-        self._write_owner()  # now with the server's pid
         try:
+            self._write_owner()  # now with the server's pid
             self._wait_ready(timeout_s)
         except BaseException:
             self.stop()
@@ -246,7 +243,8 @@ class TritonServer:
 
     def _write_owner(self) -> None:
         owner = {"launcher_pid": os.getpid(), "launcher_start": process_start_time(os.getpid()),
-                 "server_pid": self.process.pid if self.process else None, "shm_prefix": self._shm_prefix}
+                 "server_pid": self.process.pid if self.process else None, "shm_prefix": self._shm_prefix,
+                 "pid_space": pid_space()}
         write_text_atomic(self._workdir / OWNER_FILE, json.dumps(owner) + "\n")
 
     def _wait_ready(self, timeout_s: float) -> None:
@@ -344,6 +342,18 @@ class TritonServer:
         return f"TritonServer({str(self.bundle.root)!r}, http={self.http_url}, grpc={self.grpc_url}, {state})"
 
 
+def pid_space() -> Optional[str]:
+    """This process's pid namespace and machine boot, as ``"<namespace>@<boot id>"``: pids and start times
+    recorded under another (a container sharing /tmp, an earlier boot) say nothing about processes here.
+    None where /proc does not tell."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    return f"{namespace}@{boot}"
+
+
 def _cwd_users(folder: Path) -> bool:
     """Whether a live process has its working folder in ``folder`` (tritonserver and its stubs run there)."""
     for entry in Path("/proc").iterdir():
@@ -379,15 +389,18 @@ def remove_stale_workdirs(tmp: Optional[os.PathLike | str] = None) -> list[Path]
             if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
                 continue
             owner = json.loads((folder / OWNER_FILE).read_text())
-            launcher, started, server = int(owner["launcher_pid"]), owner["launcher_start"], owner["server_pid"]
-            prefix = str(owner["shm_prefix"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if started is None or process_start_time(launcher) == started:
-            continue  # its launcher still runs (or could not be identified when it wrote the file)
-        if (server is not None and group_pids(int(server))) or _cwd_users(folder.resolve()):
+            launcher, started = int(owner["launcher_pid"]), int(owner["launcher_start"])
+            server = None if owner["server_pid"] is None else int(owner["server_pid"])
+            prefix, space = str(owner["shm_prefix"]), owner["pid_space"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # no owner file yet, or not one this code wrote
+        if space is None or space != pid_space():
+            continue  # another container's or machine boot's: its pids mean nothing here
+        if process_start_time(launcher) == started:
+            continue  # its launcher still runs
+        if (server is not None and group_pids(server)) or _cwd_users(folder.resolve()):
             continue  # its tritonserver is still shutting down
-        if prefix.startswith("posetok_") and prefix.endswith("_"):  # never a pattern wider than one server's
+        if SHM_PREFIX_FORM.fullmatch(prefix):  # one server's regions: never a glob wider than that
             for region in SHM_DIR.glob(prefix + "*"):
                 try:
                     region.unlink()
