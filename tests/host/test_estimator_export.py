@@ -38,7 +38,9 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(device_bundle):
     assert [tensors[i]["dtype"] for i in writer["inputs"][:2]] == [np.float32, np.float32]
 
     rows = {r["precision"]: r for r in bundle.spec.estimator["parity"] if r["format"] == "tflite"}
-    assert rows["fp32"]["token_agreement"] == 1.0 and rows["fp32"]["max_keypoint_diff_px"] < 1e-3
+    # fp32 sums in another order than torch's: the keypoints agree to a thousandth of a px, and an argmax id may
+    # flip where two codes' logits tie to the last bits (run 13's weights: 1 of 16,384 ids)
+    assert rows["fp32"]["token_agreement"] >= 0.999 and rows["fp32"]["max_keypoint_diff_px"] < 1e-3
     assert abs(rows["fp32"]["mpjpe_px"] - rows["fp32"]["torch_mpjpe_px"]) < 1e-3
     # the int8 target, stated here rather than read from the exporter's own constant
     assert rows["int8"]["mpjpe_px"] <= rows["int8"]["torch_mpjpe_px"] + 0.15 and rows["int8"]["meets_targets"]
