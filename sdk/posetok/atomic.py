@@ -5,7 +5,6 @@ half-written artifact under the real name (a rename within one folder is atomic)
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import tempfile
@@ -108,21 +107,16 @@ def check_output_folder(folder: os.PathLike | str) -> None:
             the reason).
     """
     folder = Path(folder)
-    try:            # exists() raises, rather than answers False, under a folder that may not be searched
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(f"{folder} is a file, not a folder")
-        existing = folder.absolute()
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    # os.path answers False where Path.exists raises (a folder that may not be searched); mkstemp then says why
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise NotADirectoryError(f"{folder} is a file, not a folder")
+    existing = folder.absolute()
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    try:                    # in a file (a/notes.txt/b): ENOTDIR, named below
         fd, name = tempfile.mkstemp(prefix=".posetok-write-check.", dir=existing)
         os.close(fd)
         os.unlink(name)
-    except NotADirectoryError as exc:
-        if exc.strerror is None:        # ours, naming the file
-            raise
-        raise OSError(f"cannot write in {folder}: {exc.strerror}") from None
     except OSError as exc:
         raise OSError(f"cannot write in {folder}: {exc.strerror or exc}") from None
 

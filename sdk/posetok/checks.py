@@ -1,7 +1,8 @@
 """Checks of the caller's number settings, shared by every public entry point.
 
 A bool is refused where a number is meant (``True`` would pass as 1), numpy
-scalars are accepted, and every setting comes back as a plain ``float``.
+scalars are accepted, and a setting comes back as a plain ``float`` (real
+numbers) or ``int`` (whole numbers, ports, thread counts).
 """
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import math
 import numbers
 
 import numpy as np
+
+MAX_THREADS = 1024   # far above any board's cores; the runtimes' own limits are C ints
+MAX_PORT = 65535
 
 
 def is_real_number(value) -> bool:
@@ -46,10 +50,6 @@ def real_number(value, name: str, minimum: float | None = None, maximum: float |
                                                if bound is not None)
         raise ValueError(f"{name} must be {need}, got {value!r}")
     return float(value)
-
-
-MAX_THREADS = 1024   # far above any board's cores; the runtimes' own limits are C ints
-MAX_PORT = 65535
 
 
 def whole_number(value, name: str, minimum: int, maximum: int, allow_none: bool = False,

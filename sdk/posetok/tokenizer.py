@@ -79,8 +79,6 @@ class TokenizerOptions:
         _check_flag(self, "search")
 
 
-
-
 def _check_runtime_options(options) -> None:
     """The settings TokenizerOptions and EstimatorOptions share: backend, precision, num_threads, verify,
     public_key. A numpy integer num_threads is stored as an int."""

@@ -322,14 +322,8 @@ class TritonServer:
         return code
 
     def _cleanup(self) -> None:
-        for region in self.shm_regions():
-            try:
-                region.unlink()
-            except OSError:
-                pass
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
+        _remove_server_files(self._workdir, self._shm_prefix)
+        self._workdir = None
 
     def __enter__(self) -> "TritonServer":
         return self.start() if self.process is None else self
@@ -340,6 +334,18 @@ class TritonServer:
     def __repr__(self) -> str:
         state = f"pid {self.process.pid}" if self.process else "stopped"
         return f"TritonServer({str(self.bundle.root)!r}, http={self.http_url}, grpc={self.grpc_url}, {state})"
+
+
+def _remove_server_files(workdir: Optional[Path], shm_prefix: str) -> None:
+    """Remove one server's stub shared-memory regions (``shm_prefix*``; none for an empty prefix) and its work
+    folder (None: none)."""
+    for region in sorted(SHM_DIR.glob(shm_prefix + "*")) if shm_prefix else []:
+        try:
+            region.unlink()
+        except OSError:
+            pass
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def pid_space() -> Optional[str]:
@@ -383,7 +389,7 @@ def remove_stale_workdirs(tmp: Optional[os.PathLike | str] = None) -> list[Path]
     Returns:
         The folders removed.
     """
-    removed = []
+    removed, here = [], pid_space()
     for folder in sorted(Path(tmp or tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*")):
         try:
             if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
@@ -394,18 +400,13 @@ def remove_stale_workdirs(tmp: Optional[os.PathLike | str] = None) -> list[Path]
             prefix, space = str(owner["shm_prefix"]), owner["pid_space"]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # no owner file yet, or not one this code wrote
-        if space is None or space != pid_space():
+        if space is None or space != here:
             continue  # another container's or machine boot's: its pids mean nothing here
         if process_start_time(launcher) == started:
             continue  # its launcher still runs
         if (server is not None and group_pids(server)) or _cwd_users(folder.resolve()):
             continue  # its tritonserver is still shutting down
-        if SHM_PREFIX_FORM.fullmatch(prefix):  # one server's regions: never a glob wider than that
-            for region in SHM_DIR.glob(prefix + "*"):
-                try:
-                    region.unlink()
-                except OSError:
-                    pass
-        shutil.rmtree(folder, ignore_errors=True)
+        # one server's regions only: never a glob wider than that
+        _remove_server_files(folder, prefix if SHM_PREFIX_FORM.fullmatch(prefix) else "")
         removed.append(folder)
     return removed
