@@ -68,12 +68,12 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> tuple[TokenizerMod
 def load_for_command(prog: str, path: str | os.PathLike | None) -> tuple[TokenizerModel | None, Path | None]:
     """load_checkpoint for a CLI: (model, checkpoint file), or (None, None) after
     printing the reason to stderr, so the command can exit with status 2."""
-    import sys
+    from posetok.cli import refuse
 
     try:
         source = resolve_checkpoint(path)
         model, _ = load_checkpoint(source)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        refuse(prog, str(exc))
         return None, None
     return model, source

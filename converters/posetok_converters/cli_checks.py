@@ -2,12 +2,13 @@
 
 A command lists its options as rows and refuses the first value outside its
 range with one line on stderr that names the option, the range and the value
-(exit status 2, like argparse's own refusals). NaN is outside every range.
+(exit status 2), worded as argparse words its own refusals. NaN is outside every range.
 """
 from __future__ import annotations
 
-import sys
 from typing import Optional, Sequence, Union
+
+from posetok.cli import refuse
 
 Number = Union[int, float]
 # (flag, value or None when not given, ">=" or ">", bound, what the bound is or "")
@@ -32,10 +33,10 @@ def first_out_of_range(limits: Sequence[Limit]) -> Optional[str]:
 
 
 def refuse_out_of_range(prog: str, limits: Sequence[Limit]) -> bool:
-    """Print ``PROG: MESSAGE`` on stderr for the first value outside its range; True when one was."""
+    """Print ``PROG: error: MESSAGE`` on stderr for the first value outside its range; True when one was."""
     message = first_out_of_range(limits)
     if message is not None:
-        print(f"{prog}: {message}", file=sys.stderr)
+        refuse(prog, message)
     return message is not None
 
 
@@ -58,6 +59,6 @@ def refuse_unwritable(prog: str, files: Sequence = (), folders: Sequence = ()) -
             if folder is not None:
                 check_output_folder(folder)
     except OSError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        refuse(prog, str(exc))
         return True
     return False

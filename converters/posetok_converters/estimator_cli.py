@@ -11,12 +11,11 @@ import json
 import os
 import platform
 import shlex
-import sys
 from pathlib import Path
 
 from posetok.atomic import atomic_output, write_text_atomic
 
-from .cli_checks import refuse_out_of_range, refuse_unwritable
+from .cli_checks import refuse, refuse_out_of_range, refuse_unwritable
 
 DEFAULT_OUT = Path("out/estimator")
 CHECKPOINT_NAME = "estimator.pt"
@@ -123,10 +122,9 @@ def train_main(argv: list[str], prog: str) -> int:
         return 2
     cuda = args.device == "cuda" or args.device.startswith("cuda:")
     if args.device not in ("auto", "cpu") and not (cuda and torch.cuda.is_available()):
-        print(f"{prog}: --device must be auto, cpu or cuda, and cuda needs a GPU torch can use "
-              f"(torch {torch.__version__}, cuda available: {torch.cuda.is_available()}), got {args.device!r}",
-              file=sys.stderr)
-        return 2
+        return refuse(prog, f"--device must be auto, cpu or cuda, and cuda needs a GPU torch can use "
+                            f"(torch {torch.__version__}, cuda available: {torch.cuda.is_available()}), "
+                            f"got {args.device!r}")
     if refuse_unwritable(prog, folders=[args.out]):
         return 2
     if args.threads is not None:
@@ -136,14 +134,11 @@ def train_main(argv: list[str], prog: str) -> int:
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
     unknown = [h for h in heads if h not in HEADS]
     if not heads or unknown or len(set(heads)) != len(heads):
-        print(f"{prog}: --heads must list distinct heads from {', '.join(HEADS)}, got {args.heads!r}",
-              file=sys.stderr)
-        return 2
+        return refuse(prog, f"--heads must list distinct heads from {', '.join(HEADS)}, got {args.heads!r}")
     try:
         tokenizer, tok_meta = load_checkpoint(args.tokenizer)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"{prog}: --tokenizer: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, f"--tokenizer: {exc}")
     cfgs = [EstimatorConfig(head=h, num_tokens=tokenizer.config.num_tokens, num_codes=tokenizer.config.num_codes)
             for h in heads]
     tcfg = EstimatorTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, workers=workers,
@@ -158,13 +153,11 @@ def train_main(argv: list[str], prog: str) -> int:
                   f"frames made {row['frames']} {row['seconds']:.0f} s", flush=True)
 
     if args.retarget and args.init is None:
-        print(f"{prog}: --retarget applies with --init", file=sys.stderr)
-        return 2
+        return refuse(prog, "--retarget applies with --init")
     try:
         earlier = _earlier_run(args.init, heads, tokenizer, args.retarget) if args.init is not None else {}
     except (FileNotFoundError, ValueError) as exc:
-        print(f"{prog}: --init: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, f"--init: {exc}")
     print(f"[{prog}] heads {', '.join(heads)}: {tcfg.steps} steps x {tcfg.batch_size} frames on {device} "
           f"({tcfg.precision}), "
           f"{workers} frame worker(s)" + (f", continuing from {args.init}" if earlier else ""), flush=True)
@@ -264,15 +257,12 @@ def eval_main(argv: list[str], prog: str) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.plot is not None and (not args.breakdown or args.plot.suffix.lower() != ".png"):
-        print(f"{prog}: --plot needs --breakdown and a .png file name, got {args.plot}", file=sys.stderr)
-        return 2
+        return refuse(prog, f"--plot needs --breakdown and a .png file name, got {args.plot}")
     if refuse_out_of_range(prog, [("--frames", args.frames, ">=", 1, "")]) or \
             refuse_unwritable(prog, files=[args.plot]):
         return 2
     if args.breakdown and args.shares:
-        print(f"{prog}: --shares sweeps the person-box path, which --breakdown does not run; give one of them",
-              file=sys.stderr)
-        return 2
+        return refuse(prog, "--shares sweeps the person-box path, which --breakdown does not run; give one of them")
     from . import frames
     from .estimator_eval import user_path_metrics
     from .estimator_train import evaluate_estimator
@@ -281,13 +271,11 @@ def eval_main(argv: list[str], prog: str) -> int:
         if any(not 0 < v <= 1 for v in shares):
             raise ValueError
     except ValueError:
-        print(f"{prog}: --shares must be numbers in (0, 1], got {args.shares!r}", file=sys.stderr)
-        return 2
+        return refuse(prog, f"--shares must be numbers in (0, 1], got {args.shares!r}")
     try:
         model, _ = load_estimator(args.checkpoint)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     n = frames.EVAL_FRAMES if args.frames is None else args.frames
     if args.breakdown:
         return _print_breakdown(model, n, args.plot, args.json)

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from .cli_checks import refuse_unwritable
+from .cli_checks import refuse, refuse_unwritable
 
 
 def _kept_at(kept: dict) -> str:
@@ -114,8 +113,7 @@ def main(argv: list[str], prog: str) -> int:
         try:
             poses = load_poses_file(args.poses)
         except ValueError as exc:
-            print(f"{prog}: --poses: {exc}", file=sys.stderr)
-            return 2
+            return refuse(prog, f"--poses: {exc}")
     model, source = load_for_command(prog, args.checkpoint)
     if model is None:
         return 2

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from posetok.bundle import BundleError
 from posetok.errors import SigningUnavailable
 
-from .cli_checks import refuse_unwritable
+from .cli_checks import refuse, refuse_unwritable
 from .export import FORMATS, PRECISIONS, ExportError, ExportOptions, export_bundle
 
 
@@ -74,8 +73,7 @@ def main(argv: list[str], prog: str) -> int:
                                  progress=lambda msg: print(msg, flush=True), sign_key=args.sign,
                                  estimator=_estimator(args.estimator, args.checkpoint))
     except (ExportError, BundleError, FileNotFoundError, ValueError, SigningUnavailable) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     if args.triton:
         args.bundle = args.out
         if _triton(args, prog):
@@ -100,7 +98,6 @@ def _triton(args, prog: str) -> int:
     try:
         names = write_triton_repository(args.triton, args.bundle, force=args.force)
     except (BundleError, FileExistsError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     print(f"wrote the Triton model repository {args.triton}: {', '.join(names)}", flush=True)
     return 0

@@ -8,6 +8,7 @@ import sys
 from posetok.bundle import BundleError
 from posetok.info_cli import table
 
+from .cli_checks import refuse
 from .parity import ParityError, parity_report
 from .util import quiet
 
@@ -46,8 +47,7 @@ def main(argv: list[str], prog: str) -> int:
             report = parity_report(args.bundle, args.checkpoint,
                                    progress=lambda m: print(m, file=sys.stderr, flush=True))
     except (ParityError, BundleError, FileNotFoundError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     if args.check and not all(r["meets_targets"] for r in report["artifacts"]):
         return 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from posetok.atomic import atomic_output
 
-from .cli_checks import refuse_unwritable
+from .cli_checks import refuse, refuse_unwritable
 
 NUM_FIGURES = 12  # 2 rows of 6 poses
 
@@ -21,14 +21,11 @@ def main(argv: list[str], prog: str) -> int:
                    help="code usage over the first N evaluation poses (default all 10,000)")
     args = p.parse_args(argv)
     if args.out.suffix.lower() != ".png":
-        print(f"{prog}: --out must name a .png file, got {args.out}", file=sys.stderr)
-        return 2
+        return refuse(prog, f"--out must name a .png file, got {args.out}")
     if refuse_unwritable(prog, files=[args.out]):
         return 2
     if args.eval_poses is not None and args.eval_poses < NUM_FIGURES:
-        print(f"{prog}: --eval-poses must be >= {NUM_FIGURES} (the figures drawn), got {args.eval_poses}",
-              file=sys.stderr)
-        return 2
+        return refuse(prog, f"--eval-poses must be >= {NUM_FIGURES} (the figures drawn), got {args.eval_poses}")
 
     import matplotlib
     matplotlib.use("Agg")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from posetok.atomic import write_text_atomic
 
-from .cli_checks import refuse_out_of_range, refuse_unwritable
+from .cli_checks import refuse, refuse_out_of_range, refuse_unwritable
 from .train import PRESETS, SCHEDULES, TrainConfig, preset, train, train_config_dict
 
 DEFAULT_OUT = Path("out/tokenizer")
@@ -85,20 +85,17 @@ def main(argv: list[str], prog: str) -> int:
         if value is None:
             continue
         if args.init is not None:
-            print(f"{prog}: {flag} applies to a fresh model, not with --init", file=sys.stderr)
-            return 2
+            return refuse(prog, f"{flag} applies to a fresh model, not with --init")
         try:
             model_cfg = replace(model_cfg, **{field: value})
         except ValueError as exc:
-            print(f"{prog}: {flag}: {exc}", file=sys.stderr)
-            return 2
+            return refuse(prog, f"{flag}: {exc}")
     if args.init is not None:
         from .checkpoint import load_checkpoint
         try:
             init_model, init_meta = load_checkpoint(args.init)
         except (FileNotFoundError, ValueError) as exc:
-            print(f"{prog}: --init: {exc}", file=sys.stderr)
-            return 2
+            return refuse(prog, f"--init: {exc}")
         model_cfg = init_model.config
         cfg = replace(cfg, autoencoder_steps=0)
     if args.lr is not None:

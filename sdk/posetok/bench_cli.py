@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import resource
-import sys
 import time
 from typing import Optional
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from . import backends
 from .bundle import PRECISIONS, Bundle, BundleError
+from .cli import refuse
 from .errors import PosetokError
 from .kernels.crop import MAX_BOX_PX
 from .skeleton import FRAME_SIZE, NUM_KEYPOINTS
@@ -303,8 +303,7 @@ def main(argv: list[str], prog: str = "posetok bench") -> int:
                                        search=not args.no_search)
             result = bench(args.bundle, options, args.batch, iterations, warmup)
     except (PosetokError, ValueError, OSError) as exc:    # a bundle, option or runtime the user named
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     if args.json:
         print(json.dumps(result))
     elif args.pipeline:

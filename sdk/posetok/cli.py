@@ -33,6 +33,13 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
 }
 
 
+def refuse(prog: str, message: str) -> int:
+    """Print ``PROG: error: MESSAGE`` on stderr, as argparse words its own refusals, and return the exit
+    status a command gives for a bad option or an unusable input (2)."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: posetok [--version] [--help] COMMAND [ARGS...]", "", "commands:"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from . import backends, kernels
 from .atomic import check_output_file
 from .bundle import PRECISIONS
+from .cli import refuse
 from .errors import PosetokError
 from .estimator import EstimatorOptions, PoseEstimator, PoseResult
 from .info_cli import table
@@ -136,8 +136,7 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
         if args.out is not None:
             write_png(args.out, draw_overlay(rgb, result))
     except (PosetokError, ValueError, OSError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     if args.json:
         print(json.dumps({"frame": str(args.frame), "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
                           "backend": backend, "precision": args.precision,

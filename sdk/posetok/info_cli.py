@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .bundle import Bundle, BundleError
+from .cli import refuse
 
 
 def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
@@ -81,7 +81,6 @@ def main(argv: list[str], prog: str) -> int:
     try:
         bundle = Bundle.load(args.bundle, verify=not args.no_verify)
     except BundleError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     print(describe(bundle, verified=not args.no_verify))
     return 0

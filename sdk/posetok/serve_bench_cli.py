@@ -12,6 +12,7 @@ import json
 import sys
 
 from .bundle import BundleError
+from .cli import refuse
 from .errors import PosetokError
 from .serve_cli import add_server_arguments
 from .serving.bench import serve_bench
@@ -62,15 +63,13 @@ def main(argv: list[str], prog: str = "posetok serve-bench") -> int:
                                 instances=args.instances, precision=args.precision, num_threads=args.num_threads)
         env = find_serving_env(args.env)
     except (ValueError, PosetokError) as exc:  # --max-batch 0, --instances 0, no serving environment
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     try:
         result = serve_bench(args.bundle, options, env, concurrencies, interval_ms=args.interval_ms, tool=args.tool,
                              progress=lambda line: print(line, file=sys.stderr if args.json else sys.stdout,
                                                          flush=True))
     except BundleError as exc:  # an unreadable bundle, or no graphs in --precision (before any server)
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     except (ServingError, RuntimeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1

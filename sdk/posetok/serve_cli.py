@@ -16,6 +16,7 @@ import threading
 
 from . import checks
 from .bundle import PRECISIONS, BundleError
+from .cli import refuse
 from .errors import PosetokError
 from .serving.models import MODELS
 from .serving.repository import Batching
@@ -93,8 +94,7 @@ def main(argv: list[str], prog: str = "posetok serve") -> int:
     # BundleError (also: no graphs in --precision) is a ValueError, as are out-of-range numbers
     # (--max-batch 0, --instances 0); signature errors are PosetokErrors
     except (ValueError, PosetokError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import signing
 from .bundle import Bundle, BundleError
+from .cli import refuse
 from .errors import SignatureError, SigningUnavailable
 
 
@@ -44,8 +45,7 @@ def main(argv: list[str], prog: str) -> int:
               file=sys.stderr)
         return 1
     except (SigningUnavailable, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return refuse(prog, str(exc))
     covered = sum(1 for entry in Path(args.bundle).iterdir() if entry.name != signing.SIGNATURE_NAME)
     print(f"signed {args.bundle}: wrote {path} covering {covered} files")
     return 0

@@ -211,7 +211,7 @@ def test_train_estimator_refuses_bad_numbers_before_any_work(argv, message, tmp_
     from posetok.cli import main as cli_main
     assert cli_main(["train-estimator", *argv, "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
-    assert f"posetok train-estimator: {message}\n" == err
+    assert f"posetok train-estimator: error: {message}\n" == err
     assert not (tmp_path / "e").exists()
 
 
@@ -241,10 +241,11 @@ def test_estimator_commands_name_a_missing_tokenizer_an_unusable_device_and_too_
     from posetok.cli import main as cli_main
     assert cli_main(["train-estimator", "--tokenizer", str(tmp_path / "no.pt"), "--out", str(tmp_path / "e")]) == 2
     missing = tmp_path / "no.pt"
-    assert capsys.readouterr().err == f"posetok train-estimator: --tokenizer: no tokenizer checkpoint at {missing}\n"
+    err = capsys.readouterr().err
+    assert err == f"posetok train-estimator: error: --tokenizer: no tokenizer checkpoint at {missing}\n"
     for count in ("0", "-5"):
         assert cli_main(["eval-estimator", "--frames", count]) == 2
-        assert capsys.readouterr().err == f"posetok eval-estimator: --frames must be >= 1, got {count}\n"
+        assert capsys.readouterr().err == f"posetok eval-estimator: error: --frames must be >= 1, got {count}\n"
     devices = ["gpu"] + ([] if torch.cuda.is_available() else ["cuda", "cuda:0"])
     for device in devices:
         assert cli_main(["train-estimator", "--device", device, "--out", str(tmp_path / "e")]) == 2

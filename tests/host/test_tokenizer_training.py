@@ -161,7 +161,7 @@ def test_eval_poses_file_errors_name_the_problem(tmp_path, capsys, content, mess
         np.save(path, content)
     assert eval_cli.main(["--poses", str(path), "--json"], prog="posetok eval") == 2
     err = capsys.readouterr().err
-    assert "posetok eval: --poses:" in err
+    assert "posetok eval: error: --poses:" in err
     import re
     assert re.search(message, err), err
 
