@@ -33,6 +33,7 @@ from posetok.serving.server import (
     WORKDIR_PREFIX,
     ServerOptions,
     ServingError,
+    TritonServer,
     find_serving_env,
     free_ports,
     group_pids,
@@ -412,6 +413,14 @@ def test_ports_are_checked_and_0_still_means_a_free_one():
     assert ServerOptions(num_threads=np.int64(2), instances=np.int32(3)).num_threads == 2
     assert ServerOptions(num_threads=None).num_threads is None
     assert ServerOptions(http_port=0, grpc_port=0, metrics_port=0).http_port == 0  # TritonServer picks free ones
+
+
+def test_a_loaded_bundle_is_served_as_is_and_a_key_for_it_is_refused(linear_bundle, tmp_path):  # noqa: F811
+    loaded = Bundle.load(linear_bundle[0])
+    with pytest.raises(ValueError, match="public_key checks a bundle folder as it loads; pass it to Bundle.load"):
+        TritonServer(loaded, public_key=tmp_path / "key.pem")
+    server = TritonServer(loaded, ServerOptions(http_port=0, grpc_port=0, metrics_port=0))
+    assert server.bundle is loaded and server.process is None  # nothing started before start()
 
 
 def test_bench_client_counts_answered_and_failed_requests_apart(served, linear_bundle):  # noqa: F811

@@ -209,7 +209,8 @@ def serve_bench(bundle: str, options: ServerOptions, env: ServingEnv, concurrenc
     from ..bundle import Bundle, BundleError
     from .repository import servable_models
 
-    servable = [m.name for m in servable_models(Bundle.load(bundle), options.precision)]
+    loaded = Bundle.load(bundle)  # verified once; both servers serve this copy's checked files
+    servable = [m.name for m in servable_models(loaded, options.precision)]
     missing = [m for m in models if m not in servable]
     if missing:  # before minutes of starting servers whose every request would be a 404
         raise BundleError(f"bundle {bundle} cannot serve {', '.join(missing)} in {options.precision} "
@@ -221,7 +222,7 @@ def serve_bench(bundle: str, options: ServerOptions, env: ServingEnv, concurrenc
         mode = "on" if enabled else "off"
         opts = dataclasses.replace(options, http_port=0, grpc_port=0, metrics_port=0,
                                    batching=dataclasses.replace(options.batching, enabled=enabled))
-        with TritonServer(bundle, opts, env) as server:
+        with TritonServer(loaded, opts, env) as server:
             startup[mode] = round(server.startup_s, 2)
             for model in models:
                 for c in concurrencies:

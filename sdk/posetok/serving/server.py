@@ -92,7 +92,7 @@ class TritonServer:
     """tritonserver serving one bundle; a context manager (``with TritonServer(...) as server``).
 
     Args:
-        bundle: the bundle folder.
+        bundle: the bundle folder, or a ``Bundle`` already loaded (and verified) from it.
         options: ``ServerOptions``.
         env: the serving environment; None: ``find_serving_env()``.
         repository: run this existing model repository instead of writing one
@@ -100,7 +100,8 @@ class TritonServer:
         load: with ``repository``: the models to load (explicit model control);
             the others, such as ONNX models the bundled server has no backend
             for, stay unloaded.
-        public_key: check the bundle's signature with this public key before serving.
+        public_key: check the bundle's signature with this public key before serving (with a
+            folder; a loaded ``Bundle`` was checked, or not, by its ``Bundle.load``).
 
     Attributes:
         bundle: the loaded (verified) ``Bundle``.
@@ -115,11 +116,16 @@ class TritonServer:
         ServingError: no serving environment.
     """
 
-    def __init__(self, bundle: os.PathLike | str, options: ServerOptions = ServerOptions(),
+    def __init__(self, bundle: os.PathLike | str | Bundle, options: ServerOptions = ServerOptions(),
                  env: Optional[ServingEnv] = None, repository: Optional[os.PathLike | str] = None,
                  load: tuple[str, ...] = (), public_key: Optional[os.PathLike | str] = None):
+        if isinstance(bundle, Bundle):
+            if public_key is not None:
+                raise ValueError("public_key checks a bundle folder as it loads; pass it to Bundle.load instead")
+            self.bundle = bundle
+        else:
+            self.bundle = Bundle.load(bundle, public_key=public_key) if public_key else Bundle.load(bundle)
         self.env = env or find_serving_env()
-        self.bundle = Bundle.load(bundle, public_key=public_key) if public_key else Bundle.load(bundle)
         self.repository = Path(repository).absolute() if repository is not None else None
         self.load = tuple(load)
         if self.repository is None:  # refuse now, not after tritonserver fails on an empty repository
