@@ -138,6 +138,35 @@ def same_tokenizer(model: PoseEstimatorModel, tokenizer: nn.Module) -> bool:
     return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 
+# frames of each kind (figure, figure behind two occluders, backdrop alone) that set the tracking threshold
+TRACKING_FRAMES = 256
+
+
+def tracking_threshold(model: PoseEstimatorModel, n: int = TRACKING_FRAMES) -> dict:
+    """The mean keypoint score under which a tracked crop counts as having lost the figure (the manifest's
+    ``estimator.tracking``; the runtime's default ``min_tracking_score``).
+
+    Scores are token confidences, so their scale moves from one training run to the next: the threshold
+    is measured on the weights it ships with. Crops around a figure (clean and behind two occluders)
+    should score above it, crops of backdrop alone (a tracked crop that lost the figure) below. The two
+    overlap on cluttered backdrops, so the threshold maximizes the share of backdrop crops caught minus
+    the share of figure crops searched again for nothing (Youden's J), both reported.
+    """
+    rng = np.random.default_rng(frames.TRACKING_SEED)
+    figure = np.concatenate([frames.make_frames(n, rng, occluders=k).inputs for k in (0, 2)])
+    backdrop = frames.backdrop_frames(n, rng)[0]
+    with torch.no_grad():
+        graph = estimator_graph(model)
+        score = [graph(torch.from_numpy(x))[1].mean(dim=1).numpy() for x in (figure, backdrop)]
+    candidates = np.unique(np.round(np.concatenate(score).astype(np.float64), 3))
+    caught = (score[1][None] < candidates[:, None]).mean(axis=1)
+    searched = (score[0][None] < candidates[:, None]).mean(axis=1)
+    best = int(np.argmax(caught - searched))
+    return {"min_score": float(candidates[best]), "backdrop_caught": float(caught[best]),
+            "figure_searched_again": float(searched[best]), "frames": {"figure": len(figure),
+                                                                       "backdrop": len(backdrop)}}
+
+
 PARITY_FRAMES = 512
 # int8 may cost this much MPJPE over the torch model (issue target: int8 estimator <= fp32 + 0.15 px)
 INT8_MPJPE_MARGIN_PX = 0.15

@@ -357,8 +357,12 @@ def _export_estimator(estimator, tokenizer, options: ExportOptions, work: Path,
             return estimator_export.check_tflite_estimator(path, num_tokens, batch)
         settings = dataclasses.replace(options, tflite_int8=options.estimator_tflite_int8)
         artifacts += _write_tflite_batches("estimator", graph, calibration, settings, work, step, specs)
+    tracking = estimator_export.tracking_threshold(estimator)
+    step(f"estimator tracking threshold: mean score {tracking['min_score']:.3f} (catches "
+         f"{tracking['backdrop_caught']:.0%} of backdrop crops, searches {tracking['figure_searched_again']:.0%} "
+         "of figure crops again)")
     section = {"input": estimator_export.estimator_input_contract(), "config": estimator.config.to_dict(),
-               "figure_share": estimator_export.frames.FIGURE_SHARE}
+               "figure_share": estimator_export.frames.FIGURE_SHARE, "tracking": tracking}
     return artifacts, section
 
 
@@ -383,7 +387,8 @@ def _plan(options: ExportOptions) -> int:
 
 
 def _plan_estimator(options: ExportOptions) -> int:
-    n = (1 + len(options.precisions)) if "onnx" in options.formats else 0
+    n = 1  # tracking threshold
+    n += (1 + len(options.precisions)) if "onnx" in options.formats else 0
     if "tflite" in options.formats:
         n += len(options.tflite_batches) * (1 + len(options.precisions))
     if options.parity:

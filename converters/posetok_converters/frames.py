@@ -40,6 +40,7 @@ INPUT_SCALE = (1.0 / 64.0, 1.0 / 64.0, 1.0 / 64.0)
 OCCLUDER_SIDE_PX = (6.0, 18.0)       # occluding boxes, in 64-px model-frame pixels
 EVAL_SEEDS = {"clean": 20251201, "occluded": 20251202}
 CALIBRATION_SEED = 20251204          # int8 calibration frames of the exported estimator
+TRACKING_SEED = 20251208             # frames that set the exported estimator's tracking threshold
 # The runtime crops a square around a person box, side = the box's long side / FIGURE_SHARE (the manifest's
 # figure_share). Training figures fill 0.42 of the model frame at the median, anywhere in it; crops centred on
 # the figure did best at 0.5 in a sweep (`posetok eval-estimator --shares 0.35,0.42,0.5,0.58`): tighter crops
@@ -376,6 +377,25 @@ def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.rando
         record.add(n, limb_radius_px=radius_model_px, hard_edges=hard, patterned=patterned, clutter_strokes=strokes,
                    blur_sigma_px=blur_sigma, noise_sigma=noise_sigma)
     return rgb
+
+
+def backdrop_frames(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Camera frames of backdrop alone (no figure), drawn and captured as ``draw_frames`` draws the scene
+    around one, and pre-processed at random person boxes: what a crop that lost the figure sees.
+
+    Returns:
+        (float32 [n,3,64,64] model inputs, int32 [n,4] boxes as ``draw_frames``).
+    """
+    centers = np.arange(CAMERA_PX, dtype=np.float32) + 0.5
+    grid = np.stack(np.meshgrid(centers, centers, indexing="xy"), axis=-1)
+    parts = []
+    for start in range(0, n, _CHUNK):          # stroke counts and blur are drawn per chunk, as for the frames
+        canvas, _, _ = _backdrop(rng, min(_CHUNK, n - start), grid)
+        rgb, _ = _camera(rng, _blur(rng, canvas)[0])
+        boxes = _boxes(rng, len(rgb))
+        parts.append((model_inputs(rgb, boxes)[0], boxes))
+    inputs, boxes = (np.concatenate(a) for a in zip(*parts))
+    return inputs, boxes
 
 
 def model_inputs(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

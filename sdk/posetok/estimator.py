@@ -46,6 +46,8 @@ __all__ = ["EstimatorOptions", "MIN_BOX_PX", "MIN_FRAME_PX", "OneEuroFilter", "P
 
 RUNNING_MODES = ("image", "video")
 OUTPUTS = ("keypoints", "scores", "token_ids")
+# video mode's re-search threshold for bundles exported before the manifest recorded one (their weights' figure)
+FALLBACK_TRACKING_SCORE = 0.08
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,9 +110,12 @@ class EstimatorOptions:
             gives a mean keypoint score under this, the frame is searched
             again as in image mode (and the filter restarts if the figure
             turns up elsewhere). The scores are token confidences, low even
-            for good estimates; with the shipped estimator 0.08 parts most
-            crops around a figure (above) from crops of backdrop alone
-            (below). Default 0.08; 0 never searches again.
+            for good estimates, and their scale moves with the weights.
+            Default None: the bundle's ``estimator.tracking.min_score``,
+            measured at export on the model's own scores of crops around a
+            figure and of backdrop alone (the manifest records how many of
+            each it sorts right), or 0.08 for a bundle without one; 0 never
+            searches again.
 
     Raises:
         ValueError: an unknown backend, precision or running_mode (the message
@@ -129,7 +134,7 @@ class EstimatorOptions:
     beta: float = 10.0
     d_cutoff: float = 1.0
     box_scale: float = 1.0
-    min_tracking_score: float = 0.08
+    min_tracking_score: Optional[float] = None
 
     def __post_init__(self):
         _check_runtime_options(self)
@@ -138,8 +143,9 @@ class EstimatorOptions:
         for name in ("min_cutoff", "d_cutoff", "box_scale"):
             object.__setattr__(self, name, real_number(getattr(self, name), name, above=0))
         object.__setattr__(self, "beta", real_number(self.beta, "beta", minimum=0))
-        object.__setattr__(self, "min_tracking_score",
-                           real_number(self.min_tracking_score, "min_tracking_score", minimum=0, maximum=1))
+        if self.min_tracking_score is not None:
+            object.__setattr__(self, "min_tracking_score",
+                               real_number(self.min_tracking_score, "min_tracking_score", minimum=0, maximum=1))
 
 
 class PoseEstimator:
@@ -189,6 +195,9 @@ class PoseEstimator:
         self.backend = _pick_backend(options.backend, offered, f"{self.precision} estimator")
         self.format = backends.FORMAT_OF_BACKEND[self.backend]
         self._mean, self._scale, self.figure_share = self._contract(section)
+        bundle_score = (section.get("tracking") or {}).get("min_score")
+        self.min_tracking_score = float(options.min_tracking_score if options.min_tracking_score is not None
+                                        else bundle_score if bundle_score is not None else FALLBACK_TRACKING_SCORE)
         artifacts = bundle.select("estimator", self.format, self.precision)
         for a in artifacts:
             names = [o.name for o in a.outputs]
@@ -416,7 +425,7 @@ class PoseEstimator:
         square = (self._crop(box, width, height) if box is not None else self._track[0] if tracked
                   else self._search(crop, width, height))
         keypoints, scores, ids = self._pass(crop, square)
-        if tracked and float(scores.mean()) < self.options.min_tracking_score:
+        if tracked and float(scores.mean()) < self.min_tracking_score:
             found = self._search(crop, width, height)
             x, y, side, _ = square
             if not (x <= found[0] + found[2] / 2 <= x + side and y <= found[1] + found[3] / 2 <= y + side):

@@ -94,6 +94,10 @@ def _check_estimator(section: dict) -> None:
     share = section.get("figure_share")
     _require(_is_number(share) and 0 < share <= 1,
              f"estimator.figure_share must be a number in (0, 1], not {_show(share)}")
+    _optional(section, "tracking", dict, "estimator.", "an object")
+    score = (section.get("tracking") or {}).get("min_score")
+    _require(score is None or (_is_number(score) and 0 <= score <= 1),
+             f"estimator.tracking.min_score must be a number in [0, 1], not {_show(score)}")
 
 
 # Figures a parity row or the reference may hold (what ``posetok info`` prints): numbers where present.
