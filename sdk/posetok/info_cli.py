@@ -24,11 +24,41 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _verdict(row: dict) -> str:
+    return {True: "met", False: "MISSED"}.get(row.get("meets_targets"), "-")
+
+
 def _codebooks(tokens) -> str:
     size = f"{tokens.num_codes} x {tokens.code_dim}"
     if tokens.codebooks == "per_token":
         return f"one codebook of {size} per token position"
     return f"codebook {size}"
+
+
+def _estimator_lines(section: dict) -> list[str]:
+    """The manifest's estimator section: the input the runtime makes, video mode's threshold, parity rows
+    (the manifest's checks make each figure a number or absent)."""
+    spec = section["input"]
+    numbers = lambda values: ",".join(f"{v:g}" for v in values)
+    lines = [f"estimator   input {'x'.join(str(v) for v in spec['size'])} {spec['layout']} {spec['channels']}, "
+             f"mean {numbers(spec['mean'])}, scale {numbers(spec['scale'])}; the person box is "
+             f"{section['figure_share']:g} of the crop's side"]
+    tracking = section.get("tracking") or {}
+    if tracking.get("min_score") is None:
+        lines.append("tracking    no threshold recorded: video mode searches again under posetok's default")
+    else:
+        lines.append(f"tracking    video mode searches again under a mean keypoint score of {tracking['min_score']:g} "
+                     f"(catches {_fmt(tracking.get('backdrop_caught'), '.0%')} of backdrop crops, searches "
+                     f"{_fmt(tracking.get('figure_searched_again'), '.0%')} of figure crops again)")
+    rows = [[r["format"], r["precision"], _fmt(r.get("frames"), ".0f"), _fmt(r.get("mpjpe_px"), ".3f"),
+             _fmt(r.get("torch_mpjpe_px"), ".3f"), _fmt(r.get("token_agreement"), ".4f"),
+             _fmt(r.get("max_keypoint_diff_px"), ".2e"), _verdict(r)]
+            for r in section.get("parity") or ()]
+    if rows:
+        lines += ["", "estimator parity (held-out frames, vs the torch model)"]
+        lines += table(["format", "precision", "frames", "mpjpe px", "torch px", "tokens", "max diff px", "targets"],
+                       rows, right={2, 3, 4, 5, 6})
+    return lines
 
 
 def describe(bundle: Bundle, verified: bool) -> str:
@@ -58,10 +88,12 @@ def describe(bundle: Bundle, verified: bool) -> str:
                                                    ".1f"),
                  _fmt(r.get("size_vs_fp32"), ".1%"), _fmt(r.get("token_agreement"), ".4f"),
                  _fmt(r.get("mpjpe_px"), ".4f"), _fmt(r.get("decoder_max_abs_err_px"), ".2e"),
-                 {True: "met", False: "MISSED"}.get(r.get("meets_targets"), "-")] for r in m.parity]
+                 _verdict(r)] for r in m.parity]
         lines += ["", "parity (eval set, vs the torch model)"]
         lines += table(["format", "precision", "KiB", "vs fp32", "tokens", "mpjpe px", "dec err px", "targets"],
                        rows, right={2, 3, 4, 5, 6})
+    if m.estimator:
+        lines += [""] + _estimator_lines(m.estimator)
     schemes = {}
     for a in m.artifacts:
         if a.quantization:

@@ -95,14 +95,19 @@ def _check_estimator(section: dict) -> None:
     _require(_is_number(share) and 0 < share <= 1,
              f"estimator.figure_share must be a number in (0, 1], not {_show(share)}")
     _optional(section, "tracking", dict, "estimator.", "an object")
-    score = (section.get("tracking") or {}).get("min_score")
-    _require(score is None or (_is_number(score) and 0 <= score <= 1),
-             f"estimator.tracking.min_score must be a number in [0, 1], not {_show(score)}")
+    tracking = section.get("tracking") or {}
+    for key in ("min_score",) + TRACKING_NUMBERS:
+        _require(tracking.get(key) is None or (_is_number(tracking[key]) and 0 <= tracking[key] <= 1),
+                 f"estimator.tracking.{key} must be a number in [0, 1], not {_show(tracking.get(key))}")
+    _check_parity_rows(section.get("parity") or (), ESTIMATOR_PARITY_NUMBERS, "estimator.parity")
 
 
-# Figures a parity row or the reference may hold (what ``posetok info`` prints): numbers where present.
+# Figures a parity row, the reference or the estimator section may hold (what ``posetok info`` prints): numbers
+# where present.
 PARITY_NUMBERS = ("size_bytes", "size_vs_fp32", "token_agreement", "mpjpe_px", "decoder_max_abs_err_px")
+ESTIMATOR_PARITY_NUMBERS = ("frames", "mpjpe_px", "torch_mpjpe_px", "token_agreement", "max_keypoint_diff_px")
 REFERENCE_NUMBERS = ("mpjpe_px", "eval_poses")
+TRACKING_NUMBERS = ("backdrop_caught", "figure_searched_again")
 
 
 def _check_figures(row: dict, numbers: tuple, where: str) -> None:
@@ -110,6 +115,18 @@ def _check_figures(row: dict, numbers: tuple, where: str) -> None:
         value = row.get(key)
         _require(value is None or (_is_finite(value) and abs(value) <= FLOAT64_MAX),
                  f"{where}.{key} must be a finite number, not {_show(value)}")
+
+
+def _check_parity_rows(rows: object, numbers: tuple, where: str) -> None:
+    """Rows of a parity report: objects naming their format and precision, figures numbers where present."""
+    _require(isinstance(rows, (list, tuple)), f"{where} must be a list, not {_show(rows)}")
+    for i, row in enumerate(rows):
+        _require(isinstance(row, dict), f"{where}[{i}] must be an object, not {_show(row)}")
+        _check_figures(row, numbers, f"{where}[{i}]")
+        for key in ("format", "precision"):
+            _require(isinstance(row.get(key), str), f"{where}[{i}].{key} must be a string, not {_show(row.get(key))}")
+        _require(row.get("meets_targets") is None or isinstance(row["meets_targets"], bool),
+                 f"{where}[{i}].meets_targets must be true, false or null, not {_show(row.get('meets_targets'))}")
 
 
 def _check_tensors(specs: object, where: str) -> None:
@@ -344,13 +361,7 @@ def validate_manifest(m: dict) -> None:
         search_neighbours(m["token_search"], tokens["num_tokens"], tokens["num_codes"])
     if m.get("reference"):
         _check_figures(m["reference"], REFERENCE_NUMBERS, "reference")
-    for i, row in enumerate(m.get("parity") or ()):
-        _require(isinstance(row, dict), f"parity[{i}] must be an object, not {_show(row)}")
-        _check_figures(row, PARITY_NUMBERS, f"parity[{i}]")
-        for key in ("format", "precision"):
-            _require(isinstance(row.get(key), str), f"parity[{i}].{key} must be a string, not {_show(row.get(key))}")
-        _require(row.get("meets_targets") is None or isinstance(row["meets_targets"], bool),
-                 f"parity[{i}].meets_targets must be true, false or null, not {_show(row.get('meets_targets'))}")
+    _check_parity_rows(m.get("parity") or (), PARITY_NUMBERS, "parity")
     _require(isinstance(m["artifacts"], list) and m["artifacts"], "artifacts must be a non-empty list")
     seen: dict[str, int] = {}
     for i, a in enumerate(m["artifacts"]):

@@ -74,3 +74,23 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(device_bundle):
     # a pixel: measured 0.38 .. 1.30 model px on these frames, 0.67 on average (the 512 parity frames' MPJPE
     # rises by 0.04 px); a wrong scale or zero point moves them by several
     assert np.mean(apart) < 1.0 and max(apart) < 2.5, apart
+
+
+def test_info_prints_the_estimator_section_and_its_parity_rows(device_bundle, capsys):
+    import json
+
+    from posetok import info_cli
+    assert info_cli.main([str(device_bundle)], prog="posetok info") == 0
+    text = capsys.readouterr().out
+    section = json.loads((device_bundle / "manifest.json").read_text())["estimator"]
+    assert ("estimator   input 64x64 NCHW rgb, mean 128,128,128, scale 0.015625,0.015625,0.015625; the person box is "
+            "0.5 of the crop's side") in text
+    tracking = section["tracking"]
+    assert (f"video mode searches again under a mean keypoint score of {tracking['min_score']:g} (catches "
+            f"{tracking['backdrop_caught']:.0%} of backdrop crops") in text
+    rows = text.split("estimator parity (held-out frames, vs the torch model)\n")[1].splitlines()[2:]
+    assert len(section["parity"]) == 4
+    for row, line in zip(section["parity"], rows):
+        assert line.split() == [row["format"], row["precision"], "512", f"{row['mpjpe_px']:.3f}",
+                                f"{row['torch_mpjpe_px']:.3f}", f"{row['token_agreement']:.4f}",
+                                f"{row['max_keypoint_diff_px']:.2e}", "met"], text

@@ -244,6 +244,12 @@ def test_option_and_bundle_errors(estimator_bundle, tmp_path):
     ({"tracking": {"min_score": 1.5}}, r"estimator.tracking.min_score must be a number in \[0, 1\], not 1.5"),
     ({"tracking": {"min_score": "0.1"}}, r"estimator.tracking.min_score must be a number in \[0, 1\], not '0.1'"),
     ({"tracking": [0.1]}, r"estimator.tracking must be an object, not \[0.1\]"),
+    ({"tracking": {"backdrop_caught": -0.5}}, r"estimator.tracking.backdrop_caught must be a number in \[0, 1\]"),
+    ({"parity": "rows"}, r"estimator.parity must be a list, not 'rows'"),
+    ({"parity": [{"format": "onnx", "precision": "fp32", "mpjpe_px": "2.9"}]},
+     r"estimator.parity\[0\].mpjpe_px must be a finite number, not '2.9'"),
+    ({"parity": [{"format": "onnx", "precision": None}]},
+     r"estimator.parity\[0\].precision must be a string, not None"),
 ])
 def test_a_manifest_estimator_section_out_of_type_or_range_is_refused_by_name(estimator_bundle, tmp_path,
                                                                              change, message):
