@@ -19,7 +19,7 @@ their probability over many codes, scores lower.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -142,29 +142,65 @@ def same_tokenizer(model: PoseEstimatorModel, tokenizer: nn.Module) -> bool:
 TRACKING_FRAMES = 256
 
 
-def tracking_threshold(model: PoseEstimatorModel, n: int = TRACKING_FRAMES) -> dict:
-    """The mean keypoint score under which a tracked crop counts as having lost the figure (the manifest's
-    ``estimator.tracking``; the runtime's default ``min_tracking_score``).
-
-    Scores are token confidences, so their scale moves from one training run to the next: the threshold
-    is measured on the weights it ships with. Crops around a figure (clean and behind two occluders)
-    should score above it, crops of backdrop alone (a tracked crop that lost the figure) below. The two
-    overlap on cluttered backdrops, so the threshold maximizes the share of backdrop crops caught minus
-    the share of figure crops searched again for nothing (Youden's J), both reported.
-    """
+def tracking_frames(n: int = TRACKING_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs that set video mode's threshold: crops around a figure (``n`` clean, then ``n`` behind two
+    occluders) and ``n`` crops of backdrop alone (what a tracked crop that lost the figure sees)."""
     rng = np.random.default_rng(frames.TRACKING_SEED)
     figure = np.concatenate([frames.make_frames(n, rng, occluders=k).inputs for k in (0, 2)])
-    backdrop = frames.backdrop_frames(n, rng)[0]
-    with torch.no_grad():
-        graph = estimator_graph(model)
-        score = [graph(torch.from_numpy(x))[1].mean(dim=1).numpy() for x in (figure, backdrop)]
-    candidates = np.unique(np.round(np.concatenate(score).astype(np.float64), 3))
-    caught = (score[1][None] < candidates[:, None]).mean(axis=1)
-    searched = (score[0][None] < candidates[:, None]).mean(axis=1)
+    return figure, frames.backdrop_frames(n, rng)[0]
+
+
+def best_tracking_threshold(figure_scores: np.ndarray, backdrop_scores: np.ndarray) -> dict:
+    """The mean keypoint score (3 decimals) that best parts figure crops (above) from backdrop alone (below).
+
+    The two overlap on cluttered backdrops, so the threshold maximizes the share of backdrop crops caught
+    minus the share of figure crops searched again for nothing (Youden's J), both reported; of equal cuts the
+    lowest, which searches least.
+    """
+    candidates = np.unique(np.round(np.concatenate([figure_scores, backdrop_scores]).astype(np.float64), 3))
+    caught = (backdrop_scores[None] < candidates[:, None]).mean(axis=1)
+    searched = (figure_scores[None] < candidates[:, None]).mean(axis=1)
     best = int(np.argmax(caught - searched))
     return {"min_score": float(candidates[best]), "backdrop_caught": float(caught[best]),
-            "figure_searched_again": float(searched[best]), "frames": {"figure": len(figure),
-                                                                       "backdrop": len(backdrop)}}
+            "figure_searched_again": float(searched[best])}
+
+
+def tracking_thresholds(model: PoseEstimatorModel, bundle_dir=None, artifacts: Sequence = (),
+                        n: int = TRACKING_FRAMES) -> dict:
+    """Video mode's re-search thresholds (the manifest's ``estimator.tracking``): the torch model's, and one
+    per (format, precision) of the estimator ``artifacts`` in ``bundle_dir`` (``files``), which the runtime
+    prefers for the files it runs.
+
+    Scores are token confidences, so their scale moves with the weights, and int8 files score higher than
+    float ones: each threshold is measured on the scores of the model or files it ships with.
+    """
+    figure, backdrop = tracking_frames(n)
+    with torch.no_grad():
+        graph = estimator_graph(model)
+        scores = [graph(torch.from_numpy(x))[1].mean(dim=1).numpy() for x in (figure, backdrop)]
+    files = []
+    for (fmt, precision), group in estimator_file_groups(artifacts).items():
+        runner = file_runner(bundle_dir, group)
+        on_files = [runner.run_outputs(x)["scores"].mean(axis=1) for x in (figure, backdrop)]
+        files.append({"format": fmt, "precision": precision, **best_tracking_threshold(*on_files)})
+    return {**best_tracking_threshold(*scores), "frames": {"figure": len(figure), "backdrop": len(backdrop)},
+            "files": files}
+
+
+def estimator_file_groups(artifacts: Sequence) -> dict[tuple[str, str], list]:
+    """The estimator ``artifacts`` by (format, precision): one file per batch size."""
+    groups: dict[tuple[str, str], list] = {}
+    for a in artifacts:
+        if a.role == "estimator":
+            groups.setdefault((a.format, a.precision), []).append(a)
+    return groups
+
+
+def file_runner(bundle_dir, artifacts: list):
+    """A runtime ``BatchRunner`` over estimator files of one (format, precision), any batch size."""
+    from posetok import backends
+    sessions = [backends.open_session(Path(bundle_dir) / f.file, f.format, outputs=f.outputs) for f in artifacts]
+    return backends.BatchRunner(sessions)
 
 
 PARITY_FRAMES = 512
@@ -184,10 +220,8 @@ def measure_estimator_row(bundle_dir, artifacts: list, batch: "frames.FrameBatch
                           reference: dict[str, np.ndarray]) -> dict:
     """One (format, precision) row: MPJPE from image against the truth, token agreement and the largest
     keypoint difference against torch, for the estimator files ``artifacts`` (one per batch size)."""
-    from posetok import backends
     a = artifacts[0]
-    sessions = [backends.open_session(Path(bundle_dir) / f.file, f.format, outputs=f.outputs) for f in artifacts]
-    out = backends.BatchRunner(sessions).run_outputs(batch.inputs)
+    out = file_runner(bundle_dir, artifacts).run_outputs(batch.inputs)
     by_shape = {tuple(v.shape[1:]): v for v in out.values()}       # TFLite renames outputs; shapes are distinct
     keypoints = by_shape[(NUM_KEYPOINTS, 2)]
     token_ids = by_shape[tuple(reference["token_ids"].shape[1:])]
@@ -206,11 +240,7 @@ def estimator_parity(bundle_dir, manifest, model: PoseEstimatorModel,
     batch = frames.eval_frames("clean", PARITY_FRAMES)
     reference = torch_estimates(model, batch.inputs)
     rows = []
-    groups: dict[tuple[str, str], list] = {}
-    for a in manifest.artifacts:
-        if a.role == "estimator":
-            groups.setdefault((a.format, a.precision), []).append(a)
-    for (fmt, precision), files in groups.items():
+    for (fmt, precision), files in estimator_file_groups(manifest.artifacts).items():
         row = measure_estimator_row(bundle_dir, files, batch, reference)
         margin = INT8_MPJPE_MARGIN_PX if precision == "int8" else 0.05
         row["meets_targets"] = bool(row["mpjpe_px"] <= row["torch_mpjpe_px"] + margin)

@@ -111,11 +111,12 @@ class EstimatorOptions:
             again as in image mode (and the filter restarts if the figure
             turns up elsewhere). The scores are token confidences, low even
             for good estimates, and their scale moves with the weights.
-            Default None: the bundle's ``estimator.tracking.min_score``,
-            measured at export on the model's own scores of crops around a
-            figure and of backdrop alone (the manifest records how many of
-            each it sorts right), or 0.08 for a bundle without one; 0 never
-            searches again.
+            Default None: the bundle's threshold for the files this
+            estimator runs (``estimator.tracking.files``; else the torch
+            model's ``estimator.tracking.min_score``), measured at export
+            on their own scores of crops around a figure and of backdrop
+            alone (the manifest records how many of each it sorts right),
+            or 0.08 for a bundle without one; 0 never searches again.
 
     Raises:
         ValueError: an unknown backend, precision or running_mode (the message
@@ -146,6 +147,17 @@ class EstimatorOptions:
         if self.min_tracking_score is not None:
             object.__setattr__(self, "min_tracking_score",
                                real_number(self.min_tracking_score, "min_tracking_score", minimum=0, maximum=1))
+
+
+def _bundle_tracking_score(tracking: Optional[dict], fmt: str, precision: str) -> float:
+    """Video mode's re-search threshold a bundle measured: for these files, else for the torch model, else the
+    fallback (the manifest's checks make each a number in [0, 1] or absent)."""
+    tracking = tracking or {}
+    for row in tracking.get("files") or ():
+        if (row.get("format"), row.get("precision")) == (fmt, precision) and row.get("min_score") is not None:
+            return float(row["min_score"])
+    score = tracking.get("min_score")
+    return FALLBACK_TRACKING_SCORE if score is None else float(score)
 
 
 class PoseEstimator:
@@ -195,9 +207,8 @@ class PoseEstimator:
         self.backend = _pick_backend(options.backend, offered, f"{self.precision} estimator")
         self.format = backends.FORMAT_OF_BACKEND[self.backend]
         self._mean, self._scale, self.figure_share = self._contract(section)
-        bundle_score = (section.get("tracking") or {}).get("min_score")
-        self.min_tracking_score = float(options.min_tracking_score if options.min_tracking_score is not None
-                                        else bundle_score if bundle_score is not None else FALLBACK_TRACKING_SCORE)
+        self.min_tracking_score = (float(options.min_tracking_score) if options.min_tracking_score is not None
+                                   else _bundle_tracking_score(section.get("tracking"), self.format, self.precision))
         artifacts = bundle.select("estimator", self.format, self.precision)
         for a in artifacts:
             names = [o.name for o in a.outputs]

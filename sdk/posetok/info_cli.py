@@ -44,12 +44,16 @@ def _estimator_lines(section: dict) -> list[str]:
              f"mean {numbers(spec['mean'])}, scale {numbers(spec['scale'])}; the person box is "
              f"{section['figure_share']:g} of the crop's side"]
     tracking = section.get("tracking") or {}
-    if tracking.get("min_score") is None:
+    measured = [("torch", tracking)] if tracking.get("min_score") is not None else []
+    measured += [(f"{r['format']} {r['precision']}", r) for r in tracking.get("files") or ()
+                 if r.get("min_score") is not None]
+    if not measured:
         lines.append("tracking    no threshold recorded: video mode searches again under posetok's default")
     else:
-        lines.append(f"tracking    video mode searches again under a mean keypoint score of {tracking['min_score']:g} "
-                     f"(catches {_fmt(tracking.get('backdrop_caught'), '.0%')} of backdrop crops, searches "
-                     f"{_fmt(tracking.get('figure_searched_again'), '.0%')} of figure crops again)")
+        lines.append("tracking    video mode searches again under a mean keypoint score of (backdrop crops caught, "
+                     "figure crops searched again):")
+        lines += [f"              {name}: {t['min_score']:g} ({_fmt(t.get('backdrop_caught'), '.0%')}, "
+                  f"{_fmt(t.get('figure_searched_again'), '.0%')})" for name, t in measured]
     rows = [[r["format"], r["precision"], _fmt(r.get("frames"), ".0f"), _fmt(r.get("mpjpe_px"), ".3f"),
              _fmt(r.get("torch_mpjpe_px"), ".3f"), _fmt(r.get("token_agreement"), ".4f"),
              _fmt(r.get("max_keypoint_diff_px"), ".2e"), _verdict(r)]

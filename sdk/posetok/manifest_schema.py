@@ -96,9 +96,14 @@ def _check_estimator(section: dict) -> None:
              f"estimator.figure_share must be a number in (0, 1], not {_show(share)}")
     _optional(section, "tracking", dict, "estimator.", "an object")
     tracking = section.get("tracking") or {}
-    for key in ("min_score",) + TRACKING_NUMBERS:
-        _require(tracking.get(key) is None or (_is_number(tracking[key]) and 0 <= tracking[key] <= 1),
-                 f"estimator.tracking.{key} must be a number in [0, 1], not {_show(tracking.get(key))}")
+    _check_shares(tracking, "estimator.tracking")
+    _optional(tracking, "files", list, "estimator.tracking.", "a list")
+    for i, row in enumerate(tracking.get("files") or ()):
+        where = f"estimator.tracking.files[{i}]"
+        _require(isinstance(row, dict), f"{where} must be an object, not {_show(row)}")
+        for key in ("format", "precision"):
+            _require(isinstance(row.get(key), str), f"{where}.{key} must be a string, not {_show(row.get(key))}")
+        _check_shares(row, where)
     _check_parity_rows(section.get("parity") or (), ESTIMATOR_PARITY_NUMBERS, "estimator.parity")
 
 
@@ -115,6 +120,14 @@ def _check_figures(row: dict, numbers: tuple, where: str) -> None:
         value = row.get(key)
         _require(value is None or (_is_finite(value) and abs(value) <= FLOAT64_MAX),
                  f"{where}.{key} must be a finite number, not {_show(value)}")
+
+
+def _check_shares(tracking: dict, where: str) -> None:
+    """A tracking threshold and the shares of crops it sorts right: numbers in [0, 1] where present."""
+    for key in ("min_score",) + TRACKING_NUMBERS:
+        value = tracking.get(key)
+        _require(value is None or (_is_number(value) and 0 <= value <= 1),
+                 f"{where}.{key} must be a number in [0, 1], not {_show(value)}")
 
 
 def _check_parity_rows(rows: object, numbers: tuple, where: str) -> None:

@@ -331,14 +331,14 @@ def test_a_run_carries_over_to_a_retrained_tokenizer_only_when_asked(tmp_path, c
 
 
 def test_the_tracking_threshold_parts_the_shipped_models_figure_crops_from_backdrop_alone():
-    from posetok_converters.estimator_export import estimator_graph, tracking_threshold
+    from posetok_converters.estimator_export import best_tracking_threshold, estimator_graph, tracking_thresholds
     inputs, boxes = frames.backdrop_frames(70, np.random.default_rng(3))     # more than one drawing chunk
     assert inputs.shape == (70, 3, 64, 64) and boxes.shape == (70, 4)
     again, _ = frames.backdrop_frames(70, np.random.default_rng(3))
     assert np.array_equal(inputs, again)
     model, _ = load_estimator(None)
-    got = tracking_threshold(model, n=128)
-    assert got["frames"] == {"figure": 256, "backdrop": 128}
+    got = tracking_thresholds(model, n=128)
+    assert got["frames"] == {"figure": 256, "backdrop": 128} and got["files"] == []
     # measured with run 14's weights on 256 of each: 0.099, 84 % of backdrop crops caught, 16 % of figure
     # crops searched again (the two overlap on cluttered backdrops)
     assert 0.05 < got["min_score"] < 0.2 and got["backdrop_caught"] > 0.7 and got["figure_searched_again"] < 0.3
@@ -346,6 +346,12 @@ def test_the_tracking_threshold_parts_the_shipped_models_figure_crops_from_backd
     with torch.no_grad():
         scores = estimator_graph(model)(torch.from_numpy(inputs))[1].mean(dim=1).numpy()
     assert np.mean(scores < got["min_score"]) > 0.6, scores
+    # the cut maximizes caught minus searched again (0.5 would catch all four but search two figures again)
+    cut = best_tracking_threshold(np.array([0.3, 0.4, 0.5, 0.6]), np.array([0.1, 0.2, 0.25, 0.45]))
+    assert cut == {"min_score": 0.3, "backdrop_caught": 0.75, "figure_searched_again": 0.0}, cut
+    # of equal cuts the lowest, which searches least: 0.25 and 0.4 both score 0.5 here
+    cut = best_tracking_threshold(np.array([0.25, 0.4, 0.5, 0.6]), np.array([0.1, 0.2, 0.3, 0.45]))
+    assert cut == {"min_score": 0.25, "backdrop_caught": 0.5, "figure_searched_again": 0.0}, cut
 
 
 @pytest.mark.slow

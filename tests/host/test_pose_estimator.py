@@ -245,6 +245,11 @@ def test_option_and_bundle_errors(estimator_bundle, tmp_path):
     ({"tracking": {"min_score": "0.1"}}, r"estimator.tracking.min_score must be a number in \[0, 1\], not '0.1'"),
     ({"tracking": [0.1]}, r"estimator.tracking must be an object, not \[0.1\]"),
     ({"tracking": {"backdrop_caught": -0.5}}, r"estimator.tracking.backdrop_caught must be a number in \[0, 1\]"),
+    ({"tracking": {"files": {"onnx": 0.1}}}, r"estimator.tracking.files must be a list, not \{'onnx': 0.1\}"),
+    ({"tracking": {"files": [{"format": "onnx", "precision": "fp32", "min_score": 2}]}},
+     r"estimator.tracking.files\[0\].min_score must be a number in \[0, 1\], not 2"),
+    ({"tracking": {"files": [{"format": "onnx", "min_score": 0.1}]}},
+     r"estimator.tracking.files\[0\].precision must be a string, not None"),
     ({"parity": "rows"}, r"estimator.parity must be a list, not 'rows'"),
     ({"parity": [{"format": "onnx", "precision": "fp32", "mpjpe_px": "2.9"}]},
      r"estimator.parity\[0\].mpjpe_px must be a finite number, not '2.9'"),
@@ -323,23 +328,33 @@ def test_video_mode_searches_again_after_a_new_frame_size_or_a_low_score(estimat
 
 @export_test
 def test_video_mode_searches_again_under_the_threshold_the_bundle_measured(estimator_bundle, camera, tmp_path):
-    from posetok.estimator import FALLBACK_TRACKING_SCORE
     root, _ = estimator_bundle
     tracking = json.loads((root / "manifest.json").read_text())["estimator"]["tracking"]
     assert tracking["frames"] == {"figure": 512, "backdrop": 256}
-    assert 0 <= tracking["backdrop_caught"] <= 1 and 0 <= tracking["figure_searched_again"] <= 1
+    assert [(r["format"], r["precision"]) for r in tracking["files"]] == [("onnx", "fp32")]
+    for row in (tracking, tracking["files"][0]):
+        assert 0 <= row["backdrop_caught"] <= 1 and 0 <= row["figure_searched_again"] <= 1
     with PoseEstimator.from_bundle(root, running_mode="video") as est:
-        assert est.min_tracking_score == tracking["min_score"]
+        assert est.min_tracking_score == tracking["files"][0]["min_score"]
     with PoseEstimator.from_bundle(root, options=video_options(0.5)) as est:
         assert est.min_tracking_score == 0.5
-    # a bundle exported before the manifest recorded a threshold keeps the one posetok had for its weights
-    older = tmp_path / "bundle"
-    shutil.copytree(root, older)
-    manifest = json.loads((older / "manifest.json").read_text())
-    del manifest["estimator"]["tracking"]
-    (older / "manifest.json").write_text(json.dumps(manifest))
-    with PoseEstimator.from_bundle(older, running_mode="video") as est:
-        assert est.min_tracking_score == FALLBACK_TRACKING_SCORE == 0.08
+    # the threshold of the files the estimator runs, else the torch model's, else the one posetok had before
+    # bundles recorded one
+    from posetok.estimator import FALLBACK_TRACKING_SCORE
+    edited = tmp_path / "bundle"
+    shutil.copytree(root, edited)
+    manifest = json.loads((edited / "manifest.json").read_text())
+    section = manifest["estimator"]
+    section["tracking"].update(min_score=0.2, files=[{"format": "tflite", "precision": "fp32", "min_score": 0.1},
+                                                     {"format": "onnx", "precision": "fp32", "min_score": 0.3}])
+    for files, want in ((section["tracking"]["files"], 0.3), ([], 0.2), (None, FALLBACK_TRACKING_SCORE)):
+        if files is None:
+            del section["tracking"]
+        else:
+            section["tracking"]["files"] = files
+        (edited / "manifest.json").write_text(json.dumps(manifest))
+        with PoseEstimator.from_bundle(edited, running_mode="video") as est:
+            assert est.min_tracking_score == want == (0.08 if files is None else want)
     # the threshold decides: just above the tracked pass's score searches again, at it keeps the crop
     near, far = in_big_frame(camera[0][0], at=(0, 0)), in_big_frame(camera[0][0], at=(224, 144))
     with PoseEstimator.from_bundle(root, options=video_options(0.0)) as est:

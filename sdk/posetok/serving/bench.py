@@ -25,6 +25,7 @@ import numpy as np
 from .server import ServerOptions, ServingEnv, TritonServer
 
 INPUT_POSES = 64  # distinct valid requests perf_analyzer cycles through
+CLIENT_WARMUP_LIMIT_S = 30.0  # the thread clients' warm-up waits at most this long for every first answer
 
 
 def _inputs(model: str, num_tokens: int, num_codes: int, seed: int = 0) -> list[dict]:
@@ -111,7 +112,9 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
         server: a started ``TritonServer``.
         model: the model name.
         concurrency: client threads, one request in flight each.
-        interval_ms: how long to measure (after a short warm-up).
+        interval_ms: how long to measure, after a warm-up that lasts until
+            every client's first request has ended (at most
+            ``CLIENT_WARMUP_LIMIT_S``).
 
     Returns:
         ``throughput_per_s`` (answered requests per second), ``p50_ms`` and
@@ -128,8 +131,9 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
               .reshape([1] + d[name]["shape"]) for d in data]
     latencies: list[float] = []
     failures: list[str] = []
-    stop, measuring = threading.Event(), threading.Event()
+    stop, measuring, warm = threading.Event(), threading.Event(), threading.Event()
     lock = threading.Lock()
+    first_answers = [0]     # clients whose first request has ended (answered or failed)
 
     def loop(k: int) -> None:
         client = grpcclient.InferenceServerClient(server.grpc_url)
@@ -149,6 +153,11 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
                 else:
                     if measuring.is_set():
                         mine.append(time.perf_counter() - t0)
+                if i == k:
+                    with lock:
+                        first_answers[0] += 1
+                        if first_answers[0] == concurrency:
+                            warm.set()
                 i += concurrency
         finally:
             client.close()
@@ -159,7 +168,9 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
     threads = [threading.Thread(target=loop, args=(k,)) for k in range(concurrency)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    # warm-up: every client connected and its first request ended (a loaded host takes seconds for that)
+    warm.wait(timeout=CLIENT_WARMUP_LIMIT_S)
+    time.sleep(0.2)
     measuring.set()
     t0 = time.perf_counter()
     time.sleep(interval_ms / 1e3)
