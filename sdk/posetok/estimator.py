@@ -181,6 +181,8 @@ class PoseEstimator:
         precision: the estimator file's precision.
         num_tokens: M, token ids per pose.
         figure_share: the share of the crop a person box's long side fills.
+        min_tracking_score: video mode's re-search threshold in use (the
+            option's, or the bundle's for these files).
         files: the model files opened.
 
     Raises:
