@@ -150,41 +150,52 @@ def tracking_frames(n: int = TRACKING_FRAMES) -> tuple[np.ndarray, np.ndarray]:
     return figure, frames.backdrop_frames(n, rng)[0]
 
 
-def best_tracking_threshold(figure_scores: np.ndarray, backdrop_scores: np.ndarray) -> dict:
-    """The mean keypoint score (3 decimals) that best parts figure crops (above) from backdrop alone (below).
+# candidate cuts per signal: these quantiles of the pooled values (and 0, the rule off), rounded to 3 decimals
+_CUT_QUANTILES = np.linspace(0.0, 1.0, 101)
 
-    The two overlap on cluttered backdrops, so the threshold maximizes the share of backdrop crops caught
-    minus the share of figure crops searched again for nothing (Youden's J), both reported; of equal cuts the
-    lowest, which searches least.
+
+def best_tracking_rule(figure: tuple[np.ndarray, np.ndarray], backdrop: tuple[np.ndarray, np.ndarray]) -> dict:
+    """The thresholds on (lowest keypoint score, pose extent) that best part figure crops from backdrop alone:
+    a crop counts as lost when either signal is under its threshold (``posetok.estimator.tracking_signals``).
+
+    The signals overlap on cluttered backdrops, so the pair maximizes the share of backdrop crops caught
+    minus the share of figure crops searched again for nothing (Youden's J), both reported; of equal pairs
+    the first in (score, extent) order, which searches least.
     """
-    candidates = np.unique(np.round(np.concatenate([figure_scores, backdrop_scores]).astype(np.float64), 3))
-    caught = (backdrop_scores[None] < candidates[:, None]).mean(axis=1)
-    searched = (figure_scores[None] < candidates[:, None]).mean(axis=1)
-    best = int(np.argmax(caught - searched))
-    return {"min_score": float(candidates[best]), "backdrop_caught": float(caught[best]),
-            "figure_searched_again": float(searched[best])}
+    cuts = [np.unique(np.round(np.append(np.quantile(np.concatenate([f, b]).astype(np.float64), _CUT_QUANTILES),
+                                         0.0), 3)) for f, b in zip(figure, backdrop)]
+    f_score, f_extent = (s[None] < c[:, None] for s, c in zip(figure, cuts))     # [cuts, crops]
+    b_score, b_extent = (s[None] < c[:, None] for s, c in zip(backdrop, cuts))
+    caught = (b_score[:, None] | b_extent[None]).mean(axis=-1)                     # [score cuts, extent cuts]
+    searched = (f_score[:, None] | f_extent[None]).mean(axis=-1)
+    i, j = np.unravel_index(int(np.argmax(caught - searched)), caught.shape)
+    return {"min_score": float(cuts[0][i]), "min_extent": float(cuts[1][j]),
+            "backdrop_caught": float(caught[i, j]), "figure_searched_again": float(searched[i, j])}
 
 
 def tracking_thresholds(model: PoseEstimatorModel, bundle_dir=None, artifacts: Sequence = (),
                         n: int = TRACKING_FRAMES) -> dict:
     """Video mode's re-search thresholds (the manifest's ``estimator.tracking``): the torch model's, and one
-    per (format, precision) of the estimator ``artifacts`` in ``bundle_dir`` (``files``), which the runtime
-    prefers for the files it runs.
+    pair per (format, precision) of the estimator ``artifacts`` in ``bundle_dir`` (``files``), which the
+    runtime prefers for the files it runs.
 
     Scores are token confidences, so their scale moves with the weights, and int8 files score higher than
-    float ones: each threshold is measured on the scores of the model or files it ships with.
+    float ones: each pair is measured on the outputs of the model or files it ships with.
     """
+    from posetok.estimator import tracking_signals
     figure, backdrop = tracking_frames(n)
     with torch.no_grad():
         graph = estimator_graph(model)
-        scores = [graph(torch.from_numpy(x))[1].mean(dim=1).numpy() for x in (figure, backdrop)]
+        outs = [[t.numpy() for t in graph(torch.from_numpy(x))[:2]] for x in (figure, backdrop)]
+    side = 2.0      # the graph's keypoints span [-1, 1] over the crop
+    rule = best_tracking_rule(*(tracking_signals(k, s, side) for k, s in outs))
     files = []
     for (fmt, precision), group in estimator_file_groups(artifacts).items():
         runner = file_runner(bundle_dir, group)
-        on_files = [runner.run_outputs(x)["scores"].mean(axis=1) for x in (figure, backdrop)]
-        files.append({"format": fmt, "precision": precision, **best_tracking_threshold(*on_files)})
-    return {**best_tracking_threshold(*scores), "frames": {"figure": len(figure), "backdrop": len(backdrop)},
-            "files": files}
+        on_files = [runner.run_outputs(x) for x in (figure, backdrop)]
+        signals = [tracking_signals(o["keypoints"], o["scores"], side) for o in on_files]
+        files.append({"format": fmt, "precision": precision, **best_tracking_rule(*signals)})
+    return {**rule, "frames": {"figure": len(figure), "backdrop": len(backdrop)}, "files": files}
 
 
 def estimator_file_groups(artifacts: Sequence) -> dict[tuple[str, str], list]:

@@ -358,8 +358,10 @@ def _export_estimator(estimator, tokenizer, options: ExportOptions, work: Path,
         settings = dataclasses.replace(options, tflite_int8=options.estimator_tflite_int8)
         artifacts += _write_tflite_batches("estimator", graph, calibration, settings, work, step, specs)
     tracking = estimator_export.tracking_thresholds(estimator, work, artifacts)
-    step("estimator tracking thresholds (mean score; backdrop crops caught, figure crops searched again): " +
-         ", ".join(f"{name} {t['min_score']:.3f} ({t['backdrop_caught']:.0%}, {t['figure_searched_again']:.0%})"
+    step("estimator tracking thresholds (lowest score, extent; backdrop crops caught, figure crops searched "
+         "again): " +
+         ", ".join(f"{name} {t['min_score']:.3f}, {t['min_extent']:.3f} ({t['backdrop_caught']:.0%}, "
+                   f"{t['figure_searched_again']:.0%})"
                    for name, t in [("torch", tracking)] + [(f"{f['format']} {f['precision']}", f)
                                                            for f in tracking["files"]]))
     section = {"input": estimator_export.estimator_input_contract(), "config": estimator.config.to_dict(),

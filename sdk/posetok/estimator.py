@@ -22,8 +22,9 @@ centred) and a second pass refines on the crop around the found keypoints'
 bounding box. In video mode the same rule turns each frame's smoothed
 keypoints into the next frame's crop; the first frame, the first after
 ``reset()`` and the first of another size run as in image mode, and so
-does a frame whose tracked pass scores under ``min_tracking_score`` (the
-figure was lost: it left the crop, or the crop drifted off it).
+does a frame whose tracked pass looks lost (the figure left the crop, or the
+crop drifted off it): its lowest keypoint score under ``min_tracking_score``
+or its pose spanning less than ``min_tracking_extent`` of the crop.
 """
 from __future__ import annotations
 
@@ -42,12 +43,13 @@ from .skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels
 from .tokenizer import _check_runtime_options, _one_of, _pick_backend
 
 __all__ = ["EstimatorOptions", "MIN_BOX_PX", "MIN_FRAME_PX", "OneEuroFilter", "PoseEstimator", "PoseResult",
-           "RUNNING_MODES", "person_crop"]
+           "RUNNING_MODES", "person_crop", "tracking_signals"]
 
 RUNNING_MODES = ("image", "video")
 OUTPUTS = ("keypoints", "scores", "token_ids")
-# video mode's re-search threshold for bundles exported before the manifest recorded one (their weights' figure)
-FALLBACK_TRACKING_SCORE = 0.08
+# video mode's re-search thresholds for bundles exported before the manifest recorded them: the torch figures
+# of the weights shipped when it began to
+FALLBACK_TRACKING = {"min_score": 0.063, "min_extent": 0.207}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,23 +108,29 @@ class EstimatorOptions:
         box_scale: multiplies the side of every crop around a person box
             (given, refine pass, video tracking); above 1 leaves more margin.
             Default 1.0.
-        min_tracking_score: video mode: when the pass on the tracked crop
-            gives a mean keypoint score under this, the frame is searched
-            again as in image mode (and the filter restarts if the figure
-            turns up elsewhere). The scores are token confidences, low even
-            for good estimates, and their scale moves with the weights.
-            Default None: the bundle's threshold for the files this
+        min_tracking_score: video mode: a pass on the tracked crop whose
+            lowest keypoint score is under this counts as lost. The scores
+            are token confidences, low even for good estimates, and their
+            scale moves with the weights and the precision.
+        min_tracking_extent: video mode: a pass on the tracked crop whose
+            pose's bounding box spans (on its longer side) less than this
+            share of the crop's side counts as lost (a lost track's pose
+            shrinks). A lost frame is searched again as in image mode, and
+            the filter restarts if the figure turns up elsewhere. Both
+            default to None: the bundle's thresholds for the files this
             estimator runs (``estimator.tracking.files``; else the torch
-            model's ``estimator.tracking.min_score``), measured at export
-            on their own scores of crops around a figure and of backdrop
-            alone (the manifest records how many of each it sorts right),
-            or 0.08 for a bundle without one; 0 never searches again.
+            model's in ``estimator.tracking``), measured at export on crops
+            around a figure and crops of backdrop alone (the manifest
+            records how many of each they sort right), or
+            ``FALLBACK_TRACKING`` for a bundle without them. 0 turns a rule
+            off; both 0 never search again.
 
     Raises:
         ValueError: an unknown backend, precision or running_mode (the message
             lists the allowed values), a bad num_threads, verify or public_key,
             a filter setting or box_scale that is not a positive finite number
-            (beta may be 0), or a min_tracking_score outside [0, 1].
+            (beta may be 0), or a min_tracking_score or min_tracking_extent
+            outside [0, 1].
     """
 
     backend: str = "auto"
@@ -136,6 +144,7 @@ class EstimatorOptions:
     d_cutoff: float = 1.0
     box_scale: float = 1.0
     min_tracking_score: Optional[float] = None
+    min_tracking_extent: Optional[float] = None
 
     def __post_init__(self):
         _check_runtime_options(self)
@@ -144,20 +153,37 @@ class EstimatorOptions:
         for name in ("min_cutoff", "d_cutoff", "box_scale"):
             object.__setattr__(self, name, real_number(getattr(self, name), name, above=0))
         object.__setattr__(self, "beta", real_number(self.beta, "beta", minimum=0))
-        if self.min_tracking_score is not None:
-            object.__setattr__(self, "min_tracking_score",
-                               real_number(self.min_tracking_score, "min_tracking_score", minimum=0, maximum=1))
+        for name in ("min_tracking_score", "min_tracking_extent"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, real_number(getattr(self, name), name, minimum=0, maximum=1))
 
 
-def _bundle_tracking_score(tracking: Optional[dict], fmt: str, precision: str) -> float:
-    """Video mode's re-search threshold a bundle measured: for these files, else for the torch model, else the
+def tracking_signals(keypoints: np.ndarray, scores: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
+    """What video mode judges a tracked pass by (export measures its thresholds with the same function).
+
+    Args:
+        keypoints: [..., 13, 2] keypoints of the pass, in any unit.
+        scores: [..., 13] their scores.
+        side: the crop's side in the keypoints' unit.
+
+    Returns:
+        (the lowest keypoint score, the pose's extent: its bounding box's
+        longer side over ``side``), each float32 [...].
+    """
+    keypoints = np.asarray(keypoints, np.float32)
+    extent = (keypoints.max(axis=-2) - keypoints.min(axis=-2)).max(axis=-1) / np.float32(side)
+    return np.asarray(scores, np.float32).min(axis=-1), extent
+
+
+def _bundle_tracking(tracking: Optional[dict], fmt: str, precision: str) -> dict:
+    """Video mode's re-search thresholds a bundle measured: for these files, else for the torch model, else the
     fallback (the manifest's checks make each a number in [0, 1] or absent)."""
     tracking = tracking or {}
-    for row in tracking.get("files") or ():
-        if (row.get("format"), row.get("precision")) == (fmt, precision) and row.get("min_score") is not None:
-            return float(row["min_score"])
-    score = tracking.get("min_score")
-    return FALLBACK_TRACKING_SCORE if score is None else float(score)
+    rows = [r for r in tracking.get("files") or () if (r.get("format"), r.get("precision")) == (fmt, precision)]
+    for row in rows + [tracking]:
+        if row.get("min_score") is not None and row.get("min_extent") is not None:
+            return {key: row[key] for key in FALLBACK_TRACKING}
+    return FALLBACK_TRACKING
 
 
 class PoseEstimator:
@@ -181,8 +207,8 @@ class PoseEstimator:
         precision: the estimator file's precision.
         num_tokens: M, token ids per pose.
         figure_share: the share of the crop a person box's long side fills.
-        min_tracking_score: video mode's re-search threshold in use (the
-            option's, or the bundle's for these files).
+        min_tracking_score, min_tracking_extent: video mode's re-search
+            thresholds in use (the options', or the bundle's for these files).
         files: the model files opened.
 
     Raises:
@@ -209,8 +235,11 @@ class PoseEstimator:
         self.backend = _pick_backend(options.backend, offered, f"{self.precision} estimator")
         self.format = backends.FORMAT_OF_BACKEND[self.backend]
         self._mean, self._scale, self.figure_share = self._contract(section)
-        self.min_tracking_score = (float(options.min_tracking_score) if options.min_tracking_score is not None
-                                   else _bundle_tracking_score(section.get("tracking"), self.format, self.precision))
+        measured = _bundle_tracking(section.get("tracking"), self.format, self.precision)
+        self.min_tracking_score, self.min_tracking_extent = (
+            float(chosen if chosen is not None else measured[key])
+            for key, chosen in (("min_score", options.min_tracking_score),
+                                ("min_extent", options.min_tracking_extent)))
         artifacts = bundle.select("estimator", self.format, self.precision)
         for a in artifacts:
             names = [o.name for o in a.outputs]
@@ -413,6 +442,10 @@ class PoseEstimator:
         scores = np.clip(np.asarray(out["scores"], np.float32).reshape(NUM_KEYPOINTS), 0.0, 1.0)
         return keypoints, scores, np.asarray(out["token_ids"]).reshape(-1).astype(np.int32)
 
+    def _lost(self, keypoints: np.ndarray, scores: np.ndarray, side: float) -> bool:
+        lowest, extent = (float(v) for v in tracking_signals(keypoints, scores, side))   # against the thresholds
+        return lowest < self.min_tracking_score or extent < self.min_tracking_extent      # in float64, not float32
+
     def _crop(self, box: tuple, width: int, height: int) -> tuple:
         return person_crop(box, width, height, self.figure_share, self.options.box_scale)
 
@@ -438,7 +471,7 @@ class PoseEstimator:
         square = (self._crop(box, width, height) if box is not None else self._track[0] if tracked
                   else self._search(crop, width, height))
         keypoints, scores, ids = self._pass(crop, square)
-        if tracked and float(scores.mean()) < self.min_tracking_score:
+        if tracked and self._lost(keypoints, scores, square[2]):
             found = self._search(crop, width, height)
             x, y, side, _ = square
             if not (x <= found[0] + found[2] / 2 <= x + side and y <= found[1] + found[3] / 2 <= y + side):

@@ -44,16 +44,16 @@ def _estimator_lines(section: dict) -> list[str]:
              f"mean {numbers(spec['mean'])}, scale {numbers(spec['scale'])}; the person box is "
              f"{section['figure_share']:g} of the crop's side"]
     tracking = section.get("tracking") or {}
-    measured = [("torch", tracking)] if tracking.get("min_score") is not None else []
-    measured += [(f"{r['format']} {r['precision']}", r) for r in tracking.get("files") or ()
-                 if r.get("min_score") is not None]
+    measured = [("torch", tracking)] + [(f"{r['format']} {r['precision']}", r) for r in tracking.get("files") or ()]
+    measured = [(name, t) for name, t in measured if t.get("min_score") is not None and t.get("min_extent") is not None]
     if not measured:
-        lines.append("tracking    no threshold recorded: video mode searches again under posetok's default")
+        lines.append("tracking    no thresholds recorded: video mode searches again under posetok's defaults")
     else:
-        lines.append("tracking    video mode searches again under a mean keypoint score of (backdrop crops caught, "
-                     "figure crops searched again):")
-        lines += [f"              {name}: {t['min_score']:g} ({_fmt(t.get('backdrop_caught'), '.0%')}, "
-                  f"{_fmt(t.get('figure_searched_again'), '.0%')})" for name, t in measured]
+        lines.append("tracking    video mode searches again under a lowest keypoint score or a pose extent (share of "
+                     "the crop) of (backdrop crops caught, figure crops searched again):")
+        lines += [f"              {name}: {t['min_score']:g}, {t['min_extent']:g} "
+                  f"({_fmt(t.get('backdrop_caught'), '.0%')}, {_fmt(t.get('figure_searched_again'), '.0%')})"
+                  for name, t in measured]
     rows = [[r["format"], r["precision"], _fmt(r.get("frames"), ".0f"), _fmt(r.get("mpjpe_px"), ".3f"),
              _fmt(r.get("torch_mpjpe_px"), ".3f"), _fmt(r.get("token_agreement"), ".4f"),
              _fmt(r.get("max_keypoint_diff_px"), ".2e"), _verdict(r)]

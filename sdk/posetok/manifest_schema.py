@@ -124,7 +124,7 @@ def _check_figures(row: dict, numbers: tuple, where: str) -> None:
 
 def _check_shares(tracking: dict, where: str) -> None:
     """A tracking threshold and the shares of crops it sorts right: numbers in [0, 1] where present."""
-    for key in ("min_score",) + TRACKING_NUMBERS:
+    for key in ("min_score", "min_extent") + TRACKING_NUMBERS:
         value = tracking.get(key)
         _require(value is None or (_is_number(value) and 0 <= value <= 1),
                  f"{where}.{key} must be a number in [0, 1], not {_show(value)}")

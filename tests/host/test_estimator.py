@@ -330,8 +330,9 @@ def test_a_run_carries_over_to_a_retrained_tokenizer_only_when_asked(tmp_path, c
     assert meta_b["metrics"]["continued_from"]["tokenizer_command"] == meta["command"] != "posetok train --init X"
 
 
-def test_the_tracking_threshold_parts_the_shipped_models_figure_crops_from_backdrop_alone():
-    from posetok_converters.estimator_export import best_tracking_threshold, estimator_graph, tracking_thresholds
+def test_the_tracking_thresholds_part_the_shipped_models_figure_crops_from_backdrop_alone():
+    from posetok.estimator import tracking_signals
+    from posetok_converters.estimator_export import best_tracking_rule, estimator_graph, tracking_thresholds
     inputs, boxes = frames.backdrop_frames(70, np.random.default_rng(3))     # more than one drawing chunk
     assert inputs.shape == (70, 3, 64, 64) and boxes.shape == (70, 4)
     again, _ = frames.backdrop_frames(70, np.random.default_rng(3))
@@ -339,19 +340,28 @@ def test_the_tracking_threshold_parts_the_shipped_models_figure_crops_from_backd
     model, _ = load_estimator(None)
     got = tracking_thresholds(model, n=128)
     assert got["frames"] == {"figure": 256, "backdrop": 128} and got["files"] == []
-    # measured with run 14's weights on 256 of each: 0.099, 84 % of backdrop crops caught, 16 % of figure
-    # crops searched again (the two overlap on cluttered backdrops)
-    assert 0.05 < got["min_score"] < 0.2 and got["backdrop_caught"] > 0.7 and got["figure_searched_again"] < 0.3
-    # the threshold is the best cut of the model's own scores: figure crops above it, backdrop alone below
+    # measured with run 14's weights on 256 of each: lowest score 0.063 or extent 0.207, 95 % of backdrop crops
+    # caught, 8 % of figure crops searched again (the mean score alone: 84 % and 16 %)
+    assert 0 < got["min_score"] < 0.2 and 0 < got["min_extent"] < 0.4, got
+    assert got["backdrop_caught"] > 0.85 and got["figure_searched_again"] < 0.15, got
+    # the rule holds on backdrops it was not cut on
     with torch.no_grad():
-        scores = estimator_graph(model)(torch.from_numpy(inputs))[1].mean(dim=1).numpy()
-    assert np.mean(scores < got["min_score"]) > 0.6, scores
-    # the cut maximizes caught minus searched again (0.5 would catch all four but search two figures again)
-    cut = best_tracking_threshold(np.array([0.3, 0.4, 0.5, 0.6]), np.array([0.1, 0.2, 0.25, 0.45]))
-    assert cut == {"min_score": 0.3, "backdrop_caught": 0.75, "figure_searched_again": 0.0}, cut
-    # of equal cuts the lowest, which searches least: 0.25 and 0.4 both score 0.5 here
-    cut = best_tracking_threshold(np.array([0.25, 0.4, 0.5, 0.6]), np.array([0.1, 0.2, 0.3, 0.45]))
-    assert cut == {"min_score": 0.25, "backdrop_caught": 0.5, "figure_searched_again": 0.0}, cut
+        keypoints, scores = (t.numpy() for t in estimator_graph(model)(torch.from_numpy(inputs))[:2])
+    lowest, extent = tracking_signals(keypoints, scores, 2.0)
+    assert np.mean((lowest < got["min_score"]) | (extent < got["min_extent"])) > 0.8, (lowest, extent)
+    # the pair maximizes caught minus searched again; either signal alone catches a backdrop crop
+    figure = (np.array([0.3, 0.4, 0.5, 0.6]), np.array([0.5, 0.5, 0.5, 0.5]))
+    backdrop = (np.array([0.1, 0.2, 0.7, 0.8]), np.array([0.5, 0.5, 0.1, 0.2]))
+    rule = best_tracking_rule(figure, backdrop)
+    assert (rule["backdrop_caught"], rule["figure_searched_again"]) == (1.0, 0.0), rule
+    assert 0.2 < rule["min_score"] <= 0.3 and 0.2 < rule["min_extent"] <= 0.5, rule
+    # of equal rules the lowest, which searches least (0.25 catches two backdrops, 0.45 three but one figure
+    # too); an extent that parts nothing stays off
+    figure = (np.array([0.25, 0.4, 0.5, 0.6]), np.ones(4))
+    backdrop = (np.array([0.1, 0.2, 0.3, 0.45]), np.ones(4))
+    rule = best_tracking_rule(figure, backdrop)
+    assert (rule["backdrop_caught"], rule["figure_searched_again"], rule["min_extent"]) == (0.5, 0.0, 0.0), rule
+    assert 0.2 < rule["min_score"] <= 0.25, rule
 
 
 @pytest.mark.slow

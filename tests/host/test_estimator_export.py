@@ -89,7 +89,7 @@ def test_info_prints_the_estimator_section_and_its_parity_rows(device_bundle, ca
     assert [(r["format"], r["precision"]) for r in tracking["files"]] == [("onnx", "fp32"), ("onnx", "int8"),
                                                                          ("tflite", "fp32"), ("tflite", "int8")]
     for name, row in [("torch", tracking)] + [(f"{r['format']} {r['precision']}", r) for r in tracking["files"]]:
-        assert (f"              {name}: {row['min_score']:g} ({row['backdrop_caught']:.0%}, "
+        assert (f"              {name}: {row['min_score']:g}, {row['min_extent']:g} ({row['backdrop_caught']:.0%}, "
                 f"{row['figure_searched_again']:.0%})\n") in text
     rows = text.split("estimator parity (held-out frames, vs the torch model)\n")[1].splitlines()[2:]
     assert len(section["parity"]) == 4
