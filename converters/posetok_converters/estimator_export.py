@@ -160,7 +160,7 @@ def best_tracking_rule(figure: tuple[np.ndarray, np.ndarray], backdrop: tuple[np
 
     The signals overlap on cluttered backdrops, so the pair maximizes the share of backdrop crops caught
     minus the share of figure crops searched again for nothing (Youden's J), both reported; of equal pairs
-    the first in (score, extent) order, which searches least.
+    the one that searches least (the lowest cuts among those).
     """
     cuts = [np.unique(np.round(np.append(np.quantile(np.concatenate([f, b]).astype(np.float64), _CUT_QUANTILES),
                                          0.0), 3)) for f, b in zip(figure, backdrop)]
@@ -168,7 +168,9 @@ def best_tracking_rule(figure: tuple[np.ndarray, np.ndarray], backdrop: tuple[np
     b_score, b_extent = (s[None] < c[:, None] for s, c in zip(backdrop, cuts))
     caught = (b_score[:, None] | b_extent[None]).mean(axis=-1)                     # [score cuts, extent cuts]
     searched = (f_score[:, None] | f_extent[None]).mean(axis=-1)
-    i, j = np.unravel_index(int(np.argmax(caught - searched)), caught.shape)
+    gain = caught - searched
+    ties = np.flatnonzero(np.isclose(gain, gain.max()).ravel())
+    i, j = np.unravel_index(int(ties[np.argmin(searched.ravel()[ties])]), caught.shape)
     return {"min_score": float(cuts[0][i]), "min_extent": float(cuts[1][j]),
             "backdrop_caught": float(caught[i, j]), "figure_searched_again": float(searched[i, j])}
 

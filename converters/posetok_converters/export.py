@@ -20,6 +20,7 @@ import torch
 
 from posetok import bundle as bundle_lib, signing
 from posetok.atomic import write_bytes_atomic
+from posetok.estimator import tracking_rows
 from posetok.skeleton import NUM_KEYPOINTS, pixels_to_normalized
 
 from . import estimator_export, parity as parity_lib, quantize_onnx, quantize_tflite, tflite_flatbuffer
@@ -362,8 +363,7 @@ def _export_estimator(estimator, tokenizer, options: ExportOptions, work: Path,
          "again): " +
          ", ".join(f"{name} {t['min_score']:.3f}, {t['min_extent']:.3f} ({t['backdrop_caught']:.0%}, "
                    f"{t['figure_searched_again']:.0%})"
-                   for name, t in [("torch", tracking)] + [(f"{f['format']} {f['precision']}", f)
-                                                           for f in tracking["files"]]))
+                   for name, t in tracking_rows(tracking)))
     section = {"input": estimator_export.estimator_input_contract(), "config": estimator.config.to_dict(),
                "figure_share": estimator_export.frames.FIGURE_SHARE, "tracking": tracking}
     return artifacts, section

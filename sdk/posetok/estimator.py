@@ -43,7 +43,7 @@ from .skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels
 from .tokenizer import _check_runtime_options, _one_of, _pick_backend
 
 __all__ = ["EstimatorOptions", "MIN_BOX_PX", "MIN_FRAME_PX", "OneEuroFilter", "PoseEstimator", "PoseResult",
-           "RUNNING_MODES", "person_crop", "tracking_signals"]
+           "RUNNING_MODES", "person_crop", "tracking_rows", "tracking_signals"]
 
 RUNNING_MODES = ("image", "video")
 OUTPUTS = ("keypoints", "scores", "token_ids")
@@ -115,7 +115,11 @@ class EstimatorOptions:
         min_tracking_extent: video mode: a pass on the tracked crop whose
             pose's bounding box spans (on its longer side) less than this
             share of the crop's side counts as lost (a lost track's pose
-            shrinks). A lost frame is searched again as in image mode, and
+            shrinks); the share is taken of the crop box_scale 1 would make,
+            so a wider margin does not count as shrinking. Export measures
+            both thresholds at box_scale 1; above it the model sees a smaller
+            figure than it was trained on and scores it lower, so lower
+            min_tracking_score with a wide margin. A lost frame is searched again as in image mode, and
             the filter restarts if the figure turns up elsewhere. Both
             default to None: the bundle's thresholds for the files this
             estimator runs (``estimator.tracking.files``; else the torch
@@ -175,15 +179,29 @@ def tracking_signals(keypoints: np.ndarray, scores: np.ndarray, side: float) -> 
     return np.asarray(scores, np.float32).min(axis=-1), extent
 
 
+def tracking_rows(tracking: Optional[dict]) -> list[tuple[str, dict]]:
+    """The threshold pairs a manifest's ``estimator.tracking`` records.
+
+    Args:
+        tracking: the section (None or empty: none recorded). The manifest's
+            checks make each pair both numbers in [0, 1] or absent.
+
+    Returns:
+        (``"torch"`` or ``"FORMAT PRECISION"``, the row with ``min_score``
+        and ``min_extent``) for each pair: the torch model's first, then one
+        per file set.
+    """
+    tracking = tracking or {}
+    rows = [("torch", tracking)] + [(f"{r['format']} {r['precision']}", r) for r in tracking.get("files") or ()]
+    return [(name, row) for name, row in rows if row.get("min_score") is not None]
+
+
 def _bundle_tracking(tracking: Optional[dict], fmt: str, precision: str) -> dict:
     """Video mode's re-search thresholds a bundle measured: for these files, else for the torch model, else the
-    fallback (the manifest's checks make each a number in [0, 1] or absent)."""
-    tracking = tracking or {}
-    rows = [r for r in tracking.get("files") or () if (r.get("format"), r.get("precision")) == (fmt, precision)]
-    for row in rows + [tracking]:
-        if row.get("min_score") is not None and row.get("min_extent") is not None:
-            return {key: row[key] for key in FALLBACK_TRACKING}
-    return FALLBACK_TRACKING
+    fallback."""
+    rows = dict(tracking_rows(tracking))
+    row = rows.get(f"{fmt} {precision}", rows.get("torch", FALLBACK_TRACKING))
+    return {key: row[key] for key in FALLBACK_TRACKING}
 
 
 class PoseEstimator:
@@ -208,7 +226,8 @@ class PoseEstimator:
         num_tokens: M, token ids per pose.
         figure_share: the share of the crop a person box's long side fills.
         min_tracking_score, min_tracking_extent: video mode's re-search
-            thresholds in use (the options', or the bundle's for these files).
+            thresholds in use: the options', else the bundle's for these
+            files, else its torch model's, else ``FALLBACK_TRACKING``.
         files: the model files opened.
 
     Raises:
@@ -443,8 +462,10 @@ class PoseEstimator:
         return keypoints, scores, np.asarray(out["token_ids"]).reshape(-1).astype(np.int32)
 
     def _lost(self, keypoints: np.ndarray, scores: np.ndarray, side: float) -> bool:
-        lowest, extent = (float(v) for v in tracking_signals(keypoints, scores, side))   # against the thresholds
-        return lowest < self.min_tracking_score or extent < self.min_tracking_extent      # in float64, not float32
+        # the extent in the crop box_scale 1 would have made (the thresholds' unit): a wider margin shrinks the
+        # pose's share of the crop, not the figure; compared in float64, not the signal's float32
+        lowest, extent = (float(v) for v in tracking_signals(keypoints, scores, side / self.options.box_scale))
+        return lowest < self.min_tracking_score or extent < self.min_tracking_extent
 
     def _crop(self, box: tuple, width: int, height: int) -> tuple:
         return person_crop(box, width, height, self.figure_share, self.options.box_scale)

@@ -5,6 +5,7 @@ import argparse
 
 from .bundle import Bundle, BundleError
 from .cli import refuse
+from .estimator import FALLBACK_TRACKING, tracking_rows
 
 
 def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
@@ -43,11 +44,11 @@ def _estimator_lines(section: dict) -> list[str]:
     lines = [f"estimator   input {'x'.join(str(v) for v in spec['size'])} {spec['layout']} {spec['channels']}, "
              f"mean {numbers(spec['mean'])}, scale {numbers(spec['scale'])}; the person box is "
              f"{section['figure_share']:g} of the crop's side"]
-    tracking = section.get("tracking") or {}
-    measured = [("torch", tracking)] + [(f"{r['format']} {r['precision']}", r) for r in tracking.get("files") or ()]
-    measured = [(name, t) for name, t in measured if t.get("min_score") is not None and t.get("min_extent") is not None]
+    measured = tracking_rows(section.get("tracking"))
     if not measured:
-        lines.append("tracking    no thresholds recorded: video mode searches again under posetok's defaults")
+        lines.append("tracking    no thresholds recorded: video mode searches again under a lowest keypoint score of "
+                     f"{FALLBACK_TRACKING['min_score']:g} or a pose extent of {FALLBACK_TRACKING['min_extent']:g} "
+                     "(posetok's fallback)")
     else:
         lines.append("tracking    video mode searches again under a lowest keypoint score or a pose extent (share of "
                      "the crop) of (backdrop crops caught, figure crops searched again):")

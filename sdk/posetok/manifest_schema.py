@@ -98,13 +98,18 @@ def _check_estimator(section: dict) -> None:
     tracking = section.get("tracking") or {}
     _check_shares(tracking, "estimator.tracking")
     _optional(tracking, "files", list, "estimator.tracking.", "a list")
+    seen: dict[tuple, int] = {}
     for i, row in enumerate(tracking.get("files") or ()):
         where = f"estimator.tracking.files[{i}]"
         _require(isinstance(row, dict), f"{where} must be an object, not {_show(row)}")
         for key in ("format", "precision"):
             _require(isinstance(row.get(key), str), f"{where}.{key} must be a string, not {_show(row.get(key))}")
+        files = (row["format"], row["precision"])
+        _require(files not in seen, f"{where} repeats {files[0]} {files[1]} (also files[{seen.get(files)}])")
+        seen[files] = i
         _check_shares(row, where)
-    _check_parity_rows(section.get("parity") or (), ESTIMATOR_PARITY_NUMBERS, "estimator.parity")
+    if section.get("parity") is not None:
+        _check_parity_rows(section["parity"], ESTIMATOR_PARITY_NUMBERS, "estimator.parity")
 
 
 # Figures a parity row, the reference or the estimator section may hold (what ``posetok info`` prints): numbers
@@ -123,7 +128,10 @@ def _check_figures(row: dict, numbers: tuple, where: str) -> None:
 
 
 def _check_shares(tracking: dict, where: str) -> None:
-    """A tracking threshold and the shares of crops it sorts right: numbers in [0, 1] where present."""
+    """A pair of tracking thresholds (both or neither) and the shares of crops it sorts right: numbers in
+    [0, 1] where present."""
+    _require((tracking.get("min_score") is None) == (tracking.get("min_extent") is None),
+             f"{where} needs min_score and min_extent together, not one of them")
     for key in ("min_score", "min_extent") + TRACKING_NUMBERS:
         value = tracking.get(key)
         _require(value is None or (_is_number(value) and 0 <= value <= 1),

@@ -362,6 +362,12 @@ def test_the_tracking_thresholds_part_the_shipped_models_figure_crops_from_backd
     rule = best_tracking_rule(figure, backdrop)
     assert (rule["backdrop_caught"], rule["figure_searched_again"], rule["min_extent"]) == (0.5, 0.0, 0.0), rule
     assert 0.2 < rule["min_score"] <= 0.25, rule
+    # equal gains, the one that searches least: the score cut (half caught, a quarter searched) over the extent
+    # cut (three quarters caught, half searched)
+    figure = (np.array([0.1, 0.9, 0.9, 0.9]), np.array([0.9, 0.1, 0.1, 0.9]))
+    backdrop = (np.array([0.1, 0.1, 0.9, 0.9]), np.array([0.9, 0.1, 0.1, 0.1]))
+    rule = best_tracking_rule(figure, backdrop)
+    assert (rule["backdrop_caught"], rule["figure_searched_again"], rule["min_extent"]) == (0.5, 0.25, 0.0), rule
 
 
 @pytest.mark.slow

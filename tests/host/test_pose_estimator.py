@@ -248,8 +248,14 @@ def test_option_and_bundle_errors(estimator_bundle, tmp_path):
     ({"tracking": [0.1]}, r"estimator.tracking must be an object, not \[0.1\]"),
     ({"tracking": {"backdrop_caught": -0.5}}, r"estimator.tracking.backdrop_caught must be a number in \[0, 1\]"),
     ({"tracking": {"min_extent": 1.5}}, r"estimator.tracking.min_extent must be a number in \[0, 1\], not 1.5"),
+    ({"tracking": {"min_extent": None}}, r"estimator.tracking needs min_score and min_extent together"),
+    ({"tracking": {"files": [{"format": "onnx", "precision": "fp32", "min_score": 0.1}]}},
+     r"estimator.tracking.files\[0\] needs min_score and min_extent together"),
+    ({"tracking": {"files": [{"format": "onnx", "precision": "fp32"}, {"format": "onnx", "precision": "fp32"}]}},
+     r"estimator.tracking.files\[1\] repeats onnx fp32 \(also files\[0\]\)"),
+    ({"parity": 0}, r"estimator.parity must be a list, not 0"),
     ({"tracking": {"files": {"onnx": 0.1}}}, r"estimator.tracking.files must be a list, not \{'onnx': 0.1\}"),
-    ({"tracking": {"files": [{"format": "onnx", "precision": "fp32", "min_score": 2}]}},
+    ({"tracking": {"files": [{"format": "onnx", "precision": "fp32", "min_score": 2, "min_extent": 0.2}]}},
      r"estimator.tracking.files\[0\].min_score must be a number in \[0, 1\], not 2"),
     ({"tracking": {"files": [{"format": "onnx", "min_score": 0.1}]}},
      r"estimator.tracking.files\[0\].precision must be a string, not None"),
@@ -377,6 +383,35 @@ def test_video_mode_searches_again_under_the_thresholds_the_bundle_measured(esti
         with PoseEstimator.from_bundle(root, options=video_options(score, spread)) as est:
             est.estimate(near, timestamp_ms=0)
             assert (est.estimate(far, timestamp_ms=33).box != stuck.box) == searched, (score, spread)
+
+
+@export_test
+def test_a_wider_margin_is_not_judged_a_shrinking_pose(estimator_bundle, camera):
+    # box_scale 2 halves the pose's share of the tracked crop; the extent rule judges it in the crop box_scale 1
+    # would make, so a threshold just under the tracked pose's share there keeps tracking
+    from posetok.estimator import tracking_signals
+    root, _ = estimator_bundle
+    frame = in_big_frame(camera[0][0])
+    wide = EstimatorOptions(running_mode="video", box_scale=2.0, min_tracking_score=0.0, min_tracking_extent=0.0)
+    with PoseEstimator.from_bundle(root, options=wide) as est:
+        est.estimate(frame, timestamp_ms=0)
+        tracked = est.estimate(frame, timestamp_ms=33)
+    with PoseEstimator.from_bundle(root, options=EstimatorOptions(box_scale=2.0)) as image_mode:
+        raw = image_mode.estimate(frame, box=person_box_of_scaled(tracked.box, 2.0))
+    assert raw.box == tracked.box
+    share = float(tracking_signals(raw.keypoints, raw.scores, raw.box[2])[1])
+    for threshold, searched in ((2 * share * 0.999, False), (2 * share * 1.001, True)):
+        options = dataclasses.replace(wide, min_tracking_extent=threshold)
+        with PoseEstimator.from_bundle(root, options=options) as est:
+            est.estimate(frame, timestamp_ms=0)
+            assert (est.estimate(frame, timestamp_ms=33).box != tracked.box) == searched, (threshold, share)
+
+
+def person_box_of_scaled(square, box_scale: float) -> tuple:
+    """The person box whose crop at ``box_scale`` is ``square``."""
+    x, y, side, _ = (float(v) for v in square)
+    inner = side * 0.5 / box_scale
+    return (x + (side - inner) / 2, y + (side - inner) / 2, inner, inner)
 
 
 def video_options(min_tracking_score, min_tracking_extent) -> EstimatorOptions:

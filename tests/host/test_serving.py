@@ -436,6 +436,17 @@ def test_bench_client_counts_answered_and_failed_requests_apart(served, linear_b
     assert "posetok_nothing" in bad["failure"], bad["failure"]
 
 
+def test_bench_client_counts_a_server_that_is_not_there_as_failures():
+    # nothing listens on the port: every request fails at once, the warm-up ends with the first failures
+    from posetok.serving.processes import free_ports
+    server = types.SimpleNamespace(grpc_url=f"127.0.0.1:{free_ports(1)[0]}",
+                                   bundle=types.SimpleNamespace(num_tokens=32, num_codes=256))
+    got = measure_client(server, "posetok_decode", 2, 300)
+    assert got["succeeded"] == 0 and got["failed"] > 0 and "UNAVAILABLE" in got["failure"], got
+    with pytest.raises(ValueError, match=r"^concurrency must be an integer >= 1, got 0$"):
+        measure_client(server, "posetok_decode", 0, 300)
+
+
 def test_serve_bench_reports_refused_requests_and_exits_3(linear_bundle):  # noqa: F811
     """A queue of 1 with a 100 ms batching delay refuses most of 8 clients' requests (batching on only:
     without dynamic batching there is no queue bound): counted, left out of the rates, no speedup, status 3."""

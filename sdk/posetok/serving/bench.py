@@ -106,7 +106,8 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
 
     A request counts when it ends inside the measurement window. One that
     fails (the server refuses it, say, when the queue is full) is counted in
-    ``failed`` and the client goes on with the next request.
+    ``failed`` and the client goes on with the next request; a client that
+    breaks (it cannot connect, say) stops, and its error counts as a failure.
 
     Args:
         server: a started ``TritonServer``.
@@ -121,7 +122,12 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
         ``p99_ms`` (of answered requests; None when none was answered),
         ``succeeded``, ``failed`` and ``seconds`` (the window), and
         ``failure``: the first failure's message, or None.
+
+    Raises:
+        ValueError: concurrency is not an integer >= 1.
     """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
@@ -133,12 +139,18 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
     failures: list[str] = []
     stop, measuring, warm = threading.Event(), threading.Event(), threading.Event()
     lock = threading.Lock()
-    first_answers = [0]     # clients whose first request has ended (answered or failed)
+    first_ended = [0]       # clients whose first request has ended (answered or failed) or that stopped
+
+    def first_request_ended() -> None:
+        with lock:
+            first_ended[0] += 1
+            if first_ended[0] == concurrency:
+                warm.set()
 
     def loop(k: int) -> None:
-        client = grpcclient.InferenceServerClient(server.grpc_url)
-        mine, failed = [], []
+        mine, failed, client, waiting = [], [], None, True
         try:
+            client = grpcclient.InferenceServerClient(server.grpc_url)
             i = k
             while not stop.is_set():
                 a = arrays[i % len(arrays)]
@@ -153,14 +165,17 @@ def measure_client(server: TritonServer, model: str, concurrency: int, interval_
                 else:
                     if measuring.is_set():
                         mine.append(time.perf_counter() - t0)
-                if i == k:
-                    with lock:
-                        first_answers[0] += 1
-                        if first_answers[0] == concurrency:
-                            warm.set()
+                if waiting:
+                    waiting = False
+                    first_request_ended()
                 i += concurrency
+        except Exception as exc:  # the client itself broke: the point says so instead of a thread traceback
+            failed.append(f"client {k} stopped: {type(exc).__name__}: {exc}")
         finally:
-            client.close()
+            if waiting:
+                first_request_ended()
+            if client is not None:
+                client.close()
             with lock:
                 latencies.extend(mine)
                 failures.extend(failed)
