@@ -186,18 +186,15 @@ def tracking_thresholds(model: PoseEstimatorModel, bundle_dir=None, artifacts: S
     """
     from posetok.estimator import tracking_signals
     figure, backdrop = tracking_frames(n)
-    with torch.no_grad():
-        graph = estimator_graph(model)
-        outs = [[t.numpy() for t in graph(torch.from_numpy(x))[:2]] for x in (figure, backdrop)]
-    side = 2.0      # the graph's keypoints span [-1, 1] over the crop
-    rule = best_tracking_rule(*(tracking_signals(k, s, side) for k, s in outs))
-    files = []
-    for (fmt, precision), group in estimator_file_groups(artifacts).items():
-        runner = file_runner(bundle_dir, group)
-        on_files = [runner.run_outputs(x) for x in (figure, backdrop)]
-        signals = [tracking_signals(o["keypoints"], o["scores"], side) for o in on_files]
-        files.append({"format": fmt, "precision": precision, **best_tracking_rule(*signals)})
-    return {**rule, "frames": {"figure": len(figure), "backdrop": len(backdrop)}, "files": files}
+
+    def rule(run: Callable[[np.ndarray], dict]) -> dict:
+        # the graph's keypoints span [-1, 1] over the crop: side 2
+        return best_tracking_rule(*(tracking_signals(out["keypoints"], out["scores"], 2.0)
+                                    for out in (run(figure), run(backdrop))))
+    files = [{"format": fmt, "precision": precision, **rule(file_runner(bundle_dir, group).run_outputs)}
+             for (fmt, precision), group in estimator_file_groups(artifacts).items()]
+    return {**rule(lambda x: torch_estimates(model, x)), "frames": {"figure": len(figure), "backdrop": len(backdrop)},
+            "files": files}
 
 
 def estimator_file_groups(artifacts: Sequence) -> dict[tuple[str, str], list]:

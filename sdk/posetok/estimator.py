@@ -119,9 +119,9 @@ class EstimatorOptions:
             so a wider margin does not count as shrinking. Export measures
             both thresholds at box_scale 1; above it the model sees a smaller
             figure than it was trained on and scores it lower, so lower
-            min_tracking_score with a wide margin. A lost frame is searched again as in image mode, and
-            the filter restarts if the figure turns up elsewhere. Both
-            default to None: the bundle's thresholds for the files this
+            min_tracking_score with a wide margin. A lost frame is searched
+            again as in image mode, and the filter restarts if the figure
+            turns up elsewhere. Both default to None: the bundle's thresholds for the files this
             estimator runs (``estimator.tracking.files``; else the torch
             model's in ``estimator.tracking``), measured at export on crops
             around a figure and crops of backdrop alone (the manifest
