@@ -1,4 +1,5 @@
-"""``posetok train-estimator`` and ``posetok eval-estimator``: the image -> pose estimator (PCT stage 2).
+"""``posetok train-estimator``, ``posetok eval-estimator`` and ``posetok average-estimators``: the image -> pose
+estimator (PCT stage 2).
 
 The estimator checkpoint holds its own config and weights and the frozen
 tokenizer it was trained against (config and weights), so it decodes with
@@ -76,6 +77,10 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--keypoint-weight", type=float, default=d.keypoint_weight,
+                   help="weight of the tokens head's keypoint L1 (per pixel) against its cross-entropy to the "
+                        "tokenizer's ids (nats); the regression head's only loss is the L1, so its training does not "
+                        f"change (default: {d.keypoint_weight:g})")
     p.add_argument("--workers", type=int, default=None,
                    help="frame-making processes (default: CPU cores - 1, at least 1; 0: make frames in the "
                         "training process, one fresh batch per step, deterministic)")
@@ -115,7 +120,9 @@ def train_main(argv: list[str], prog: str) -> int:
     from .estimator_train import EstimatorTrainConfig, evaluate_estimator, train_config_dict, train_estimators
 
     if refuse_out_of_range(prog, [("--steps", args.steps, ">=", 1, ""), ("--batch-size", args.batch_size, ">=", 1, ""),
-                                  ("--lr", args.lr, ">", 0, ""), ("--workers", args.workers, ">=", 0, ""),
+                                  ("--lr", args.lr, ">", 0, ""),
+                                  ("--keypoint-weight", args.keypoint_weight, ">", 0, ""),
+                                  ("--workers", args.workers, ">=", 0, ""),
                                   ("--buffer-frames", args.buffer_frames, ">=", args.batch_size, "--batch-size"),
                                   ("--threads", args.threads, ">=", 1, ""),
                                   ("--eval-frames", args.eval_frames, ">=", 1, "")]):
@@ -141,7 +148,8 @@ def train_main(argv: list[str], prog: str) -> int:
         return refuse(prog, f"--tokenizer: {exc}")
     cfgs = [EstimatorConfig(head=h, num_tokens=tokenizer.config.num_tokens, num_codes=tokenizer.config.num_codes)
             for h in heads]
-    tcfg = EstimatorTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, workers=workers,
+    tcfg = EstimatorTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                keypoint_weight=args.keypoint_weight, workers=workers,
                                 buffer_frames=args.buffer_frames, seed=args.seed, device=device,
                                 precision=args.precision)
     every = 500 if args.no_progress else 50
@@ -237,6 +245,55 @@ def _earlier_run(folder: Path, heads: list[str], tokenizer, retarget: bool = Fal
             raise ValueError(f"the {h} checkpoint in {folder} was trained against another tokenizer "
                              "(--retarget carries it over to this one)")
     return {h: found[h] for h in heads}
+
+
+def average_main(argv: list[str], prog: str) -> int:
+    p = argparse.ArgumentParser(prog=prog, description="Average the weights of estimator checkpoints (a model "
+                                "soup: runs continued from the same weights), then evaluate the average like "
+                                "train-estimator does and write it as a checkpoint with its metrics.json.")
+    p.add_argument("checkpoints", nargs="+", type=Path,
+                   help="two or more estimator checkpoints (files, or folders holding estimator.pt) of one config, "
+                        "trained against one tokenizer")
+    p.add_argument("--out", type=Path, required=True, help="output folder (estimator.pt, metrics.json)")
+    p.add_argument("--eval-frames", type=int, default=None, help="held-out frames per set (default: 2000)")
+    args = p.parse_args(argv)
+    if len(args.checkpoints) < 2:
+        return refuse(prog, f"averaging needs at least two checkpoints, got {len(args.checkpoints)}")
+    if refuse_out_of_range(prog, [("--eval-frames", args.eval_frames, ">=", 1, "")]) or \
+            refuse_unwritable(prog, folders=[args.out]):
+        return 2
+    from . import frames
+    from .estimator_eval import user_path_metrics
+    from .estimator_train import average_estimators, evaluate_estimator
+    loaded = []
+    for path in args.checkpoints:
+        try:
+            loaded.append(load_estimator(path))
+        except (FileNotFoundError, ValueError) as exc:
+            return refuse(prog, str(exc))
+    try:
+        model = average_estimators([m for m, _ in loaded])
+    except ValueError as exc:
+        return refuse(prog, str(exc))
+    import torch
+    sources = [{"checkpoint": str(path), "command": meta.get("command"),
+                **{k: meta.get("metrics", {}).get(k) for k in ("mpjpe_px", "occluded_mpjpe_px", "total_train_seconds",
+                                                               "total_frames_seen")}}
+               for path, (_, meta) in zip(args.checkpoints, loaded)]
+    n = args.eval_frames or frames.EVAL_FRAMES
+    print(f"[{prog}] averaged {len(loaded)} {model.config.head} estimators; evaluating on the held-out frames",
+          flush=True)
+    results = {**evaluate_estimator(model, n=n), **user_path_metrics(model, n), "averaged_from": sources,
+               "machine": platform.machine(), "torch": str(torch.__version__)}
+    first = args.checkpoints[0]
+    carried = _untrained_heads(first if first.is_dir() else first.parent, [model.config.head])
+    command = "posetok " + prog.split()[-1] + " " + shlex.join(argv)
+    meta = {"command": command, "tokenizer_command": loaded[0][1].get("tokenizer_command"), "metrics": results}
+    path = save_estimator(args.out / CHECKPOINT_NAME, model, meta)
+    write_text_atomic(args.out / "metrics.json", json.dumps({**results, "baselines": carried}, indent=2) + "\n")
+    print(f"[{prog}] wrote {path}")
+    print(json.dumps(results, indent=2))
+    return 0
 
 
 def eval_main(argv: list[str], prog: str) -> int:

@@ -296,5 +296,33 @@ def evaluate_estimator(model: PoseEstimatorModel, kinds: tuple[str, ...] = ("cle
     return result
 
 
+def average_estimators(models: list[PoseEstimatorModel]) -> PoseEstimatorModel:
+    """One estimator whose trained weights are the mean of ``models``' (a weight average, or model soup).
+
+    Continued runs that start from the same weights end near one another, in one basin of the loss, where the
+    mean of their weights often beats each of them; runs from unrelated starts do not average. Batch-norm running
+    statistics are averaged like the weights; step counters come from the first model.
+
+    Raises:
+        ValueError: fewer than two models, or models of other configs or trained against other tokenizers.
+    """
+    from .estimator_export import same_tokenizer
+    if len(models) < 2:
+        raise ValueError(f"averaging needs at least two estimators, got {len(models)}")
+    first = models[0]
+    for i, m in enumerate(models[1:], start=2):
+        if m.config != first.config:
+            raise ValueError(f"estimator {i} has another config than estimator 1: {m.config} against {first.config}")
+        if not same_tokenizer(m, first.tokenizer):
+            raise ValueError(f"estimator {i} was trained against another tokenizer than estimator 1")
+    states = [m.state_dict() for m in models]
+    mean = {k: (torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype)
+                if v.is_floating_point() and not k.startswith("tokenizer.") else v.clone())
+            for k, v in states[0].items()}
+    out = PoseEstimatorModel(first.config, first.tokenizer)
+    out.load_state_dict(mean)
+    return out.eval()
+
+
 def train_config_dict(tcfg: EstimatorTrainConfig) -> dict:
     return asdict(tcfg)

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
                         "train the image -> pose estimator on rendered camera frames", True),
     "eval-estimator": ("posetok_converters.estimator_cli:eval_main",
                        "evaluate an estimator on held-out frames (clean and occluded)", True),
+    "average-estimators": ("posetok_converters.estimator_cli:average_main",
+                           "average the weights of estimator runs continued from the same weights", True),
 }
 
 

@@ -152,6 +152,16 @@ def test_losses_of_the_regression_head_have_no_token_terms():
     assert set(out) == {"l1_px", "loss"} and out["loss"] > 0
 
 
+def test_the_keypoint_weight_scales_the_l1_against_the_cross_entropy():
+    tokenizer, _ = load_checkpoint(None)
+    model = PoseEstimatorModel(EstimatorConfig(), tokenizer).eval()     # eval: both passes see the same model
+    batch = frames.make_frames(4, np.random.default_rng(0))
+    pics, poses = torch.from_numpy(batch.pictures), torch.from_numpy(batch.poses_px)
+    one, five = (losses(model, pics, poses, w) for w in (1.0, 5.0))
+    assert torch.equal(one["l1_px"], five["l1_px"]) and torch.equal(one["ce"], five["ce"])
+    assert torch.allclose(five["loss"], 5 * one["l1_px"] + one["ce"]) and one["ce"] > 1.0
+
+
 def test_shipped_estimator_loads_with_its_tokenizer_and_figures():
     from posetok_converters.estimator_cli import DEFAULT_ESTIMATOR_DIR
     from posetok_converters.estimator_export import same_tokenizer
@@ -202,6 +212,7 @@ def test_measuring_distances_near_each_capsule_draws_the_frames_of_the_whole_gri
     (["--batch-size", "-4"], "--batch-size must be >= 1, got -4"),
     (["--lr", "nan"], "--lr must be > 0, got nan"),
     (["--lr", "-0.001"], "--lr must be > 0, got -0.001"),
+    (["--keypoint-weight", "0"], "--keypoint-weight must be > 0, got 0.0"),
     (["--workers", "-1"], "--workers must be >= 0, got -1"),
     (["--batch-size", "64", "--buffer-frames", "63"], "--buffer-frames must be >= 64 (--batch-size), got 63"),
     (["--threads", "0"], "--threads must be >= 1, got 0"),
@@ -270,9 +281,10 @@ def test_training_continues_from_an_earlier_run(tmp_path, capsys):
     assert cli_main(common + ["--out", str(tmp_path / "a")]) == 0
     first = json.loads((tmp_path / "a" / "metrics.json").read_text())
     capsys.readouterr()
-    # the continuation also trains in bfloat16 arithmetic: the option reaches the training and its record
+    # the continuation also trains in bfloat16 arithmetic and weighs the keypoints more: the options reach the
+    # training and its record
     assert cli_main(common + ["--init", str(tmp_path / "a"), "--seed", "1", "--precision", "bf16",
-                              "--out", str(tmp_path / "b")]) == 0
+                              "--keypoint-weight", "5", "--out", str(tmp_path / "b")]) == 0
     assert "frames on cpu (bf16), 0 frame worker(s), continuing from" in capsys.readouterr().out
     second = json.loads((tmp_path / "b" / "metrics.json").read_text())
     for now, before in ((second, first), (second["baselines"]["regression"], first["baselines"]["regression"])):
@@ -281,7 +293,7 @@ def test_training_continues_from_an_earlier_run(tmp_path, capsys):
     # each head started from its own weights: after two more steps they are close to, not equal to, the first run's
     a, _ = load_estimator(tmp_path / "a")
     b, meta_b = load_estimator(tmp_path / "b")
-    assert meta_b["train"]["precision"] == "bf16"
+    assert meta_b["train"]["precision"] == "bf16" and meta_b["train"]["keypoint_weight"] == 5.0
     wa, wb = a.backbone.layers[0][0].weight, b.backbone.layers[0][0].weight
     assert not torch.equal(wa, wb) and (wa - wb).abs().max() < 0.05
     assert cli_main(common + ["--init", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
@@ -378,3 +390,50 @@ def test_shipped_estimator_holds_its_figures_on_held_out_frames():
     got = evaluate_estimator(model, kinds=("clean",), n=256)
     assert got["mpjpe_px"] < 3.25, got
     assert got["mpjpe_px"] < 0.25 * got["mean_pose_mpjpe_px"], got
+
+
+def test_averaging_estimators_means_their_weights_and_refuses_what_does_not_average(tmp_path, capsys):
+    from posetok.cli import main as cli_main
+    from posetok_converters.estimator_export import same_tokenizer
+    tokenizer, _ = load_checkpoint(None)
+    models = []
+    for i, head in enumerate(("tokens", "tokens", "regression")):
+        torch.manual_seed(i)
+        model = PoseEstimatorModel(EstimatorConfig(head=head), tokenizer)
+        with torch.no_grad():       # batch-norm statistics that differ, as two runs leave them
+            model.backbone.layers[0][1].running_mean.uniform_(-1, 1)
+        save_estimator(tmp_path / f"run{i}" / "estimator.pt", model,
+                       {"command": f"posetok train-estimator --seed {i}", "metrics": {"mpjpe_px": 3.0 + i}})
+        models.append(model)
+    (tmp_path / "run0" / "metrics.json").write_text(json.dumps({"head": "tokens", "mpjpe_px": 3.0, "baselines": {
+        "regression": {"head": "regression", "mpjpe_px": 3.5}}}))
+    argv = ["average-estimators", str(tmp_path / "run0"), str(tmp_path / "run1" / "estimator.pt"),
+            "--eval-frames", "8", "--out", str(tmp_path / "soup")]
+    assert cli_main(argv) == 0
+    soup, meta = load_estimator(tmp_path / "soup")
+    a, b, s = models[0].state_dict(), models[1].state_dict(), soup.state_dict()
+    for key in ("backbone.layers.0.0.weight", "backbone.layers.0.1.running_mean", "head.classify.weight"):
+        assert torch.equal(s[key], (a[key] + b[key]) / 2), key
+    assert not torch.equal(a["head.classify.weight"], b["head.classify.weight"])
+    assert same_tokenizer(soup, tokenizer) and meta["command"] == "posetok " + " ".join(argv)
+    metrics = json.loads((tmp_path / "soup" / "metrics.json").read_text())
+    assert [src["mpjpe_px"] for src in metrics["averaged_from"]] == [3.0, 4.0]
+    assert metrics["mpjpe_px"] == meta["metrics"]["mpjpe_px"] and metrics["eval_frames"] == 8
+    assert metrics["baselines"]["regression"]["carried_over"].startswith("not trained in this run")
+    # what does not average is refused before anything is written
+    out = ["--out", str(tmp_path / "refused")]
+    refusals = [
+        ([str(tmp_path / "run0")], "averaging needs at least two checkpoints, got 1"),
+        ([str(tmp_path / "run0"), str(tmp_path / "run2")], "estimator 2 has another config than estimator 1"),
+        ([str(tmp_path / "run0"), str(tmp_path / "none")], f"no estimator checkpoint at {tmp_path / 'none'}"),
+    ]
+    other = PoseEstimatorModel(EstimatorConfig(), load_checkpoint(None)[0])
+    with torch.no_grad():
+        other.tokenizer.decoder.head.bias.add_(0.01)
+    save_estimator(tmp_path / "other" / "estimator.pt", other, {})
+    refusals.append(([str(tmp_path / "run0"), str(tmp_path / "other")],
+                     "estimator 2 was trained against another tokenizer than estimator 1"))
+    for paths, message in refusals:
+        assert cli_main(["average-estimators", *paths, *out]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
