@@ -62,6 +62,20 @@ def load_estimator(path: str | os.PathLike | None = None):
     return model.eval(), payload["meta"]
 
 
+def held_out_and_user_path_metrics(model, n: int, shares: tuple[float, ...] = ()) -> dict:
+    """The figures every estimator command reports: the held-out frames (``evaluate_estimator``), then the
+    user's path (``user_path_metrics``, on the CPU, where the runtime's kernel crops are made)."""
+    from .estimator_eval import user_path_metrics
+    from .estimator_train import evaluate_estimator
+    return {**evaluate_estimator(model, n=n), **user_path_metrics(model.cpu(), n, shares)}
+
+
+def _software() -> dict:
+    """Where a checkpoint was made, for its metrics."""
+    import torch
+    return {"machine": platform.machine(), "torch": str(torch.__version__)}
+
+
 def train_parser(prog: str) -> argparse.ArgumentParser:
     from .estimator import HEADS
     from .estimator_train import COMPUTE_DTYPES, EstimatorTrainConfig
@@ -116,8 +130,7 @@ def train_main(argv: list[str], prog: str) -> int:
     from . import frames
     from .checkpoint import load_checkpoint
     from .estimator import HEADS, EstimatorConfig
-    from .estimator_eval import user_path_metrics
-    from .estimator_train import EstimatorTrainConfig, evaluate_estimator, train_config_dict, train_estimators
+    from .estimator_train import EstimatorTrainConfig, train_config_dict, train_estimators
 
     if refuse_out_of_range(prog, [("--steps", args.steps, ">=", 1, ""), ("--batch-size", args.batch_size, ">=", 1, ""),
                                   ("--lr", args.lr, ">", 0, ""),
@@ -173,14 +186,12 @@ def train_main(argv: list[str], prog: str) -> int:
                                        init={h: model for h, (model, _) in earlier.items()})
     command = "posetok " + prog.split()[-1] + " " + shlex.join(argv)
     shared = {"train_seconds": round(history["train_seconds"], 1), "frames_made": history["frames_made"],
-              "frames_seen": history["frames_seen"], "device": device, "machine": platform.machine(),
-              "torch": str(torch.__version__)}
+              "frames_seen": history["frames_seen"], "device": device, **_software()}
     results = {}
     for head in heads:
         print(f"[{prog}] evaluating the {head} head on the held-out frames", flush=True)
         n = args.eval_frames or frames.EVAL_FRAMES
-        results[head] = {**evaluate_estimator(models[head], n=n), **user_path_metrics(models[head].cpu(), n),
-                         **shared}
+        results[head] = {**held_out_and_user_path_metrics(models[head], n), **shared}
         if earlier:
             results[head].update(_continued(earlier[head][1].get("metrics", {}), shared))
             results[head]["continued_from"]["tokenizer_command"] = earlier[head][1].get("tokenizer_command")
@@ -263,8 +274,7 @@ def average_main(argv: list[str], prog: str) -> int:
             refuse_unwritable(prog, folders=[args.out]):
         return 2
     from . import frames
-    from .estimator_eval import user_path_metrics
-    from .estimator_train import average_estimators, evaluate_estimator
+    from .estimator_train import average_estimators
     loaded = []
     for path in args.checkpoints:
         try:
@@ -275,7 +285,6 @@ def average_main(argv: list[str], prog: str) -> int:
         model = average_estimators([m for m, _ in loaded])
     except ValueError as exc:
         return refuse(prog, str(exc))
-    import torch
     sources = [{"checkpoint": str(path), "command": meta.get("command"),
                 **{k: meta.get("metrics", {}).get(k) for k in ("mpjpe_px", "occluded_mpjpe_px", "total_train_seconds",
                                                                "total_frames_seen")}}
@@ -283,8 +292,7 @@ def average_main(argv: list[str], prog: str) -> int:
     n = args.eval_frames or frames.EVAL_FRAMES
     print(f"[{prog}] averaged {len(loaded)} {model.config.head} estimators; evaluating on the held-out frames",
           flush=True)
-    results = {**evaluate_estimator(model, n=n), **user_path_metrics(model, n), "averaged_from": sources,
-               "machine": platform.machine(), "torch": str(torch.__version__)}
+    results = {**held_out_and_user_path_metrics(model, n), "averaged_from": sources, **_software()}
     first = args.checkpoints[0]
     carried = _untrained_heads(first if first.is_dir() else first.parent, [model.config.head])
     command = "posetok " + prog.split()[-1] + " " + shlex.join(argv)
@@ -321,8 +329,6 @@ def eval_main(argv: list[str], prog: str) -> int:
     if args.breakdown and args.shares:
         return refuse(prog, "--shares sweeps the person-box path, which --breakdown does not run; give one of them")
     from . import frames
-    from .estimator_eval import user_path_metrics
-    from .estimator_train import evaluate_estimator
     try:
         shares = tuple(float(v) for v in args.shares.split(",") if v.strip())
         if any(not 0 < v <= 1 for v in shares):
@@ -336,7 +342,7 @@ def eval_main(argv: list[str], prog: str) -> int:
     n = frames.EVAL_FRAMES if args.frames is None else args.frames
     if args.breakdown:
         return _print_breakdown(model, n, args.plot, args.json)
-    metrics = {**evaluate_estimator(model, n=n), **user_path_metrics(model, n, shares)}
+    metrics = held_out_and_user_path_metrics(model, n, shares)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -317,8 +317,8 @@ def average_estimators(models: list[PoseEstimatorModel]) -> PoseEstimatorModel:
             raise ValueError(f"estimator {i} was trained against another tokenizer than estimator 1")
     states = [m.state_dict() for m in models]
     mean = {k: (torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype)
-                if v.is_floating_point() and not k.startswith("tokenizer.") else v.clone())
-            for k, v in states[0].items()}
+                if v.is_floating_point() and not k.startswith("tokenizer.") else v)
+            for k, v in states[0].items()}      # load_state_dict copies: the first model is left as it was
     out = PoseEstimatorModel(first.config, first.tokenizer)
     out.load_state_dict(mean)
     return out.eval()
