@@ -159,6 +159,12 @@ class PoseEstimatorModel(nn.Module):
         return {"logits": raw, "keypoints": self.soft_decode(raw)}
 
 
+def same_tokenizer(model: PoseEstimatorModel, tokenizer: nn.Module) -> bool:
+    """Whether the estimator was trained against exactly this tokenizer (every weight equal)."""
+    mine, theirs = model.tokenizer.state_dict(), tokenizer.state_dict()
+    return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
 def count_macs(module: nn.Module, example: torch.Tensor) -> int:
     """Multiply-accumulates of the convolutions and linear layers in one forward pass (per batch of ``example``)."""
     total = 0

@@ -237,7 +237,7 @@ def _untrained_heads(folder: Path, heads: list[str]) -> dict[str, dict]:
 def _earlier_run(folder: Path, heads: list[str], tokenizer, retarget: bool = False) -> dict[str, tuple]:
     """{head: (model, meta)} of an earlier run's --out folder (first head at the top, others in HEAD/), each
     checked to be trained against exactly ``tokenizer`` (with ``retarget``, against one of the same token shape)."""
-    from .estimator_export import same_tokenizer
+    from .estimator import same_tokenizer
     found: dict[str, tuple] = {}
     for path in [folder / CHECKPOINT_NAME] + [folder / h / CHECKPOINT_NAME for h in heads]:
         if path.is_file():

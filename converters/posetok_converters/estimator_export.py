@@ -132,12 +132,6 @@ def calibration_inputs(n: int) -> np.ndarray:
     return frames.make_frames(n, np.random.default_rng(frames.CALIBRATION_SEED)).inputs
 
 
-def same_tokenizer(model: PoseEstimatorModel, tokenizer: nn.Module) -> bool:
-    """Whether the estimator was trained against exactly this tokenizer (every weight equal)."""
-    mine, theirs = model.tokenizer.state_dict(), tokenizer.state_dict()
-    return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
-
-
 # frames of each kind (figure, figure behind two occluders, backdrop alone) that set the tracking threshold
 TRACKING_FRAMES = 256
 

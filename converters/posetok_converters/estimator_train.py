@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from posetok.skeleton import HALF_FRAME
 
 from . import frames
-from .estimator import EstimatorConfig, PoseEstimatorModel, estimator_macs
+from .estimator import EstimatorConfig, PoseEstimatorModel, estimator_macs, same_tokenizer
 
 TRAINING_STREAM = 20251203    # frame seeds: [stream, seed, worker, chunk], disjoint from frames.EVAL_SEEDS
 PRODUCER_CHUNK = 64           # frames per message from a worker
@@ -306,7 +306,6 @@ def average_estimators(models: list[PoseEstimatorModel]) -> PoseEstimatorModel:
     Raises:
         ValueError: fewer than two models, or models of other configs or trained against other tokenizers.
     """
-    from .estimator_export import same_tokenizer
     if len(models) < 2:
         raise ValueError(f"averaging needs at least two estimators, got {len(models)}")
     first = models[0]

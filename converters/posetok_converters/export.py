@@ -26,6 +26,7 @@ from posetok.skeleton import NUM_KEYPOINTS, pixels_to_normalized
 from . import estimator_export, parity as parity_lib, quantize_onnx, quantize_tflite, tflite_flatbuffer
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .data import calibration_poses
+from .estimator import same_tokenizer
 from .graphs import DECODER_INPUT, DECODER_OUTPUT, ENCODER_INPUT, ENCODER_OUTPUT, split_graphs
 from .manifest import SCHEMES, artifact_record, build_manifest, codebook_storage, tensor_spec
 from .util import quiet
@@ -207,7 +208,7 @@ def export_bundle(out_dir: os.PathLike | str, checkpoint: Optional[os.PathLike |
     ckpt_path = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(ckpt_path)
     ckpt_sha = bundle_lib.file_sha256(ckpt_path)
-    if estimator is not None and not estimator_export.same_tokenizer(estimator, model):
+    if estimator is not None and not same_tokenizer(estimator, model):
         raise ExportError(f"the estimator was trained against another tokenizer than {ckpt_path}; "
                           "its token ids would mean other codes (train it with --tokenizer, or continue it onto this "
                           "tokenizer with --init DIR --retarget)")

@@ -11,7 +11,7 @@ from posetok import kernels
 from posetok.skeleton import KEYPOINT_INDEX
 from posetok_converters import frames
 from posetok_converters.checkpoint import load_checkpoint
-from posetok_converters.estimator import EstimatorConfig, PoseEstimatorModel, estimator_macs
+from posetok_converters.estimator import EstimatorConfig, PoseEstimatorModel, estimator_macs, same_tokenizer
 from posetok_converters.estimator_cli import load_estimator, save_estimator
 from posetok_converters.estimator_train import (
     EstimatorTrainConfig,
@@ -164,7 +164,6 @@ def test_the_keypoint_weight_scales_the_l1_against_the_cross_entropy():
 
 def test_shipped_estimator_loads_with_its_tokenizer_and_figures():
     from posetok_converters.estimator_cli import DEFAULT_ESTIMATOR_DIR
-    from posetok_converters.estimator_export import same_tokenizer
     model, meta = load_estimator(None)       # weights_only loading: the meta must hold plain values
     tokenizer, _ = load_checkpoint(None)
     assert same_tokenizer(model, tokenizer)
@@ -312,7 +311,6 @@ def test_training_continues_from_an_earlier_run(tmp_path, capsys):
 def test_a_run_carries_over_to_a_retrained_tokenizer_only_when_asked(tmp_path, capsys):
     from posetok.cli import main as cli_main
     from posetok_converters.checkpoint import save_checkpoint
-    from posetok_converters.estimator_export import same_tokenizer
     # a tokenizer of the same token shape with other weights, as a continued training run leaves it
     retrained, meta = load_checkpoint(None)
     with torch.no_grad():
@@ -394,7 +392,6 @@ def test_shipped_estimator_holds_its_figures_on_held_out_frames():
 
 def test_averaging_estimators_means_their_weights_and_refuses_what_does_not_average(tmp_path, capsys):
     from posetok.cli import main as cli_main
-    from posetok_converters.estimator_export import same_tokenizer
     tokenizer, _ = load_checkpoint(None)
     models = []
     for i, head in enumerate(("tokens", "tokens", "regression")):
