@@ -208,12 +208,14 @@ def train_main(argv: list[str], prog: str) -> int:
 
 
 def _continued(earlier: dict, this_run: dict) -> dict:
-    """What a continued run adds to its metrics: the earlier run's figures and the whole training's totals."""
+    """What a continued run adds to its metrics: the earlier run's figures and the whole training's totals (None
+    after a weight average, which records none: its sources share their earlier runs)."""
     out = {"continued_from": {k: earlier.get(k) for k in ("train_seconds", "frames_made", "frames_seen",
                                                           "mpjpe_px", "occluded_mpjpe_px")}}
     for key in ("train_seconds", "frames_made", "frames_seen"):
-        total = this_run[key] + earlier.get(f"total_{key}", earlier.get(key, 0))
-        out[f"total_{key}"] = round(total, 1) if key == "train_seconds" else int(total)
+        before = earlier.get(f"total_{key}", earlier.get(key))
+        total = None if before is None else this_run[key] + before
+        out[f"total_{key}"] = None if total is None else round(total, 1) if key == "train_seconds" else int(total)
     return out
 
 

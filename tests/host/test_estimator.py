@@ -417,6 +417,12 @@ def test_averaging_estimators_means_their_weights_and_refuses_what_does_not_aver
     assert [src["mpjpe_px"] for src in metrics["averaged_from"]] == [3.0, 4.0]
     assert metrics["mpjpe_px"] == meta["metrics"]["mpjpe_px"] and metrics["eval_frames"] == 8
     assert metrics["baselines"]["regression"]["carried_over"].startswith("not trained in this run")
+    # a run continued from the average counts its own training, but not the whole: the sources share earlier runs
+    assert cli_main(["train-estimator", "--heads", "tokens", "--steps", "1", "--batch-size", "4", "--workers", "0",
+                     "--eval-frames", "8", "--init", str(tmp_path / "soup"), "--out", str(tmp_path / "more")]) == 0
+    more = json.loads((tmp_path / "more" / "metrics.json").read_text())
+    assert more["frames_seen"] == 4 and more["continued_from"]["mpjpe_px"] == metrics["mpjpe_px"]
+    assert more["total_frames_seen"] is None and more["total_train_seconds"] is None
     # what does not average is refused before anything is written
     out = ["--out", str(tmp_path / "refused")]
     refusals = [
