@@ -39,9 +39,9 @@ FP32_SCORE = 1e-4
 # the shipped weights are in README "Known limits" (-s -k int8_within prints them). Bound: the host's int8-vs-fp32
 # distance plus INT8_MARGIN_PX (model-frame px), at most INT8_ID_FLIPS of the token ids differing from the host's int8
 # ids. The ids of one int8 rounding against another's flip where the classifier's flat probabilities nearly tie, and
-# the share moves with the weights (none with run 12's, 3.9-12 % with runs 9, 13, 14 and the mean of 14 and 16 on
-# these 12 frames), so the floor only catches ids gone to random (255 in 256 would differ); the keypoint bounds hold
-# the precision.
+# the share moves with the weights (none with run 12's and the shipped ones, 3.9-12 % with runs 9, 13, 14 and the
+# mean of 14 and 16 on these 12 frames), so the floor only catches ids gone to random (255 in 256 would differ); the
+# keypoint bounds hold the precision.
 INT8_MARGIN_PX = 0.25
 INT8_ID_FLIPS = 0.25
 # tflite-runtime 2.14 rounds int8 differently from ai-edge-litert (test_tokenizer_device.tflite_runtime_int8), and the
