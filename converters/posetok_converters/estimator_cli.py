@@ -214,8 +214,11 @@ def _continued(earlier: dict, this_run: dict) -> dict:
                                                           "mpjpe_px", "occluded_mpjpe_px")}}
     for key in ("train_seconds", "frames_made", "frames_seen"):
         before = earlier.get(f"total_{key}", earlier.get(key))
-        total = None if before is None else this_run[key] + before
-        out[f"total_{key}"] = None if total is None else round(total, 1) if key == "train_seconds" else int(total)
+        if before is None:
+            out[f"total_{key}"] = None
+        else:
+            total = this_run[key] + before
+            out[f"total_{key}"] = round(total, 1) if key == "train_seconds" else int(total)
     return out
 
 
