@@ -6,7 +6,7 @@ PY := .venv/bin/python
 QEMU_CPU ?= cortex-a76
 export POSETOK_QEMU_CPU ?= $(QEMU_CPU)
 
-.PHONY: setup check lint test host-test device-test device-install demo kernels-host kernels-aarch64 kernels-ctest kernels-bench wheel clean help
+.PHONY: setup check lint test host-test device-test device-install remeasure demo kernels-host kernels-aarch64 kernels-ctest kernels-bench wheel clean help
 
 help:
 	@echo "make setup        install everything missing (apt, .venv, aarch64 Python)"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint         ruff over the Python, clang-format --dry-run over kernels/"
 	@echo "make demo         setup, then the end-to-end demo"
 	@echo "make device-test  the device suite inside the emulated aarch64 Python"
+	@echo "make remeasure    every figure quoted from the shipped estimator weights, measured again"
 	@echo "make wheel        host and aarch64 wheels into dist/"
 	@echo "make kernels-bench  guest instructions per pixel of every kernel under QEMU"
 
@@ -53,6 +54,9 @@ host-test:
 DEVICE_SITE := build/device-site
 AARCH64_ROOT = $(shell python3 cross/build_sysroot.py --print-root)
 DEVICE_PYTEST := cross/qemu-python -m pytest tests/device -q -p no:cacheprovider --durations=10
+DEVICE_ENV = POSETOK_DEVICE_PYTHONPATH=$(CURDIR)/$(DEVICE_SITE) POSETOK_EXPECT_WHEEL=1
+DEVICE_ENV_LITERT = $(DEVICE_ENV) POSETOK_EXPECT_LITERT=ai-edge-litert
+DEVICE_ENV_TFLITE = $(DEVICE_ENV) POSETOK_EXPECT_LITERT=tflite-runtime POSETOK_AARCH64_SITE=$(AARCH64_ROOT)/site-tflite
 
 device-install: wheel
 	rm -rf $(DEVICE_SITE)
@@ -62,10 +66,33 @@ device-install: wheel
 
 device-test: device-install
 	@echo "== device test suite (emulated aarch64 Python, -cpu $(POSETOK_QEMU_CPU), ai-edge-litert + onnxruntime)"
-	POSETOK_DEVICE_PYTHONPATH=$(CURDIR)/$(DEVICE_SITE) POSETOK_EXPECT_WHEEL=1 POSETOK_EXPECT_LITERT=ai-edge-litert $(DEVICE_PYTEST)
+	$(DEVICE_ENV_LITERT) $(DEVICE_PYTEST)
 	@echo "== device test suite, LiteRT part (tflite-runtime 2.14, numpy<2)"
-	POSETOK_DEVICE_PYTHONPATH=$(CURDIR)/$(DEVICE_SITE) POSETOK_EXPECT_WHEEL=1 POSETOK_EXPECT_LITERT=tflite-runtime \
-	  POSETOK_AARCH64_SITE=$(AARCH64_ROOT)/site-tflite $(DEVICE_PYTEST) -m litert
+	$(DEVICE_ENV_TFLITE) $(DEVICE_PYTEST) -m litert
+
+# Every figure the README and the tests' comments quote from the shipped estimator weights, measured again (about
+# 30 minutes on 2 cores): run it after shipping new weights. Each step's output also lands in build/remeasure/.
+# The host tests export build/host-results/bundle (its parity rows and tracking thresholds: `posetok info`) and save
+# the host's results that the device tests compare against.
+REMEASURE := build/remeasure
+REMEASURE_HOST_TESTS := tests/host/test_device_estimator.py tests/host/test_estimator.py::test_shipped_estimator_holds_its_figures_on_held_out_frames \
+  tests/host/test_pose_estimator.py::test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it
+remeasure: device-install
+	mkdir -p $(REMEASURE)
+	@echo "== held-out figures and the person box's share of the crop"
+	$(PY) -m posetok eval-estimator --json --shares 0.35,0.42,0.5,0.58,0.67 | tee $(REMEASURE)/eval.json
+	@echo "== breakdown (and docs/estimator_breakdown.png)"
+	$(PY) -m posetok eval-estimator --breakdown --plot docs/estimator_breakdown.png | tee $(REMEASURE)/breakdown.txt
+	@echo "== the host tests that quote figures (export included)"
+	$(PY) -m pytest -q -s -p no:cacheprovider $(REMEASURE_HOST_TESTS) | tee $(REMEASURE)/host-tests.txt
+	$(PY) -m posetok info build/host-results/bundle | tee $(REMEASURE)/bundle.txt
+	@echo "== demo rows"
+	$(PY) -m posetok_converters.demo --bundle build/host-results/bundle | tee $(REMEASURE)/demo.txt
+	@echo "== device int8 figures (ai-edge-litert + onnxruntime, then tflite-runtime)"
+	$(DEVICE_ENV_LITERT) cross/qemu-python -m pytest tests/device -q -s -p no:cacheprovider -k int8_within \
+	  | tee $(REMEASURE)/device-int8.txt
+	$(DEVICE_ENV_TFLITE) cross/qemu-python -m pytest tests/device -q -s -p no:cacheprovider -m litert -k int8_within \
+	  | tee $(REMEASURE)/device-int8-tflite.txt
 
 # Wheels: the host one (runtime + converters, x86_64 kernels) and the device
 # one (runtime only, NEON kernels built by the aarch64 gcc toolchain).

@@ -426,7 +426,8 @@ def video_crop_after(frame: np.ndarray, image_mode: PoseEstimator) -> tuple:
     return image_mode.estimate(frame, box=(*low, *(high - low))).box
 
 
-def test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it(device_bundle):
+def test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it(device_bundle, monkeypatch):
+    from posetok import estimator as estimator_module
     from posetok_converters import data, frames
     rng = np.random.default_rng(0)
     poses = data.sample_poses_rng(1, rng, distribution="upright")
@@ -440,18 +441,35 @@ def test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it(de
             wide[:, at:at + 96] = rgb[0]
         return wide
     places = [200] * 3 + [None] * 3 + [20] * 8          # in view, gone, back elsewhere
+    judged = []         # what video mode judged its tracked passes by: (frame, lowest keypoint score, pose extent)
+    signals = estimator_module.tracking_signals
+
+    def judge(*args):
+        lowest, extent = signals(*args)
+        if name == "video":
+            judged.append((i, float(lowest), float(extent)))
+        return lowest, extent
+    monkeypatch.setattr(estimator_module, "tracking_signals", judge)
     errors, poses = {}, {}
     for name, options in (("image", EstimatorOptions()), ("video", EstimatorOptions(running_mode="video")),
                           ("never", video_options(0.0, 0.0))):
         with PoseEstimator.from_bundle(device_bundle, options=options) as est:
-            poses[name] = [est.estimate(frame(at), **({} if name == "image" else {"timestamp_ms": 33 * i}))
-                           for i, at in enumerate(places)]
+            poses[name] = []
+            for i, at in enumerate(places):
+                poses[name].append(est.estimate(frame(at), **({} if name == "image" else {"timestamp_ms": 33 * i})))
+            if name == "video":
+                thresholds = (est.min_tracking_score, est.min_tracking_extent)
         errors[name] = float(np.mean([np.linalg.norm(p.keypoints - truth - [20, 0], axis=1).mean()
                                       for p in poses[name][-4:]]))
-    # Where the figure vanishes (frame 3) and comes back elsewhere (frame 6) the tracked pass looks lost (measured:
+    print("video mode's tracked passes (frame, lowest score, extent):",
+          ", ".join(f"{f} {lowest:.3f} {extent:.3f}" for f, lowest, extent in judged), "; the bundle's thresholds "
+          f"{thresholds[0]:.3f}, {thresholds[1]:.3f}; the last four frames' error (px): {errors}")
+    # Where the figure vanishes (frames 3-5) and comes back elsewhere (frame 6) the tracked pass looks lost (measured:
     # lowest keypoint score 0.043 and 0.042, pose extent 0.16 of the crop, against 0.12 and 0.48-0.51 tracking the
     # figure; the bundle's thresholds 0.062 and 0.241), so the frame is searched as an image, and as the figure is
     # outside the old crop the filter restarts: image mode's pose exactly.
+    lost = [f for f, lowest, extent in judged if lowest < thresholds[0] or extent < thresholds[1]]
+    assert lost == [3, 4, 5, 6] and [f for f, _, _ in judged] == list(range(1, len(places))), judged
     for i in (3, 6):
         assert poses["video"][i].box == poses["image"][i].box
         np.testing.assert_array_equal(poses["video"][i].keypoints, poses["image"][i].keypoints)
