@@ -461,8 +461,8 @@ def test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it(de
                 thresholds = (est.min_tracking_score, est.min_tracking_extent)
         errors[name] = float(np.mean([np.linalg.norm(p.keypoints - truth - [20, 0], axis=1).mean()
                                       for p in poses[name][-4:]]))
-    print("video mode's tracked passes (frame, lowest score, extent):",
-          ", ".join(f"{f} {lowest:.3f} {extent:.3f}" for f, lowest, extent in judged), "; the bundle's thresholds "
+    passes = ", ".join(f"{f} {lowest:.3f} {extent:.3f}" for f, lowest, extent in judged)
+    print(f"video mode's tracked passes (frame, lowest score, extent): {passes}; the bundle's thresholds "
           f"{thresholds[0]:.3f}, {thresholds[1]:.3f}; the last four frames' error (px): {errors}")
     # Where the figure vanishes (frames 3-5) and comes back elsewhere (frame 6) the tracked pass looks lost (measured:
     # lowest keypoint score 0.043 and 0.042, pose extent 0.16 of the crop, against 0.12 and 0.48-0.51 tracking the
