@@ -444,7 +444,7 @@ def test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it(de
     judged = []         # what video mode judged its tracked passes by: (frame, lowest keypoint score, pose extent)
     signals = estimator_module.tracking_signals
 
-    def judge(*args):
+    def judge(*args):           # reads the loop's name and i below
         lowest, extent = signals(*args)
         if name == "video":
             judged.append((i, float(lowest), float(extent)))
