@@ -53,7 +53,8 @@ host-test:
 # only) with tflite-runtime 2.14 and numpy<2, as boards in the field carry either.
 DEVICE_SITE := build/device-site
 AARCH64_ROOT = $(shell python3 cross/build_sysroot.py --print-root)
-DEVICE_PYTEST := cross/qemu-python -m pytest tests/device -q -p no:cacheprovider --durations=10
+DEVICE_PYTHON_TEST := cross/qemu-python -m pytest -q -p no:cacheprovider
+DEVICE_PYTEST := $(DEVICE_PYTHON_TEST) tests/device --durations=10
 DEVICE_ENV = POSETOK_DEVICE_PYTHONPATH=$(CURDIR)/$(DEVICE_SITE) POSETOK_EXPECT_WHEEL=1
 DEVICE_ENV_LITERT = $(DEVICE_ENV) POSETOK_EXPECT_LITERT=ai-edge-litert
 DEVICE_ENV_TFLITE = $(DEVICE_ENV) POSETOK_EXPECT_LITERT=tflite-runtime POSETOK_AARCH64_SITE=$(AARCH64_ROOT)/site-tflite
@@ -91,9 +92,8 @@ remeasure: device-install
 	@echo "== demo rows"
 	$(PY) -m posetok_converters.demo --bundle build/bundle | tee $(REMEASURE)/demo.txt
 	@echo "== the estimator on the emulated board (ai-edge-litert + onnxruntime, then tflite-runtime's int8)"
-	$(DEVICE_ENV_LITERT) cross/qemu-python -m pytest tests/device/test_estimator_device.py -q -s -p no:cacheprovider \
-	  | tee $(REMEASURE)/device.txt
-	$(DEVICE_ENV_TFLITE) cross/qemu-python -m pytest tests/device -q -s -p no:cacheprovider -m litert -k int8_within \
+	$(DEVICE_ENV_LITERT) $(DEVICE_PYTHON_TEST) -s tests/device/test_estimator_device.py | tee $(REMEASURE)/device.txt
+	$(DEVICE_ENV_TFLITE) $(DEVICE_PYTHON_TEST) -s tests/device -m litert -k int8_within \
 	  | tee $(REMEASURE)/device-tflite-int8.txt
 
 # Wheels: the host one (runtime + converters, x86_64 kernels) and the device
