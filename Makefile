@@ -76,7 +76,8 @@ device-test: device-install
 # The host tests export build/host-results/bundle and save the host's results that the device tests compare
 # against; the README's parity table and tracking thresholds come from the full export into build/bundle.
 REMEASURE := build/remeasure
-REMEASURE_HOST_TESTS := tests/host/test_device_estimator.py tests/host/test_estimator.py::test_shipped_estimator_holds_its_figures_on_held_out_frames \
+REMEASURE_HOST_TESTS := tests/host/test_device_estimator.py tests/host/test_estimator_export.py \
+  tests/host/test_estimator.py::test_shipped_estimator_holds_its_figures_on_held_out_frames \
   tests/host/test_pose_estimator.py::test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it
 remeasure: device-install
 	mkdir -p $(REMEASURE)

@@ -70,10 +70,14 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(device_bundle):
             got = est.estimate(img, box=tuple(float(v) for v in box))
             assert got.box == want.box and got.token_ids.shape == (model.config.num_tokens,)
             apart.append(np.linalg.norm(got.keypoints - want.keypoints, axis=-1).mean() * 64 / got.box[2])
-    # the shipped model's int8 file keeps under half of fp32's token ids, so its keypoints move by a fraction of
-    # a pixel: measured 0.38 .. 1.30 model px on these frames, 0.67 on average (the 512 parity frames' MPJPE
-    # rises by 0.04 px); a wrong scale or zero point moves them by several
-    assert np.mean(apart) < 1.0 and max(apart) < 2.5, apart
+    print(f"tflite int8 vs fp32 on {FRAMES} upright frames (model px): mean {np.mean(apart):.2f}, median "
+          f"{np.median(apart):.2f}, max {max(apart):.2f}")
+    # The shipped model's int8 file keeps about half of fp32's token ids, so most keypoints move by a fraction of a
+    # pixel: measured mean 0.84, median 0.59 model px on these frames (the 512 parity frames' MPJPE rises by 0.03
+    # px). A frame fp32 already gets wrong can move further as near-tied codes flip (here one frame 2.86 px, fp32
+    # 5.0 px off the truth there; up to 4.7 px on 64 more such frames), so the tail is bounded loosely; a wrong
+    # scale or zero point moves every frame by several pixels, which the mean and median catch.
+    assert np.mean(apart) < 1.0 and np.median(apart) < 0.8 and max(apart) < 6.0, apart
 
 
 def test_info_prints_the_estimator_section_and_its_parity_rows(device_bundle, capsys):
