@@ -83,6 +83,8 @@ remeasure: device-install
 	mkdir -p $(REMEASURE)
 	@echo "== held-out figures and the person box's share of the crop"
 	$(PY) -m posetok eval-estimator --json --shares 0.35,0.42,0.5,0.58,0.67 | tee $(REMEASURE)/eval.json
+	@echo "== the same figures with the flip test (the crop and its mirror image, averaged)"
+	$(PY) -m posetok eval-estimator --json --flip-test | tee $(REMEASURE)/eval-flip-test.json
 	@echo "== breakdown (and docs/estimator_breakdown.png)"
 	$(PY) -m posetok eval-estimator --breakdown --plot docs/estimator_breakdown.png | tee $(REMEASURE)/breakdown.txt
 	@echo "== the host tests that quote figures (export included)"

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from posetok.estimator import flip_test_mean
 from posetok.skeleton import NUM_KEYPOINTS
 
 from .model import MixerBlock, TokenizerModel
@@ -140,14 +141,21 @@ class PoseEstimatorModel(nn.Module):
             torch.einsum("bmv,mvd->bmd", probs, codes)
         return self.tokenizer.decode(soft)
 
-    def forward(self, images: torch.Tensor, compute_dtype: Optional[torch.dtype] = None
+    def forward(self, images: torch.Tensor, compute_dtype: Optional[torch.dtype] = None, flip_test: bool = False
                 ) -> dict[str, torch.Tensor]:
         """Args:
             images: [B,C,64,64] float32, the kernel's normalized crops.
             compute_dtype: None for float32 throughout; torch.bfloat16 runs the backbone and head under
                 autocast (training on CPUs with bfloat16 dot products and on GPUs). The head's output is cast
                 back to float32 before the softmax and the frozen decoder, which keep their precision.
+            flip_test: also run the images' mirror images (in the same batch) and return the mean keypoints
+                (``posetok.estimator.flip_test_mean``, as the runtime's flip test); logits stay the images' own.
         """
+        if flip_test:
+            both = self(torch.cat([images, images.flip(-1)]), compute_dtype)
+            own = {key: value[:len(images)] for key, value in both.items()}
+            own["keypoints"] = flip_test_mean(own["keypoints"], both["keypoints"][len(images):])
+            return own
         if compute_dtype is None:
             raw = self.head(self.backbone(images))
         else:

@@ -104,15 +104,17 @@ class HeldOutEstimates:
         return self.keypoint_errors.mean(axis=1)
 
 
-def held_out_estimates(model: PoseEstimatorModel, kind: str, n: int = frames.EVAL_FRAMES) -> HeldOutEstimates:
-    """The model's keypoints on the held-out frames ``frames.eval_frames(kind, n)``."""
+def held_out_estimates(model: PoseEstimatorModel, kind: str, n: int = frames.EVAL_FRAMES,
+                       flip_test: bool = False) -> HeldOutEstimates:
+    """The model's keypoints on the held-out frames ``frames.eval_frames(kind, n)`` (``flip_test``: the
+    flip-test keypoints)."""
     scene = frames.SceneRecord()
     batch = frames.eval_frames(kind, n, record=scene)
     poses, upright = frames.eval_poses_and_generator(kind, n)
     if not np.array_equal(poses, batch.poses_px):
         raise AssertionError("eval_poses_and_generator no longer draws the poses of eval_frames")
     estimated = np.empty_like(batch.poses_px)
-    for part, out in predict_in_chunks(model, batch.pictures):
+    for part, out in predict_in_chunks(model, batch.pictures, flip_test):
         estimated[part] = ((out["keypoints"] + 1.0) * HALF_FRAME).cpu().numpy()
     return HeldOutEstimates(kind, batch.poses_px, estimated, upright, batch.pictures, batch.boxes, scene)
 

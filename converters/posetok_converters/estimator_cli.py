@@ -62,12 +62,14 @@ def load_estimator(path: str | os.PathLike | None = None):
     return model.eval(), payload["meta"]
 
 
-def held_out_and_user_path_metrics(model, n: int, shares: tuple[float, ...] = ()) -> dict:
+def held_out_and_user_path_metrics(model, n: int, shares: tuple[float, ...] = (), flip_test: bool = False) -> dict:
     """The figures every estimator command reports: the held-out frames (``evaluate_estimator``), then the
-    user's path (``user_path_metrics``, on the CPU, where the runtime's kernel crops are made)."""
+    user's path (``user_path_metrics``, on the CPU, where the runtime's kernel crops are made); ``flip_test``:
+    of the flip-test keypoints."""
     from .estimator_eval import user_path_metrics
     from .estimator_train import evaluate_estimator
-    return {**evaluate_estimator(model, n=n), **user_path_metrics(model.cpu(), n, shares)}
+    return {**evaluate_estimator(model, n=n, flip_test=flip_test),
+            **user_path_metrics(model.cpu(), n, shares, flip_test)}
 
 
 def _software() -> dict:
@@ -322,6 +324,9 @@ def eval_main(argv: list[str], prog: str) -> int:
     p.add_argument("--breakdown", action="store_true",
                    help="instead of the headline figures, where the held-out error lies: its spread over frames, "
                         "per keypoint, left/right swaps, by pose (see posetok_converters.estimator_breakdown)")
+    p.add_argument("--flip-test", action="store_true",
+                   help="measure the flip-test keypoints (the runtime's EstimatorOptions.flip_test: the mean of the "
+                        "frame's pass and its mirror image's)")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
                    help="with --breakdown: also draw it, with example frames, into this PNG")
     p.add_argument("--json", action="store_true")
@@ -346,8 +351,8 @@ def eval_main(argv: list[str], prog: str) -> int:
         return refuse(prog, str(exc))
     n = frames.EVAL_FRAMES if args.frames is None else args.frames
     if args.breakdown:
-        return _print_breakdown(model, n, args.plot, args.json)
-    metrics = held_out_and_user_path_metrics(model, n, shares)
+        return _print_breakdown(model, n, args.plot, args.json, args.flip_test)
+    metrics = held_out_and_user_path_metrics(model, n, shares, args.flip_test)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -357,9 +362,9 @@ def eval_main(argv: list[str], prog: str) -> int:
     return 0
 
 
-def _print_breakdown(model, n: int, plot: Path | None, as_json: bool) -> int:
+def _print_breakdown(model, n: int, plot: Path | None, as_json: bool, flip_test: bool) -> int:
     from .estimator_breakdown import breakdown, held_out_estimates, plot_breakdown
-    sets = [held_out_estimates(model, kind, n) for kind in ("clean", "occluded")]
+    sets = [held_out_estimates(model, kind, n, flip_test) for kind in ("clean", "occluded")]
     result = {s.kind: breakdown(s) for s in sets}
     if plot is not None:
         plot_breakdown(sets, list(result.values()), plot)

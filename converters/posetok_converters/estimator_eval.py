@@ -46,8 +46,10 @@ def keypoint_boxes(keypoints: np.ndarray, pad: np.ndarray | float = 0.0) -> np.n
 
 
 @torch.no_grad()
-def estimate_in_crops(model: PoseEstimatorModel, rgb: np.ndarray, boxes: np.ndarray, share: float) -> np.ndarray:
-    """The runtime's path with the torch model: person box -> ``person_crop`` -> kernel crop -> model.
+def estimate_in_crops(model: PoseEstimatorModel, rgb: np.ndarray, boxes: np.ndarray, share: float,
+                      flip_test: bool = False) -> np.ndarray:
+    """The runtime's path with the torch model: person box -> ``person_crop`` -> kernel crop -> model (with
+    ``flip_test``, as the runtime's flip test).
 
     Returns:
         keypoints [n,13,2] in frame px.
@@ -58,7 +60,7 @@ def estimate_in_crops(model: PoseEstimatorModel, rgb: np.ndarray, boxes: np.ndar
                                           scale=frames.INPUT_SCALE) for img, crop in zip(rgb, crops)])
     model.eval()
     device = next(model.parameters()).device
-    out = torch.cat([model(torch.from_numpy(inputs[i:i + 256]).to(device))["keypoints"].cpu()
+    out = torch.cat([model(torch.from_numpy(inputs[i:i + 256]).to(device), flip_test=flip_test)["keypoints"].cpu()
                      for i in range(0, len(inputs), 256)]).numpy()
     return frames.crop_to_camera((out + 1.0) * HALF_FRAME, crops)     # converts the crops to float64
 
@@ -78,14 +80,16 @@ def relative_mpjpe(pred: np.ndarray, true: np.ndarray, reference_px: float) -> f
     return float(np.linalg.norm(pred - true, axis=-1).mean() / long_sides(true).mean() * reference_px)
 
 
-def evaluate_person_boxes(model: PoseEstimatorModel, shares: tuple[float, ...], n: int) -> dict[float, float]:
+def evaluate_person_boxes(model: PoseEstimatorModel, shares: tuple[float, ...], n: int,
+                          flip_test: bool = False) -> dict[float, float]:
     """{share: relative MPJPE} on held-out clean poses drawn by ``frames``, cropped around their keypoints."""
     rng = np.random.default_rng(PERSON_BOX_SEED)
     poses = frames.eval_poses("clean", n)
     rgb, boxes = frames.draw_frames(poses, rng, occluders=0)
     true = frames.crop_to_camera(poses, boxes)
     person, reference = keypoint_boxes(true), float(long_sides(poses).mean())   # = reference_extent_px(n)
-    return {share: relative_mpjpe(estimate_in_crops(model, rgb, person, share), true, reference) for share in shares}
+    return {share: relative_mpjpe(estimate_in_crops(model, rgb, person, share, flip_test), true, reference)
+            for share in shares}
 
 
 # -- an independent renderer ------------------------------------------------------------
@@ -167,17 +171,18 @@ def independent_frames(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np
     return np.stack(images), kp, keypoint_boxes(kp, np.asarray(pads))
 
 
-def evaluate_independent(model: PoseEstimatorModel, share: float, n: int) -> float:
+def evaluate_independent(model: PoseEstimatorModel, share: float, n: int, flip_test: bool = False) -> float:
     """Relative MPJPE on ``n`` frames of the independent renderer, person box given."""
     rgb, true, boxes = independent_frames(n, np.random.default_rng(INDEPENDENT_SEED))
-    return relative_mpjpe(estimate_in_crops(model, rgb, boxes, share), true, reference_extent_px(n))
+    return relative_mpjpe(estimate_in_crops(model, rgb, boxes, share, flip_test), true, reference_extent_px(n))
 
 
-def user_path_metrics(model: PoseEstimatorModel, n: int, shares: tuple[float, ...] = ()) -> dict:
+def user_path_metrics(model: PoseEstimatorModel, n: int, shares: tuple[float, ...] = (),
+                      flip_test: bool = False) -> dict:
     """``person_box_mpjpe_px`` and ``independent_mpjpe_px`` at the shipped share, plus a share sweep if asked."""
-    sweep = evaluate_person_boxes(model, tuple(dict.fromkeys((frames.FIGURE_SHARE, *shares))), n)
+    sweep = evaluate_person_boxes(model, tuple(dict.fromkeys((frames.FIGURE_SHARE, *shares))), n, flip_test)
     result = {"person_box_mpjpe_px": sweep[frames.FIGURE_SHARE],
-              "independent_mpjpe_px": evaluate_independent(model, frames.FIGURE_SHARE, n),
+              "independent_mpjpe_px": evaluate_independent(model, frames.FIGURE_SHARE, n, flip_test),
               "figure_share": frames.FIGURE_SHARE}
     if shares:
         result["person_box_share_sweep"] = {f"{s:g}": v for s, v in sorted(sweep.items())}

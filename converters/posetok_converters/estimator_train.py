@@ -248,8 +248,10 @@ EVAL_CHUNK = 256   # frames per forward pass when evaluating
 
 
 @torch.no_grad()
-def predict_in_chunks(model: PoseEstimatorModel, pictures: np.ndarray) -> Iterator[tuple[slice, dict]]:
-    """The model's outputs on uint8 crops [n,64,64,3], ``EVAL_CHUNK`` frames at a time, in eval mode.
+def predict_in_chunks(model: PoseEstimatorModel, pictures: np.ndarray, flip_test: bool = False
+                      ) -> Iterator[tuple[slice, dict]]:
+    """The model's outputs on uint8 crops [n,64,64,3], ``EVAL_CHUNK`` frames at a time, in eval mode
+    (``flip_test``: as the runtime's flip test, see ``PoseEstimatorModel.forward``).
 
     Yields:
         (the frames' slice, the model's output dict for them, on the model's device).
@@ -258,20 +260,21 @@ def predict_in_chunks(model: PoseEstimatorModel, pictures: np.ndarray) -> Iterat
     device = next(model.parameters()).device
     for start in range(0, len(pictures), EVAL_CHUNK):
         part = slice(start, min(start + EVAL_CHUNK, len(pictures)))
-        yield part, model(to_inputs(torch.from_numpy(pictures[part]).to(device)))
+        yield part, model(to_inputs(torch.from_numpy(pictures[part]).to(device)), flip_test=flip_test)
 
 
 @torch.no_grad()
 def evaluate_estimator(model: PoseEstimatorModel, kinds: tuple[str, ...] = ("clean", "occluded"),
-                       n: int = frames.EVAL_FRAMES) -> dict:
-    """MPJPE (64-px frame pixels) on the fixed held-out frames; tokens head also argmax decoding and token accuracy."""
+                       n: int = frames.EVAL_FRAMES, flip_test: bool = False) -> dict:
+    """MPJPE (64-px frame pixels) on the fixed held-out frames; tokens head also argmax decoding and token accuracy
+    (``flip_test``: the MPJPE of the flip-test keypoints; argmax and accuracy stay the frames' own pass's)."""
     device = next(model.parameters()).device
     result: dict = {"eval_frames": n}
     for kind in kinds:
         batch = frames.eval_frames(kind, n)
         target = torch.from_numpy(batch.poses_px)
         errs, argmax_errs, acc = [], [], []
-        for part, out in predict_in_chunks(model, batch.pictures):
+        for part, out in predict_in_chunks(model, batch.pictures, flip_test):
             true = target[part].to(device)
             pred_px = (out["keypoints"] + 1.0) * HALF_FRAME
             errs.append(torch.linalg.norm(pred_px - true, dim=-1).mean(-1))
@@ -293,6 +296,7 @@ def evaluate_estimator(model: PoseEstimatorModel, kinds: tuple[str, ...] = ("cle
     result["estimator_mflops"] = 2 * macs["estimator"] / 1e6
     result["decoder_mflops"] = 2 * macs["decoder"] / 1e6
     result["head"] = model.config.head
+    result["flip_test"] = flip_test
     return result
 
 

@@ -11,12 +11,14 @@ whole frame -> pose path, timed per stage: pre-processing (the one-pass
 the tokenizer's decoder (token ids -> keypoints, what a receiver of the
 tokens runs); ``total`` is their sum per frame. ``search`` times a frame
 without a box (``estimate_nv21``: a coarse pass over the whole frame, then a
-refined pass). One row per runtime and estimator precision the bundle and the
+refined pass), ``flip test`` a frame with a box and ``EstimatorOptions.flip_test``
+(the crop and its mirror image in one call). One row per runtime and estimator precision the bundle and the
 machine offer. Runs on the host and inside the emulated Python.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -182,6 +184,7 @@ def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (64
         ``<stage>_p50_us`` for each of ``PIPELINE_STAGES`` (``decoder`` None when
         the bundle has no tokenizer decoder of that format and precision),
         ``total_p90_us``, ``search_p50_us`` (no box: coarse + refine),
+        ``flip_test_p50_us`` (``estimate_nv21`` with the box and the flip test),
         ``frames_per_s`` (1 / total p50) and ``peak_rss_mb``.
 
     Raises:
@@ -221,11 +224,9 @@ def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (64
         for _ in range(warmup):
             one_frame()
         stages = np.array([one_frame() for _ in range(iterations)])            # [iterations, 3]
-        search_s = []
-        for _ in range(iterations):
-            t0 = time.perf_counter()
-            est.estimate_nv21(y, vu)
-            search_s.append(time.perf_counter() - t0)
+        search_s = timed(lambda: est.estimate_nv21(y, vu), iterations)
+        with PoseEstimator(est.bundle, dataclasses.replace(est.options, flip_test=True)) as flipping:
+            flip_s = timed(lambda: flipping.estimate_nv21(y, vu, box=person), iterations, warmup)
         row = {"backend": est.backend, "runtime": backends.runtime_version(est.backend), "precision": precision,
                "files": est.files + (tok.files["decoder"] if tok is not None else []), **machine_info(),
                "frame": f"{frame[0]}x{frame[1]} NV21", "box": list(box), "iterations": iterations,
@@ -240,8 +241,21 @@ def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (64
     if tok is None:
         row["decoder_p50_us"] = None
     row.update({"total_p90_us": percentile_us(list(totals), 90), "search_p50_us": percentile_us(search_s, 50),
-                "frames_per_s": round(1.0 / float(np.median(totals)), 1), "peak_rss_mb": peak_rss_mb()})
+                "flip_test_p50_us": percentile_us(flip_s, 50), "frames_per_s": round(1.0 / float(np.median(totals)), 1),
+                "peak_rss_mb": peak_rss_mb()})
     return row
+
+
+def timed(call, iterations: int, warmup: int = 0) -> list[float]:
+    """Seconds per call of ``call()`` over ``iterations`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t0)
+    return samples
 
 
 def frame_size(text: str) -> tuple:
@@ -260,9 +274,10 @@ def print_pipeline(result: dict) -> None:
                                                       if result["emulated_cpu"] else "") +
           f", {result['frame']}, box {result['box']}, p50 ms per frame")
     rows = [[r["runtime"], r["precision"], *(fmt(r[f"{s}_p50_us"]) for s in PIPELINE_STAGES),
-             fmt(r["search_p50_us"]), f"{r['frames_per_s']:.1f}"] for r in result["rows"]]
+             fmt(r["search_p50_us"]), fmt(r["flip_test_p50_us"]), f"{r['frames_per_s']:.1f}"]
+            for r in result["rows"]]
     for line in table(["runtime", "precision", "pre-process", "estimator", "decoder", "total", "no box",
-                       "frames/s"], rows, right=set(range(2, 8))):
+                       "flip test", "frames/s"], rows, right=set(range(2, 9))):
         print(line)
 
 

@@ -25,6 +25,11 @@ keypoints into the next frame's crop; the first frame, the first after
 does a frame whose tracked pass looks lost (the figure left the crop, or the
 crop drifted off it): its lowest keypoint score under ``min_tracking_score``
 or its pose spanning less than ``min_tracking_extent`` of the crop.
+
+Flip test (``EstimatorOptions.flip_test``): each pass that gives the pose
+also runs the graph on the crop's mirror image, in the same call, and
+averages the two sets of keypoints and scores (``flip_test_mean``); the
+coarse search pass stays single. It costs a second graph row per pose.
 """
 from __future__ import annotations
 
@@ -40,10 +45,10 @@ from .bundle import Bundle, BundleError
 from .checks import is_real_number, real_number
 from .person_boxes import MIN_BOX_PX, MIN_FRAME_PX, OneEuroFilter, _check_box, _check_frame, kernel_layout, person_crop
 from .skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels
-from .tokenizer import _check_runtime_options, _one_of, _pick_backend
+from .tokenizer import _check_flag, _check_runtime_options, _one_of, _pick_backend
 
 __all__ = ["EstimatorOptions", "MIN_BOX_PX", "MIN_FRAME_PX", "OneEuroFilter", "PoseEstimator", "PoseResult",
-           "RUNNING_MODES", "person_crop", "tracking_rows", "tracking_signals"]
+           "RUNNING_MODES", "flip_test_mean", "person_crop", "tracking_rows", "tracking_signals"]
 
 RUNNING_MODES = ("image", "video")
 OUTPUTS = ("keypoints", "scores", "token_ids")
@@ -61,7 +66,8 @@ class PoseResult:
             ``posetok.skeleton.KEYPOINT_NAMES`` order (smoothed in video mode).
         scores: float32 (13,) in [0, 1], each keypoint's confidence from the
             token probabilities (see the estimator's export notes).
-        token_ids: int32 (M,), the argmax code of each token position.
+        token_ids: int32 (M,), the argmax code of each token position (with
+            ``flip_test``, of the pass on the crop itself).
         box: ``(x, y, side, side)`` ints, the square crop of the pass that
             produced the pose, in frame pixels.
     """
@@ -128,13 +134,16 @@ class EstimatorOptions:
             records how many of each they sort right), or
             ``FALLBACK_TRACKING`` for a bundle without them. 0 turns a rule
             off; both 0 never search again.
+        flip_test: also run each pass that gives the pose on the crop's
+            mirror image and average the two estimates (``flip_test_mean``):
+            more accurate, at the cost of a second graph row. Default False.
 
     Raises:
         ValueError: an unknown backend, precision or running_mode (the message
             lists the allowed values), a bad num_threads, verify or public_key,
             a filter setting or box_scale that is not a positive finite number
             (beta may be 0), or a min_tracking_score or min_tracking_extent
-            outside [0, 1].
+            outside [0, 1], or a flip_test that is not a bool.
     """
 
     backend: str = "auto"
@@ -149,9 +158,11 @@ class EstimatorOptions:
     box_scale: float = 1.0
     min_tracking_score: Optional[float] = None
     min_tracking_extent: Optional[float] = None
+    flip_test: bool = False
 
     def __post_init__(self):
         _check_runtime_options(self)
+        _check_flag(self, "flip_test")
         if self.running_mode not in RUNNING_MODES:
             raise ValueError(f"running_mode must be {_one_of(RUNNING_MODES)}, got {self.running_mode!r}")
         for name in ("min_cutoff", "d_cutoff", "box_scale"):
@@ -160,6 +171,29 @@ class EstimatorOptions:
         for name in ("min_tracking_score", "min_tracking_extent"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, real_number(getattr(self, name), name, minimum=0, maximum=1))
+
+
+def flip_test_mean(keypoints: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """The flip-test estimate: the mean of a pass on the model input and a pass on its mirror image.
+
+    The mirror pass's x is negated back (``u -> -u`` in normalized
+    coordinates, ``px -> 64 - px`` in the model frame). Its labels stay as
+    they are: the estimator tells left from right by the figures' side
+    colours, which a mirror keeps, so what it calls the left hand in the
+    mirror image is the left hand. (A model that told sides by the body's
+    build would swap them with ``skeleton.MIRROR_INDEX``.)
+
+    Args:
+        keypoints: [..., 13, 2] normalized keypoints of the input (numpy or
+            torch).
+        mirrored: the same of its mirror image (the input flipped along x).
+
+    Returns:
+        [..., 13, 2] normalized keypoints, of ``keypoints``' type.
+    """
+    mean = (keypoints + mirrored) / 2
+    mean[..., 0] = (keypoints[..., 0] - mirrored[..., 0]) / 2
+    return mean
 
 
 def tracking_signals(keypoints: np.ndarray, scores: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
@@ -452,14 +486,22 @@ class PoseEstimator:
                              f"{self._last_ms} (call reset() to start a new stream)")
         return float(timestamp_ms)
 
-    def _pass(self, crop: Callable, box: tuple) -> tuple:
+    def _pass(self, crop: Callable, box: tuple, flip_test: bool = False) -> tuple:
+        """(keypoints in frame px, scores, token ids) of one pass on ``box``; with ``flip_test`` the crop and its
+        mirror image go to the graph as one batch of two."""
         if self._runner is None:
             raise RuntimeError("this PoseEstimator is closed")
-        out = self._runner.run_outputs(crop(box)[None])
-        px64 = normalized_to_pixels(np.asarray(out["keypoints"], np.float32).reshape(NUM_KEYPOINTS, 2))
+        image = crop(box)                                               # (3, 64, 64), NCHW without N
+        batch = np.stack([image, image[:, :, ::-1]]) if flip_test else image[None]
+        out = self._runner.run_outputs(batch)
+        normalized = np.asarray(out["keypoints"], np.float32).reshape(len(batch), NUM_KEYPOINTS, 2)
+        scores = np.asarray(out["scores"], np.float32).reshape(len(batch), NUM_KEYPOINTS)
+        if flip_test:
+            normalized, scores = flip_test_mean(normalized[0], normalized[1]), scores.mean(axis=0)
+        px64 = normalized_to_pixels(normalized.reshape(NUM_KEYPOINTS, 2))
         keypoints = np.asarray(box[:2], np.float32) + px64 * np.float32(box[2] / FRAME_SIZE)
-        scores = np.clip(np.asarray(out["scores"], np.float32).reshape(NUM_KEYPOINTS), 0.0, 1.0)
-        return keypoints, scores, np.asarray(out["token_ids"]).reshape(-1).astype(np.int32)
+        ids = np.asarray(out["token_ids"]).reshape(len(batch), -1)[0].astype(np.int32)
+        return keypoints, np.clip(scores.reshape(NUM_KEYPOINTS), 0.0, 1.0), ids
 
     def _lost(self, keypoints: np.ndarray, scores: np.ndarray, side: float) -> bool:
         # the extent in the crop box_scale 1 would have made (the thresholds' unit): a wider margin shrinks the
@@ -491,14 +533,15 @@ class PoseEstimator:
         tracked = box is None and self._track is not None
         square = (self._crop(box, width, height) if box is not None else self._track[0] if tracked
                   else self._search(crop, width, height))
-        keypoints, scores, ids = self._pass(crop, square)
+        flip = self.options.flip_test
+        keypoints, scores, ids = self._pass(crop, square, flip)
         if tracked and self._lost(keypoints, scores, square[2]):
             found = self._search(crop, width, height)
             x, y, side, _ = square
             if not (x <= found[0] + found[2] / 2 <= x + side and y <= found[1] + found[3] / 2 <= y + side):
                 self._restart_track()        # the figure is elsewhere: do not smooth across the jump
             square = found
-            keypoints, scores, ids = self._pass(crop, square)
+            keypoints, scores, ids = self._pass(crop, square, flip)
         if t_ms is not None:
             dt = None if self._last_ms is None else (t_ms - self._last_ms) / 1000.0
             keypoints = self._filter(keypoints, dt, 1.0 / square[2]).astype(np.float32)

@@ -60,6 +60,8 @@ def add_server_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--instances", type=int, default=1, help="model instances per model, >= 1 (default 1)")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="which graphs of the bundle to serve")
     ap.add_argument("--num-threads", type=int, default=1, help="threads per runtime session (default 1)")
+    ap.add_argument("--flip-test", action="store_true",
+                    help="posetok_estimate: also run each crop's mirror image and average the two estimates")
     ap.add_argument("--env", default=None, help="the serving venv (default: $POSETOK_SERVE_ENV or .venv-serve)")
 
 
@@ -89,7 +91,8 @@ def main(argv: list[str], prog: str = "posetok serve") -> int:
             host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
             batching=Batching(not args.no_dynamic_batching, args.max_batch, args.max_queue_delay_us,
                               args.max_queue_size),
-            instances=args.instances, precision=args.precision, num_threads=args.num_threads)
+            instances=args.instances, precision=args.precision, num_threads=args.num_threads,
+            flip_test=args.flip_test)
         server = TritonServer(args.bundle, options, find_serving_env(args.env), public_key=args.public_key)
     # BundleError (also: no graphs in --precision) is a ValueError, as are out-of-range numbers
     # (--max-batch 0, --instances 0); signature errors are PosetokErrors

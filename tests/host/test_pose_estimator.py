@@ -90,6 +90,42 @@ def test_with_a_box_the_keypoints_are_the_torch_graphs_on_the_same_crop(estimato
 
 
 @export_test
+def test_the_flip_test_averages_the_crop_and_its_mirror_image(estimator_bundle, camera):
+    import torch
+
+    from posetok_converters import estimator_export, frames
+
+    root, model = estimator_bundle
+    graph = estimator_export.estimator_graph(model)
+    rgb, boxes = camera
+    flip = EstimatorOptions(flip_test=True)
+    with PoseEstimator.from_bundle(root, options=flip) as est, PoseEstimator.from_bundle(root) as plain:
+        for img, box in zip(rgb, [person_box_of(b) for b in boxes]):
+            got, single = est.estimate(img, box=box), plain.estimate(img, box=box)
+            square, side = got.box, got.box[2]
+            crop = kernels.crop_image(img, square, (64, 64), mean=frames.INPUT_MEAN, scale=frames.INPUT_SCALE)
+            with torch.no_grad():
+                (kp, scores, ids), (kp_m, scores_m, _) = (
+                    (t.numpy()[0] for t in graph(torch.from_numpy(np.ascontiguousarray(c)[None])))
+                    for c in (crop, crop[:, :, ::-1]))
+            px, px_m = (kp + 1) * 32, (kp_m + 1) * 32
+            px_m[:, 0] = 64 - px_m[:, 0]               # the mirror pass back in the crop; the sides keep their labels
+            want = np.array(square[:2]) + (px + px_m) / 2 * side / 64
+            np.testing.assert_allclose(got.keypoints, want, atol=1e-3 * side / 64)
+            np.testing.assert_allclose(got.scores, (scores + scores_m) / 2, atol=1e-5)
+            np.testing.assert_array_equal(got.token_ids, single.token_ids)      # the crop's own pass
+            assert got.box == single.box and np.abs(got.keypoints - single.keypoints).max() > 1e-3 * side / 64
+            # the torch model's flip test (what eval-estimator --flip-test measures) is the same mean
+            with torch.no_grad():
+                torch_kp = model(torch.from_numpy(crop[None]), flip_test=True)["keypoints"].numpy()[0]
+            np.testing.assert_allclose(np.array(square[:2]) + (torch_kp + 1) * 32 * side / 64, want,
+                                       atol=1e-3 * side / 64)
+        # no box: the coarse pass stays single, so the refine box is the plain estimator's
+        big = in_big_frame(rgb[0])
+        assert est.estimate(big).box == plain.estimate(big).box
+
+
+@export_test
 def test_without_a_box_a_coarse_pass_finds_the_figure_and_a_second_refines(estimator_bundle, camera):
     root, _ = estimator_bundle
     big = in_big_frame(camera[0][0])
@@ -209,6 +245,9 @@ def test_option_and_bundle_errors(estimator_bundle, tmp_path):
         EstimatorOptions(min_tracking_extent=-0.1)
     with pytest.raises(ValueError, match=r"^verify must be True or False, got 0$"):
         EstimatorOptions(verify=0)
+    with pytest.raises(ValueError, match=r"^flip_test must be True or False, got 'yes'$"):
+        EstimatorOptions(flip_test="yes")
+    assert EstimatorOptions(flip_test=np.bool_(True)).flip_test is True
     with pytest.raises(ValueError, match=r"^num_threads must be None or an integer in 1..1024, got True$"):
         EstimatorOptions(num_threads=True)
     # numpy scalars are numbers too, stored as Python ones
@@ -619,6 +658,13 @@ def test_estimate_command_prints_json_and_writes_an_overlay(estimator_bundle, ca
     assert cli_main(["estimate", str(tmp_path / "f.nv21"), "--size", "320x240", "--box", "150,100,96,96",
                      "--bundle", str(root), "--json"]) == 0
     np.testing.assert_allclose(json.loads(capsys.readouterr().out)["keypoints"], want_nv21.keypoints, atol=1e-3)
+    assert cli_main(["estimate", str(tmp_path / "f.png"), "--bundle", str(root), "--box", "150,100,96,96",
+                     "--flip-test", "--json"]) == 0
+    flipped = json.loads(capsys.readouterr().out)
+    with PoseEstimator.from_bundle(root, options=EstimatorOptions(flip_test=True)) as est:
+        want_flip = est.estimate(big, box=(150, 100, 96, 96))
+    assert flipped["flip_test"] is True and out["flip_test"] is False
+    np.testing.assert_allclose(flipped["keypoints"], want_flip.keypoints, atol=1e-3)
     assert cli_main(["estimate", str(tmp_path / "f.nv21"), "--bundle", str(root)]) == 2
     assert "needs --size WxH" in capsys.readouterr().err
     assert cli_main(["estimate", str(tmp_path / "f.nv21"), "--size", "320x200", "--bundle", str(root)]) == 2

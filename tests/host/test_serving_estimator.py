@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from posetok import PoseEstimator
+from posetok import EstimatorOptions, PoseEstimator
 from posetok.serving.repository import Batching
 from posetok.serving.server import ServerOptions, TritonServer, group_pids
 from test_pose_estimator import camera, in_big_frame  # noqa: F401  (six rendered frames, their model-frame squares)
@@ -150,3 +150,26 @@ def test_bad_estimate_requests_get_a_400_and_the_server_keeps_serving(served_est
         assert_same_poses(estimate(h, frame[None], box[None]), [local_estimator.estimate(frame, box=box)])
     finally:
         h.close()
+
+
+def test_the_flip_test_is_served_when_asked(estimator_bundle, camera):  # noqa: F811
+    """ServerOptions.flip_test reaches the served PoseEstimator (posetok serve --flip-test sets it)."""
+    with pytest.raises(ValueError, match=r"^flip_test must be True or False, got 1$"):
+        ServerOptions(flip_test=1)
+    rgb, boxes = camera
+    boxes = np.array([[int(v) for v in b] for b in boxes], np.int32)
+    local = EstimatorOptions(backend="onnxruntime", num_threads=1, flip_test=True)
+    with TritonServer(estimator_bundle[0], ServerOptions(http_port=0, grpc_port=0, metrics_port=0,
+                                                         flip_test=True)) as server, \
+            PoseEstimator.from_bundle(estimator_bundle[0], options=local) as flipping, \
+            PoseEstimator.from_bundle(estimator_bundle[0], backend="onnxruntime", num_threads=1) as plain:
+        pgid = server.process.pid
+        h = httpclient.InferenceServerClient(server.http_url)
+        try:
+            got = estimate(h, rgb, boxes)
+        finally:
+            h.close()
+        assert_same_poses(got, [flipping.estimate(f, box=b) for f, b in zip(rgb, boxes)])
+        single = np.stack([plain.estimate(f, box=b).keypoints for f, b in zip(rgb, boxes)])
+        assert np.abs(got["KEYPOINTS"] - single).max() > 1e-3
+    assert group_pids(pgid) == []

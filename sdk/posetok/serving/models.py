@@ -150,8 +150,8 @@ def open_estimator(bundle_dir: str, settings: dict) -> PoseEstimator:
 
     Args:
         bundle_dir: the bundle folder.
-        settings: ``backend``, ``precision``, ``num_threads`` and ``verify``
-            (missing keys take ``EstimatorOptions``' defaults).
+        settings: ``backend``, ``precision``, ``num_threads``, ``verify`` and
+            ``flip_test`` (missing keys take ``EstimatorOptions``' defaults).
 
     Returns:
         An open ``PoseEstimator``.

@@ -63,11 +63,14 @@ class ServerOptions:
         backend: the posetok runtime inside: ``"onnxruntime"``, ``"litert"`` or ``"auto"``.
         precision: the bundle graphs served (``fp32``, ``fp16``, ``int8w``, ``int8``).
         num_threads: threads per runtime session (1 suits many small requests).
+        flip_test: ``posetok_estimate`` runs each pose's pass on the crop and
+            its mirror image and averages them (``EstimatorOptions.flip_test``).
         exit_timeout_s: how long tritonserver waits for in-flight requests on shutdown.
 
     Raises:
         ValueError: a port outside 0..65535, fewer than one instance or
-            num_threads outside 1..1024 (None: the runtime's default).
+            num_threads outside 1..1024 (None: the runtime's default), a
+            flip_test that is not a bool.
     """
 
     host: str = "127.0.0.1"
@@ -79,6 +82,7 @@ class ServerOptions:
     backend: str = "auto"
     precision: str = "fp32"
     num_threads: int = 1
+    flip_test: bool = False
     exit_timeout_s: int = 5
 
     def __post_init__(self):
@@ -86,6 +90,8 @@ class ServerOptions:
             object.__setattr__(self, name, port(getattr(self, name), name))
         object.__setattr__(self, "instances", whole_number(self.instances, "instances", 1, MAX_INSTANCES))
         object.__setattr__(self, "num_threads", num_threads(self.num_threads))
+        if not isinstance(self.flip_test, bool):
+            raise ValueError(f"flip_test must be True or False, got {self.flip_test!r}")
 
 
 class TritonServer:
@@ -209,7 +215,8 @@ class TritonServer:
                        self.env.python_backend / "triton_python_backend_utils.py", self.env.stub):
             shutil.copy2(source, backends / source.name)
         o = self.options
-        settings = {"backend": o.backend, "precision": o.precision, "num_threads": o.num_threads, "verify": False}
+        settings = {"backend": o.backend, "precision": o.precision, "num_threads": o.num_threads, "verify": False,
+                    "flip_test": o.flip_test}
         if self.repository is None:
             repository, control = self._workdir / "models", []
             self.models = write_serving_repository(repository, self.bundle, settings, o.batching, o.instances)
