@@ -480,18 +480,20 @@ def test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it(de
             wide[:, at:at + 96] = rgb[0]
         return wide
     places = [200] * 3 + [None] * 3 + [20] * 8          # in view, gone, back elsewhere
-    judged = []         # what video mode judged its tracked passes by: (frame, lowest keypoint score, pose extent)
+    # what video mode judged its tracked passes by: (frame, lowest keypoint score, pose extent), plain and flip test
+    judged = {"video": [], "video, flip test": []}
     signals = estimator_module.tracking_signals
 
     def judge(*args):           # reads the loop's name and i below
         lowest, extent = signals(*args)
-        if name == "video":
-            judged.append((i, float(lowest), float(extent)))
+        if name in judged:
+            judged[name].append((i, float(lowest), float(extent)))
         return lowest, extent
     monkeypatch.setattr(estimator_module, "tracking_signals", judge)
     errors, poses = {}, {}
     for name, options in (("image", EstimatorOptions()), ("video", EstimatorOptions(running_mode="video")),
-                          ("never", video_options(0.0, 0.0))):
+                          ("never", video_options(0.0, 0.0)),
+                          ("video, flip test", EstimatorOptions(running_mode="video", flip_test=True))):
         with PoseEstimator.from_bundle(device_bundle, options=options) as est:
             poses[name] = []
             for i, at in enumerate(places):
@@ -500,22 +502,27 @@ def test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it(de
                 thresholds = (est.min_tracking_score, est.min_tracking_extent)
         errors[name] = float(np.mean([np.linalg.norm(p.keypoints - truth - [20, 0], axis=1).mean()
                                       for p in poses[name][-4:]]))
-    passes = ", ".join(f"{f} {lowest:.3f} {extent:.3f}" for f, lowest, extent in judged)
-    print(f"video mode's tracked passes (frame, lowest score, extent): {passes}; the bundle's thresholds "
-          f"{thresholds[0]:.3f}, {thresholds[1]:.3f}; the last four frames' error (px): {errors}")
+    for name, passes in judged.items():
+        print(f"{name}: tracked passes (frame, lowest score, extent): "
+              + ", ".join(f"{f} {lowest:.3f} {extent:.3f}" for f, lowest, extent in passes))
+    print(f"the bundle's thresholds {thresholds[0]:.3f}, {thresholds[1]:.3f}; the last four frames' error (px): "
+          f"{errors}")
     # Where the figure vanishes (frames 3-5) and comes back elsewhere (frame 6) the tracked pass looks lost (measured:
     # lowest keypoint score 0.037-0.039 and pose extent 0.14-0.19 of the crop on frames 3-5, against 0.12-0.13 and
     # 0.47-0.50 tracking the figure; the bundle's thresholds 0.052 and 0.258; frame 6 by its extent alone, narrowly:
     # 0.253, its lowest score 0.075), so the frame is searched as an image, and as the figure is outside the old crop
-    # the filter restarts: image mode's pose exactly.
-    lost = [f for f, lowest, extent in judged if lowest < thresholds[0] or extent < thresholds[1]]
-    assert lost == [3, 4, 5, 6] and [f for f, _, _ in judged] == list(range(1, len(places))), judged
+    # the filter restarts: image mode's pose exactly. With the flip test (averaged scores and keypoints, the same
+    # thresholds) frames 3-6 are lost too, frame 6 clearly (extent 0.073).
+    for passes in judged.values():
+        lost = [f for f, lowest, extent in passes if lowest < thresholds[0] or extent < thresholds[1]]
+        assert lost == [3, 4, 5, 6] and [f for f, _, _ in passes] == list(range(1, len(places))), passes
     for i in (3, 6):
         assert poses["video"][i].box == poses["image"][i].box
         np.testing.assert_array_equal(poses["video"][i].keypoints, poses["image"][i].keypoints)
     # the last four frames: measured image mode 2.5 px, video mode 2.2 px; never searching again, the crop stays
     # on the backdrop where the figure was lost, its keypoints 192 px from the figure's
     assert errors["video"] < min(errors["image"] + 1.0, 4.0) and errors["never"] > 50, errors
+    assert errors["video, flip test"] < 4.0, errors
 
 
 def test_one_euro_filter_follows_fast_motion_and_holds_still_points():
