@@ -1,6 +1,6 @@
 """``posetok estimate FRAME``: the pose in one camera frame (PNG or raw NV21/NV12), numpy only.
 
-    posetok estimate frame.png --bundle bundle/ [--box x,y,w,h] [--out overlay.png] [--json]
+    posetok estimate frame.png --bundle bundle/ [--box x,y,w,h] [--flip-test] [--out overlay.png] [--json]
     posetok estimate frame.nv21 --size 640x480 --bundle bundle/
 
 A ``.nv21`` / ``.nv12`` file holds the raw planes: W*H luma bytes, then
