@@ -11,9 +11,10 @@ whole frame -> pose path, timed per stage: pre-processing (the one-pass
 the tokenizer's decoder (token ids -> keypoints, what a receiver of the
 tokens runs); ``total`` is their sum per frame. ``search`` times a frame
 without a box (``estimate_nv21``: a coarse pass over the whole frame, then a
-refined pass), ``flip test`` a frame with a box and ``EstimatorOptions.flip_test``
-(the crop and its mirror image in one call). One row per runtime and estimator precision the bundle and the
-machine offer. Runs on the host and inside the emulated Python.
+refined pass), ``flip test`` a frame with a box and
+``EstimatorOptions.flip_test`` (the crop and its mirror image in one call).
+One row per runtime and estimator precision the bundle and the machine
+offer. Runs on the host and inside the emulated Python.
 """
 from __future__ import annotations
 
