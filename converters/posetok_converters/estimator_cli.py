@@ -365,7 +365,7 @@ def eval_main(argv: list[str], prog: str) -> int:
 def _print_breakdown(model, n: int, plot: Path | None, as_json: bool, flip_test: bool) -> int:
     from .estimator_breakdown import breakdown, held_out_estimates, plot_breakdown
     sets = [held_out_estimates(model, kind, n, flip_test) for kind in ("clean", "occluded")]
-    result = {s.kind: breakdown(s) for s in sets}
+    result = {s.kind: {**breakdown(s), "flip_test": flip_test} for s in sets}
     if plot is not None:
         plot_breakdown(sets, list(result.values()), plot)
     if as_json:

@@ -168,7 +168,7 @@ def pipeline_combos(bundle: str, backend: str = "auto", precision: Optional[str]
 
 
 def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (640, 480), iterations: int = 50,
-                   warmup: int = 5, num_threads: Optional[int] = None, seed: int = 0) -> dict:
+                   warmup: int = 5, num_threads: Optional[int] = None, seed: int = 0, flip_test: bool = False) -> dict:
     """Time the frame -> pose pipeline of one estimator file, stage by stage.
 
     Args:
@@ -179,13 +179,16 @@ def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (64
         iterations: timed frames; warmup: untimed frames before them.
         num_threads: threads per session; None: the runtime's default.
         seed: the synthetic frame's seed.
+        flip_test: also time a frame with the box and the flip test (a
+            second estimator on the same files; ``posetok bench`` does).
 
     Returns:
         One row: the runtime, files and machine, ``load_ms``, ``first_frame_ms``,
         ``<stage>_p50_us`` for each of ``PIPELINE_STAGES`` (``decoder`` None when
         the bundle has no tokenizer decoder of that format and precision),
         ``total_p90_us``, ``search_p50_us`` (no box: coarse + refine),
-        ``flip_test_p50_us`` (``estimate_nv21`` with the box and the flip test),
+        ``flip_test_p50_us`` (``estimate_nv21`` with the box and the flip test;
+        None unless ``flip_test``),
         ``frames_per_s`` (1 / total p50) and ``peak_rss_mb``.
 
     Raises:
@@ -226,8 +229,10 @@ def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (64
             one_frame()
         stages = np.array([one_frame() for _ in range(iterations)])            # [iterations, 3]
         search_s = timed(lambda: est.estimate_nv21(y, vu), iterations)
-        with PoseEstimator(est.bundle, dataclasses.replace(est.options, flip_test=True)) as flipping:
-            flip_s = timed(lambda: flipping.estimate_nv21(y, vu, box=person), iterations, warmup)
+        flip_s = None
+        if flip_test:
+            with PoseEstimator(est.bundle, dataclasses.replace(est.options, flip_test=True)) as flipping:
+                flip_s = timed(lambda: flipping.estimate_nv21(y, vu, box=person), iterations, warmup)
         row = {"backend": est.backend, "runtime": backends.runtime_version(est.backend), "precision": precision,
                "files": est.files + (tok.files["decoder"] if tok is not None else []), **machine_info(),
                "frame": f"{frame[0]}x{frame[1]} NV21", "box": list(box), "iterations": iterations,
@@ -242,8 +247,8 @@ def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (64
     if tok is None:
         row["decoder_p50_us"] = None
     row.update({"total_p90_us": percentile_us(list(totals), 90), "search_p50_us": percentile_us(search_s, 50),
-                "flip_test_p50_us": percentile_us(flip_s, 50), "frames_per_s": round(1.0 / float(np.median(totals)), 1),
-                "peak_rss_mb": peak_rss_mb()})
+                "flip_test_p50_us": None if flip_s is None else percentile_us(flip_s, 50),
+                "frames_per_s": round(1.0 / float(np.median(totals)), 1), "peak_rss_mb": peak_rss_mb()})
     return row
 
 
@@ -310,7 +315,8 @@ def main(argv: list[str], prog: str = "posetok bench") -> int:
             ap.error(str(e))
     try:
         if args.pipeline:
-            rows = [pipeline_bench(args.bundle, b, p, args.frame, iterations, warmup, args.num_threads)
+            rows = [pipeline_bench(args.bundle, b, p, args.frame, iterations, warmup, args.num_threads,
+                                   flip_test=True)
                     for b, p in pipeline_combos(args.bundle, args.backend, args.precision)]
             result = {"mode": "pipeline", **machine_info(), "frame": rows[0]["frame"], "box": rows[0]["box"],
                       "stages": list(PIPELINE_STAGES), "rows": rows}

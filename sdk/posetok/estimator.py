@@ -27,7 +27,8 @@ crop drifted off it): its lowest keypoint score under ``min_tracking_score``
 or its pose spanning less than ``min_tracking_extent`` of the crop.
 
 Flip test (``EstimatorOptions.flip_test``): each pass that gives the pose
-also runs the graph on the crop's mirror image, in the same call, and
+also runs the graph on the crop's mirror image (a batch of two: one call
+where the file takes it, two on a batch-1 file), and
 averages the two sets of keypoints and scores (``flip_test_mean``); the
 coarse search pass stays single. It costs a second graph row per pose.
 """
@@ -488,7 +489,7 @@ class PoseEstimator:
 
     def _pass(self, crop: Callable, box: tuple, flip_test: bool = False) -> tuple:
         """(keypoints in frame px, scores, token ids) of one pass on ``box``; with ``flip_test`` the crop and its
-        mirror image go to the graph as one batch of two."""
+        mirror image go to the graph as a batch of two."""
         if self._runner is None:
             raise RuntimeError("this PoseEstimator is closed")
         image = crop(box)                                               # (3, 64, 64), NCHW without N

@@ -60,8 +60,7 @@ def main(argv: list[str], prog: str = "posetok serve-bench") -> int:
         ap.error(f"--interval-ms must be >= 1, got {args.interval_ms}")
     try:
         options = ServerOptions(batching=Batching(True, args.max_batch, args.max_queue_delay_us, args.max_queue_size),
-                                instances=args.instances, precision=args.precision, num_threads=args.num_threads,
-                                flip_test=args.flip_test)
+                                instances=args.instances, precision=args.precision, num_threads=args.num_threads)
         env = find_serving_env(args.env)
     except (ValueError, PosetokError) as exc:  # --max-batch 0, --instances 0, no serving environment
         return refuse(prog, str(exc))

@@ -60,8 +60,6 @@ def add_server_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--instances", type=int, default=1, help="model instances per model, >= 1 (default 1)")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="which graphs of the bundle to serve")
     ap.add_argument("--num-threads", type=int, default=1, help="threads per runtime session (default 1)")
-    ap.add_argument("--flip-test", action="store_true",
-                    help="posetok_estimate: also run each crop's mirror image and average the two estimates")
     ap.add_argument("--env", default=None, help="the serving venv (default: $POSETOK_SERVE_ENV or .venv-serve)")
 
 
@@ -84,6 +82,8 @@ def main(argv: list[str], prog: str = "posetok serve") -> int:
         ap.add_argument(flag, type=port_number, default=default, help=f"{what} port (default {default}; 0: a free one)")
     ap.add_argument("--no-dynamic-batching", action="store_true", help="run each request on its own")
     ap.add_argument("--public-key", help="verify the bundle's signature with this public key before serving")
+    ap.add_argument("--flip-test", action="store_true",
+                    help="posetok_estimate: also run each crop's mirror image and average the two estimates")
     add_server_arguments(ap)
     args = ap.parse_args(argv)
     try:

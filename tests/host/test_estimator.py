@@ -270,8 +270,10 @@ def test_eval_estimator_flip_test_measures_the_flip_test_keypoints_on_every_set(
         runs.append(json.loads(capsys.readouterr().out))
     plain, flip = runs
     assert (plain["flip_test"], flip["flip_test"]) == (False, True)
-    # token ids stay the frames' own pass's; every keypoint figure is the flip test's
-    assert (flip["argmax_mpjpe_px"], flip["token_accuracy"]) == (plain["argmax_mpjpe_px"], plain["token_accuracy"])
+    # token ids stay the frames' own pass's (batches twice as large may round a near-tie apart); every keypoint
+    # figure is the flip test's
+    assert flip["argmax_mpjpe_px"] == pytest.approx(plain["argmax_mpjpe_px"], abs=0.05), (plain, flip)
+    assert flip["token_accuracy"] == pytest.approx(plain["token_accuracy"], abs=0.01), (plain, flip)
     for key in ("mpjpe_px", "occluded_mpjpe_px", "person_box_mpjpe_px", "independent_mpjpe_px"):
         assert np.isfinite(flip[key]) and flip[key] != plain[key], key
     # the other renderer's frames gain most (4.63 -> 3.77 px on these 32 with the shipped weights)
@@ -409,7 +411,9 @@ def test_shipped_estimator_holds_its_figures_on_held_out_frames():
     assert got["mpjpe_px"] < 0.25 * got["mean_pose_mpjpe_px"], got
     # the flip test (2.76 px here) averages out part of each pass's error; argmax ids are the frames' own pass's
     assert flip["mpjpe_px"] < 0.97 * got["mpjpe_px"], (got, flip)
-    assert (flip["argmax_mpjpe_px"], flip["token_accuracy"]) == (got["argmax_mpjpe_px"], got["token_accuracy"])
+    # (run in batches twice as large, where a near-tie may round apart)
+    assert flip["argmax_mpjpe_px"] == pytest.approx(got["argmax_mpjpe_px"], abs=0.01), (got, flip)
+    assert flip["token_accuracy"] == pytest.approx(got["token_accuracy"], abs=0.002), (got, flip)
 
 
 def test_averaging_estimators_means_their_weights_and_refuses_what_does_not_average(tmp_path, capsys):

@@ -156,6 +156,7 @@ def test_the_flip_test_is_served_when_asked(estimator_bundle, camera):  # noqa: 
     """ServerOptions.flip_test reaches the served PoseEstimator (posetok serve --flip-test sets it)."""
     with pytest.raises(ValueError, match=r"^flip_test must be True or False, got 1$"):
         ServerOptions(flip_test=1)
+    assert ServerOptions(flip_test=np.bool_(True)).flip_test is True
     rgb, boxes = camera
     boxes = np.array([[int(v) for v in b] for b in boxes], np.int32)
     local = EstimatorOptions(backend="onnxruntime", num_threads=1, flip_test=True)

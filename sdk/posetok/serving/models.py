@@ -20,13 +20,15 @@ Tensors (B is the batch dimension, up to ``--max-batch``):
 ``posetok_estimate`` is ``PoseEstimator.estimate(frame, box)`` per item (served
 only when the bundle has an estimator): with a BOX (a person box) one pass on
 the crop around it (``posetok.estimator.person_crop``), without one the coarse + refine
-search over the whole frame. IMAGE takes whole frames of any size rather than
-a fixed-size crop because the crop and the area downscale need the frame's
-full-resolution pixels (the posetok kernels do them in one pass on the
-server) and because the search without a box needs the whole frame. Triton's
-dynamic batcher groups only requests whose IMAGE shapes are equal (a camera
-sends one size), and only requests that all carry a BOX or all omit it; a
-request may carry several frames of one size.
+search over the whole frame; with the server's ``flip_test`` each pass that gives
+the pose also runs the crop's mirror image (``EstimatorOptions.flip_test``).
+IMAGE takes whole frames of any size rather than a fixed-size crop because
+the crop and the area downscale need the frame's full-resolution pixels (the
+posetok kernels do them in one pass on the server) and because the search
+without a box needs the whole frame. Triton's dynamic batcher groups only
+requests whose IMAGE shapes are equal (a camera sends one size), and only
+requests that all carry a BOX or all omit it; a request may carry several
+frames of one size.
 """
 from __future__ import annotations
 

@@ -28,6 +28,8 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from ..atomic import write_text_atomic
 from ..bundle import Bundle
 from ..checks import num_threads, port, whole_number
@@ -63,9 +65,9 @@ class ServerOptions:
         backend: the posetok runtime inside: ``"onnxruntime"``, ``"litert"`` or ``"auto"``.
         precision: the bundle graphs served (``fp32``, ``fp16``, ``int8w``, ``int8``).
         num_threads: threads per runtime session (1 suits many small requests).
+        exit_timeout_s: how long tritonserver waits for in-flight requests on shutdown.
         flip_test: ``posetok_estimate`` runs each pose's pass on the crop and
             its mirror image and averages them (``EstimatorOptions.flip_test``).
-        exit_timeout_s: how long tritonserver waits for in-flight requests on shutdown.
 
     Raises:
         ValueError: a port outside 0..65535, fewer than one instance or
@@ -82,16 +84,17 @@ class ServerOptions:
     backend: str = "auto"
     precision: str = "fp32"
     num_threads: int = 1
-    flip_test: bool = False
     exit_timeout_s: int = 5
+    flip_test: bool = False
 
     def __post_init__(self):
         for name in ("http_port", "grpc_port", "metrics_port"):
             object.__setattr__(self, name, port(getattr(self, name), name))
         object.__setattr__(self, "instances", whole_number(self.instances, "instances", 1, MAX_INSTANCES))
         object.__setattr__(self, "num_threads", num_threads(self.num_threads))
-        if not isinstance(self.flip_test, bool):
+        if not isinstance(self.flip_test, (bool, np.bool_)):
             raise ValueError(f"flip_test must be True or False, got {self.flip_test!r}")
+        object.__setattr__(self, "flip_test", bool(self.flip_test))
 
 
 class TritonServer:
