@@ -509,19 +509,26 @@ def test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it(de
     print(f"the bundle's thresholds {thresholds[0]:.3f}, {thresholds[1]:.3f}; the last four frames' error (px): "
           f"{errors}")
     # Where the figure vanishes (frames 3-5) and comes back elsewhere (frame 6) the tracked pass looks lost (measured:
-    # lowest keypoint score 0.037-0.039 and pose extent 0.14-0.19 of the crop on frames 3-5, against 0.12-0.13 and
-    # 0.47-0.50 tracking the figure; the bundle's thresholds 0.052 and 0.258; frame 6 by its extent alone, narrowly:
-    # 0.253, its lowest score 0.075), so the frame is searched as an image, and as the figure is outside the old crop
-    # the filter restarts: image mode's pose exactly. With the flip test (averaged scores and keypoints, the same
-    # thresholds) frames 3-6 are lost too, frame 6 clearly (extent 0.073).
-    for passes in judged.values():
-        lost = [f for f, lowest, extent in passes if lowest < thresholds[0] or extent < thresholds[1]]
-        assert lost == [3, 4, 5, 6] and [f for f, _, _ in passes] == list(range(1, len(places))), passes
+    # lowest keypoint score 0.052-0.056 and pose extent 0.15-0.23 of the crop on frames 3-5, against 0.12-0.13 and
+    # 0.46-0.51 tracking the figure; the bundle's thresholds 0.057 and 0.250; frame 6 by its score alone, narrowly:
+    # 0.051, its extent 0.277, as the crop the search left on the backdrop holds part of the returned figure), so
+    # the frame is searched as an image, and as the figure is outside the old crop the filter restarts: image mode's
+    # pose exactly. With the flip test (averaged scores and keypoints, the same thresholds) frames 3-5 are lost
+    # too; frame 6's averaged pass is not (score 0.061, extent 0.289), frame 7's is (0.040, 0.095): the figure is
+    # found one frame later, which is what a crop that still half holds the figure allows, so that variant may
+    # take frame 6 or frame 7.
+    lost = {name: [f for f, lowest, extent in passes if lowest < thresholds[0] or extent < thresholds[1]]
+            for name, passes in judged.items()}
+    assert all([f for f, _, _ in passes] == list(range(1, len(places))) for passes in judged.values()), judged
+    assert lost["video"] == [3, 4, 5, 6], judged["video"]
+    flip_lost = lost["video, flip test"]
+    assert flip_lost[:3] == [3, 4, 5] and flip_lost[3:] in ([6], [7]), judged["video, flip test"]
     for i in (3, 6):
         assert poses["video"][i].box == poses["image"][i].box
         np.testing.assert_array_equal(poses["video"][i].keypoints, poses["image"][i].keypoints)
-    # the last four frames: measured image mode 2.5 px, video mode 2.2 px; never searching again, the crop stays
-    # on the backdrop where the figure was lost, its keypoints 192 px from the figure's
+    # the last four frames: measured image mode 2.6 px, video mode 2.3 px (with the flip test 2.8 px); never
+    # searching again, the crop stays on the backdrop where the figure was lost, its keypoints 170 px from the
+    # figure's
     assert errors["video"] < min(errors["image"] + 1.0, 4.0) and errors["never"] > 50, errors
     assert errors["video, flip test"] < 4.0, errors
 
