@@ -79,6 +79,13 @@ def whole_number(value, name: str, minimum: int, maximum: int, allow_none: bool 
     return int(value)
 
 
+def flag(value, name: str) -> bool:
+    """A True/False setting: a bool or a numpy bool, returned as a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def num_threads(value) -> int | None:
     """A runtime's thread count: None (its default) or 1..MAX_THREADS."""
     return whole_number(value, "num_threads", 1, MAX_THREADS, allow_none=True)

@@ -28,9 +28,9 @@ or its pose spanning less than ``min_tracking_extent`` of the crop.
 
 Flip test (``EstimatorOptions.flip_test``): each pass that gives the pose
 also runs the graph on the crop's mirror image (a batch of two: one call
-where the file takes it, two on a batch-1 file), and
-averages the two sets of keypoints and scores (``flip_test_mean``); the
-coarse search pass stays single. It costs a second graph row per pose.
+where the file takes it, two on a batch-1 file) and averages the two sets
+of keypoints and scores (``flip_test_mean``); the coarse search pass stays
+single. It costs a second graph row per pose.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import backends, token_search
 from .bundle import PRECISIONS, Bundle, BundleError
-from .checks import num_threads
+from .checks import flag, num_threads
 from .skeleton import NUM_KEYPOINTS, normalized_to_pixels, pixels_to_normalized
 
 
@@ -88,16 +88,13 @@ def _check_runtime_options(options) -> None:
         raise ValueError(f"precision must be {_one_of(PRECISIONS)}, got {options.precision!r}")
     object.__setattr__(options, "num_threads", num_threads(options.num_threads))   # frozen dataclasses
     _check_flag(options, "verify")
+    if options.public_key is not None and not isinstance(options.public_key, (str, os.PathLike)):
+        raise ValueError(f"public_key must be None or a path to a PEM file, got {options.public_key!r}")
 
 
 def _check_flag(options, name: str) -> None:
-    """A True/False setting (a numpy bool too, stored as a bool)."""
-    value = getattr(options, name)
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    object.__setattr__(options, name, bool(value))
-    if options.public_key is not None and not isinstance(options.public_key, (str, os.PathLike)):
-        raise ValueError(f"public_key must be None or a path to a PEM file, got {options.public_key!r}")
+    """Store the True/False setting ``name`` of frozen ``options`` as a bool (``checks.flag``)."""
+    object.__setattr__(options, name, flag(getattr(options, name), name))
 
 
 def _pick_backend(backend: str, offered: set, what: str) -> str:

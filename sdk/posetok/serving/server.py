@@ -28,11 +28,9 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from ..atomic import write_text_atomic
 from ..bundle import Bundle
-from ..checks import num_threads, port, whole_number
+from ..checks import flag, num_threads, port, whole_number
 from .environment import ENV_VAR, ServingEnv, ServingError, find_serving_env  # noqa: F401  (re-exported)
 from .processes import (  # noqa: F401  (re-exported)
     die_with_parent,
@@ -92,9 +90,7 @@ class ServerOptions:
             object.__setattr__(self, name, port(getattr(self, name), name))
         object.__setattr__(self, "instances", whole_number(self.instances, "instances", 1, MAX_INSTANCES))
         object.__setattr__(self, "num_threads", num_threads(self.num_threads))
-        if not isinstance(self.flip_test, (bool, np.bool_)):
-            raise ValueError(f"flip_test must be True or False, got {self.flip_test!r}")
-        object.__setattr__(self, "flip_test", bool(self.flip_test))
+        object.__setattr__(self, "flip_test", flag(self.flip_test, "flip_test"))
 
 
 class TritonServer:
