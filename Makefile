@@ -78,6 +78,7 @@ device-test: device-install
 REMEASURE := build/remeasure
 REMEASURE_HOST_TESTS := tests/host/test_device_estimator.py tests/host/test_estimator_export.py \
   tests/host/test_estimator.py::test_shipped_estimator_holds_its_figures_on_held_out_frames \
+  tests/host/test_estimator.py::test_eval_estimator_flip_and_shift_tests_measure_their_keypoints_on_every_set \
   tests/host/test_pose_estimator.py::test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it
 remeasure: device-install
 	mkdir -p $(REMEASURE)
@@ -85,6 +86,9 @@ remeasure: device-install
 	$(PY) -m posetok eval-estimator --json --shares 0.35,0.42,0.5,0.58,0.67 | tee $(REMEASURE)/eval.json
 	@echo "== the same figures with the flip test (the crop and its mirror image, averaged)"
 	$(PY) -m posetok eval-estimator --json --flip-test | tee $(REMEASURE)/eval-flip-test.json
+	@echo "== with the shift test (the crop and two moved crops, averaged), then with both"
+	$(PY) -m posetok eval-estimator --json --shift-test | tee $(REMEASURE)/eval-shift-test.json
+	$(PY) -m posetok eval-estimator --json --flip-test --shift-test | tee $(REMEASURE)/eval-flip-and-shift-tests.json
 	@echo "== breakdown (and docs/estimator_breakdown.png)"
 	$(PY) -m posetok eval-estimator --breakdown --plot docs/estimator_breakdown.png | tee $(REMEASURE)/breakdown.txt
 	@echo "== the host tests that quote figures (export included)"

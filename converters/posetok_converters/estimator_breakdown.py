@@ -41,11 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from posetok.skeleton import FRAME_SIZE, HALF_FRAME, KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, MIRROR_INDEX
+from posetok.skeleton import FRAME_SIZE, KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, MIRROR_INDEX
 
 from . import frames
 from .estimator import PoseEstimatorModel
-from .estimator_train import predict_in_chunks
+from .estimator_train import held_out_keypoints
 
 GROSS_ERROR_PX = 5.0
 TILT_EDGES_DEG = (0.0, 30.0, 90.0, 150.0, 180.0)
@@ -105,17 +105,15 @@ class HeldOutEstimates:
 
 
 def held_out_estimates(model: PoseEstimatorModel, kind: str, n: int = frames.EVAL_FRAMES,
-                       flip_test: bool = False) -> HeldOutEstimates:
-    """The model's keypoints on the held-out frames ``frames.eval_frames(kind, n)`` (``flip_test``: the
-    flip-test keypoints)."""
+                       flip_test: bool = False, shift_test: bool = False) -> HeldOutEstimates:
+    """The model's keypoints on the held-out frames ``frames.eval_frames(kind, n)`` (``flip_test``,
+    ``shift_test``: those keypoints, see ``estimator_train.held_out_keypoints``)."""
     scene = frames.SceneRecord()
-    batch = frames.eval_frames(kind, n, record=scene)
+    batch = frames.eval_frames(kind, n, record=scene, keep_camera=shift_test)
     poses, upright = frames.eval_poses_and_generator(kind, n)
     if not np.array_equal(poses, batch.poses_px):
         raise AssertionError("eval_poses_and_generator no longer draws the poses of eval_frames")
-    estimated = np.empty_like(batch.poses_px)
-    for part, out in predict_in_chunks(model, batch.pictures, flip_test):
-        estimated[part] = ((out["keypoints"] + 1.0) * HALF_FRAME).cpu().numpy()
+    estimated = held_out_keypoints(model, batch, flip_test, shift_test)
     return HeldOutEstimates(kind, batch.poses_px, estimated, upright, batch.pictures, batch.boxes, scene)
 
 

@@ -62,14 +62,15 @@ def load_estimator(path: str | os.PathLike | None = None):
     return model.eval(), payload["meta"]
 
 
-def held_out_and_user_path_metrics(model, n: int, shares: tuple[float, ...] = (), flip_test: bool = False) -> dict:
+def held_out_and_user_path_metrics(model, n: int, shares: tuple[float, ...] = (), flip_test: bool = False,
+                                   shift_test: bool = False) -> dict:
     """The figures every estimator command reports: the held-out frames (``evaluate_estimator``), then the
-    user's path (``user_path_metrics``, on the CPU, where the runtime's kernel crops are made); ``flip_test``:
-    of the flip-test keypoints."""
+    user's path (``user_path_metrics``, on the CPU, where the runtime's kernel crops are made); ``flip_test``,
+    ``shift_test``: of those keypoints."""
     from .estimator_eval import user_path_metrics
     from .estimator_train import evaluate_estimator
-    return {**evaluate_estimator(model, n=n, flip_test=flip_test),
-            **user_path_metrics(model.cpu(), n, shares, flip_test)}
+    return {**evaluate_estimator(model, n=n, flip_test=flip_test, shift_test=shift_test),
+            **user_path_metrics(model.cpu(), n, shares, flip_test, shift_test)}
 
 
 def _software() -> dict:
@@ -327,6 +328,9 @@ def eval_main(argv: list[str], prog: str) -> int:
     p.add_argument("--flip-test", action="store_true",
                    help="measure the flip-test keypoints (the runtime's EstimatorOptions.flip_test: the mean of the "
                         "frame's pass and its mirror image's)")
+    p.add_argument("--shift-test", action="store_true",
+                   help="measure the shift-test keypoints (the runtime's EstimatorOptions.shift_test: the mean of "
+                        "the passes on the crop and on two crops moved by posetok.estimator.SHIFT_TEST_PX)")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
                    help="with --breakdown: also draw it, with example frames, into this PNG")
     p.add_argument("--json", action="store_true")
@@ -351,8 +355,8 @@ def eval_main(argv: list[str], prog: str) -> int:
         return refuse(prog, str(exc))
     n = frames.EVAL_FRAMES if args.frames is None else args.frames
     if args.breakdown:
-        return _print_breakdown(model, n, args.plot, args.json, args.flip_test)
-    metrics = held_out_and_user_path_metrics(model, n, shares, args.flip_test)
+        return _print_breakdown(model, n, args.plot, args.json, args.flip_test, args.shift_test)
+    metrics = held_out_and_user_path_metrics(model, n, shares, args.flip_test, args.shift_test)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -362,10 +366,10 @@ def eval_main(argv: list[str], prog: str) -> int:
     return 0
 
 
-def _print_breakdown(model, n: int, plot: Path | None, as_json: bool, flip_test: bool) -> int:
+def _print_breakdown(model, n: int, plot: Path | None, as_json: bool, flip_test: bool, shift_test: bool) -> int:
     from .estimator_breakdown import breakdown, held_out_estimates, plot_breakdown
-    sets = [held_out_estimates(model, kind, n, flip_test) for kind in ("clean", "occluded")]
-    result = {s.kind: {**breakdown(s), "flip_test": flip_test} for s in sets}
+    sets = [held_out_estimates(model, kind, n, flip_test, shift_test) for kind in ("clean", "occluded")]
+    result = {s.kind: {**breakdown(s), "flip_test": flip_test, "shift_test": shift_test} for s in sets}
     if plot is not None:
         plot_breakdown(sets, list(result.values()), plot)
     if as_json:

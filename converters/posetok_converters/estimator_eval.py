@@ -23,14 +23,14 @@ box, times the held-out clean poses' mean long side in the 64-px model frame
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from posetok import kernels
 from posetok.estimator import person_crop
-from posetok.skeleton import FRAME_SIZE, HALF_FRAME, KEYPOINT_INDEX, LIMBS
+from posetok.skeleton import FRAME_SIZE, KEYPOINT_INDEX, LIMBS
 
 from . import data, frames
 from .estimator import PoseEstimatorModel
+from .estimator_train import keypoints_in_views
 
 PERSON_BOX_SEED = 20251205
 INDEPENDENT_SEED = 20251206
@@ -45,24 +45,21 @@ def keypoint_boxes(keypoints: np.ndarray, pad: np.ndarray | float = 0.0) -> np.n
     return np.concatenate([low, high - low], axis=1)
 
 
-@torch.no_grad()
 def estimate_in_crops(model: PoseEstimatorModel, rgb: np.ndarray, boxes: np.ndarray, share: float,
-                      flip_test: bool = False) -> np.ndarray:
+                      flip_test: bool = False, shift_test: bool = False) -> np.ndarray:
     """The runtime's path with the torch model: person box -> ``person_crop`` -> kernel crop -> model (with
-    ``flip_test``, as the runtime's flip test).
+    ``flip_test`` and ``shift_test``, as the runtime's, see ``estimator_train.keypoints_in_views``).
 
     Returns:
-        keypoints [n,13,2] in frame px.
+        keypoints [n,13,2] in frame px, float64.
     """
     h, w = rgb.shape[1:3]
     crops = [person_crop(tuple(float(v) for v in box), w, h, share) for box in boxes]
-    inputs = np.stack([kernels.crop_image(img, crop, (FRAME_SIZE, FRAME_SIZE), mean=frames.INPUT_MEAN,
-                                          scale=frames.INPUT_SCALE) for img, crop in zip(rgb, crops)])
-    model.eval()
-    device = next(model.parameters()).device
-    out = torch.cat([model(torch.from_numpy(inputs[i:i + 256]).to(device), flip_test=flip_test)["keypoints"].cpu()
-                     for i in range(0, len(inputs), 256)]).numpy()
-    return frames.crop_to_camera((out + 1.0) * HALF_FRAME, crops)     # converts the crops to float64
+
+    def crops_of(squares: list[tuple]) -> np.ndarray:
+        return np.stack([kernels.crop_image(img, square, (FRAME_SIZE, FRAME_SIZE), mean=frames.INPUT_MEAN,
+                                            scale=frames.INPUT_SCALE) for img, square in zip(rgb, squares)])
+    return keypoints_in_views(model, crops_of, crops, flip_test, shift_test)
 
 
 def long_sides(keypoints: np.ndarray) -> np.ndarray:
@@ -81,14 +78,15 @@ def relative_mpjpe(pred: np.ndarray, true: np.ndarray, reference_px: float) -> f
 
 
 def evaluate_person_boxes(model: PoseEstimatorModel, shares: tuple[float, ...], n: int,
-                          flip_test: bool = False) -> dict[float, float]:
+                          flip_test: bool = False, shift_test: bool = False) -> dict[float, float]:
     """{share: relative MPJPE} on held-out clean poses drawn by ``frames``, cropped around their keypoints."""
     rng = np.random.default_rng(PERSON_BOX_SEED)
     poses = frames.eval_poses("clean", n)
     rgb, boxes = frames.draw_frames(poses, rng, occluders=0)
     true = frames.crop_to_camera(poses, boxes)
     person, reference = keypoint_boxes(true), float(long_sides(poses).mean())   # = reference_extent_px(n)
-    return {share: relative_mpjpe(estimate_in_crops(model, rgb, person, share, flip_test), true, reference)
+    return {share: relative_mpjpe(estimate_in_crops(model, rgb, person, share, flip_test, shift_test), true,
+                                  reference)
             for share in shares}
 
 
@@ -171,18 +169,21 @@ def independent_frames(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np
     return np.stack(images), kp, keypoint_boxes(kp, np.asarray(pads))
 
 
-def evaluate_independent(model: PoseEstimatorModel, share: float, n: int, flip_test: bool = False) -> float:
+def evaluate_independent(model: PoseEstimatorModel, share: float, n: int, flip_test: bool = False,
+                         shift_test: bool = False) -> float:
     """Relative MPJPE on ``n`` frames of the independent renderer, person box given."""
     rgb, true, boxes = independent_frames(n, np.random.default_rng(INDEPENDENT_SEED))
-    return relative_mpjpe(estimate_in_crops(model, rgb, boxes, share, flip_test), true, reference_extent_px(n))
+    return relative_mpjpe(estimate_in_crops(model, rgb, boxes, share, flip_test, shift_test), true,
+                          reference_extent_px(n))
 
 
 def user_path_metrics(model: PoseEstimatorModel, n: int, shares: tuple[float, ...] = (),
-                      flip_test: bool = False) -> dict:
+                      flip_test: bool = False, shift_test: bool = False) -> dict:
     """``person_box_mpjpe_px`` and ``independent_mpjpe_px`` at the shipped share, plus a share sweep if asked."""
-    sweep = evaluate_person_boxes(model, tuple(dict.fromkeys((frames.FIGURE_SHARE, *shares))), n, flip_test)
+    sweep = evaluate_person_boxes(model, tuple(dict.fromkeys((frames.FIGURE_SHARE, *shares))), n, flip_test,
+                                  shift_test)
     result = {"person_box_mpjpe_px": sweep[frames.FIGURE_SHARE],
-              "independent_mpjpe_px": evaluate_independent(model, frames.FIGURE_SHARE, n, flip_test),
+              "independent_mpjpe_px": evaluate_independent(model, frames.FIGURE_SHARE, n, flip_test, shift_test),
               "figure_share": frames.FIGURE_SHARE}
     if shares:
         result["person_box_share_sweep"] = {f"{s:g}": v for s, v in sorted(sweep.items())}

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from posetok.skeleton import HALF_FRAME
+from posetok.estimator import shift_test_boxes
+from posetok.skeleton import FRAME_SIZE, HALF_FRAME
 
 from . import frames
 from .estimator import EstimatorConfig, PoseEstimatorModel, estimator_macs, same_tokenizer
@@ -264,14 +265,62 @@ def predict_in_chunks(model: PoseEstimatorModel, pictures: np.ndarray, flip_test
 
 
 @torch.no_grad()
+def keypoints_in_views(model: PoseEstimatorModel, crops_of: Callable[[list[tuple]], np.ndarray], crops: list[tuple],
+                       flip_test: bool = False, shift_test: bool = False) -> np.ndarray:
+    """The runtime's pose from each square crop of a frame, with the torch model: the crop's pass (``flip_test``:
+    with its mirror image's, see ``PoseEstimatorModel.forward``) and, with ``shift_test``, the passes on its two
+    ``posetok.estimator.shift_test_boxes``, averaged in frame pixels as ``PoseEstimator`` does.
+
+    Args:
+        crops_of: boxes [n] (one per frame) -> the kernel's float32 model inputs [n,3,64,64] of the frames.
+        crops: the square crops (x, y, side, side) [n], one per frame.
+
+    Returns:
+        keypoints [n,13,2] in frame pixels, float64.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    views = [list(crops)]
+    if shift_test:
+        moved = [shift_test_boxes(tuple(int(v) for v in box)) for box in crops]
+        views += [[pair[i] for pair in moved] for i in range(2)]
+    estimates = []
+    for boxes in views:
+        inputs = crops_of(boxes)
+        out = torch.cat([model(torch.from_numpy(inputs[i:i + EVAL_CHUNK]).to(device), flip_test=flip_test)
+                         ["keypoints"].cpu() for i in range(0, len(inputs), EVAL_CHUNK)]).numpy()
+        estimates.append(frames.crop_to_camera((out + 1.0) * HALF_FRAME, boxes))
+    return np.mean(estimates, axis=0)
+
+
+def held_out_keypoints(model: PoseEstimatorModel, batch: frames.FrameBatch, flip_test: bool = False,
+                       shift_test: bool = False) -> np.ndarray:
+    """The model's keypoints [n,13,2] on held-out frames, in the 64-px frame of each frame's crop (float32);
+    ``flip_test`` and ``shift_test`` as the runtime's (the shift test needs ``batch.camera``)."""
+    if not shift_test:
+        estimated = np.empty_like(batch.poses_px)
+        for part, out in predict_in_chunks(model, batch.pictures, flip_test):
+            estimated[part] = ((out["keypoints"] + 1.0) * HALF_FRAME).cpu().numpy()
+        return estimated
+    if batch.camera is None:
+        raise ValueError("the shift test needs the camera frames: make the batch with keep_camera=True")
+    crops = [tuple(int(v) for v in box) for box in batch.boxes]
+    camera_px = keypoints_in_views(model, lambda boxes: frames.model_inputs(batch.camera, boxes)[0], crops,
+                                   flip_test, shift_test)
+    boxes = batch.boxes.astype(np.float64)
+    return ((camera_px - boxes[:, None, :2]) * (FRAME_SIZE / boxes[:, 2])[:, None, None]).astype(np.float32)
+
+
+@torch.no_grad()
 def evaluate_estimator(model: PoseEstimatorModel, kinds: tuple[str, ...] = ("clean", "occluded"),
-                       n: int = frames.EVAL_FRAMES, flip_test: bool = False) -> dict:
+                       n: int = frames.EVAL_FRAMES, flip_test: bool = False, shift_test: bool = False) -> dict:
     """MPJPE (64-px frame pixels) on the fixed held-out frames; tokens head also argmax decoding and token accuracy
-    (``flip_test``: the MPJPE of the flip-test keypoints; argmax and accuracy stay the frames' own pass's)."""
+    (``flip_test``, ``shift_test``: the MPJPE of those keypoints, see ``held_out_keypoints``; argmax and accuracy
+    stay the frames' own pass's)."""
     device = next(model.parameters()).device
     result: dict = {"eval_frames": n}
     for kind in kinds:
-        batch = frames.eval_frames(kind, n)
+        batch = frames.eval_frames(kind, n, keep_camera=shift_test)
         target = torch.from_numpy(batch.poses_px)
         errs, argmax_errs, acc = [], [], []
         for part, out in predict_in_chunks(model, batch.pictures, flip_test):
@@ -283,6 +332,9 @@ def evaluate_estimator(model: PoseEstimatorModel, kinds: tuple[str, ...] = ("cle
                 hard = (model.tokenizer.detokenize(ids) + 1.0) * HALF_FRAME
                 argmax_errs.append(torch.linalg.norm(hard - true, dim=-1).mean(-1))
                 acc.append((ids == model.tokenizer.tokenize(true / HALF_FRAME - 1.0)).float().mean(-1))
+        if shift_test:
+            estimated = torch.from_numpy(held_out_keypoints(model, batch, flip_test, shift_test))
+            errs = [torch.linalg.norm(estimated - target, dim=-1).mean(-1)]
         prefix = "" if kind == "clean" else f"{kind}_"
         result[f"{prefix}mpjpe_px"] = float(torch.cat(errs).mean())
         if argmax_errs:
@@ -297,6 +349,7 @@ def evaluate_estimator(model: PoseEstimatorModel, kinds: tuple[str, ...] = ("cle
     result["decoder_mflops"] = 2 * macs["decoder"] / 1e6
     result["head"] = model.config.head
     result["flip_test"] = flip_test
+    result["shift_test"] = shift_test
     return result
 
 

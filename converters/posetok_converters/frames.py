@@ -74,11 +74,14 @@ class FrameBatch:
         pictures: uint8 [n,64,64,3], the same crop before normalization.
         poses_px: float32 [n,13,2], the true keypoints in the 64-px model frame.
         boxes: int32 [n,4], (x, y, w, h) of the crop in camera pixels.
+        camera: uint8 [n,CAMERA_PX,CAMERA_PX,3], the camera frames the crops
+            were taken from (only when asked for: ``keep_camera``), else None.
     """
     inputs: np.ndarray
     pictures: np.ndarray
     poses_px: np.ndarray
     boxes: np.ndarray
+    camera: np.ndarray | None = None
 
 
 @dataclass
@@ -417,7 +420,8 @@ def crop_to_camera(points_px: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
-                upright_fraction: float = UPRIGHT_FRACTION, record: SceneRecord | None = None) -> FrameBatch:
+                upright_fraction: float = UPRIGHT_FRACTION, record: SceneRecord | None = None,
+                keep_camera: bool = False) -> FrameBatch:
     """``n`` fresh poses from the tokenizer's generator, drawn, captured and pre-processed.
 
     Args:
@@ -426,6 +430,7 @@ def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
         occluders: see ``draw_frames``.
         upright_fraction: the share of upright poses among the broad ones (as the tokenizer trains).
         record: as ``draw_scene``.
+        keep_camera: also return the camera frames (``FrameBatch.camera``).
 
     Returns:
         A ``FrameBatch``.
@@ -434,9 +439,9 @@ def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
     parts = []
     for start in range(0, n, _CHUNK):
         rgb, boxes = draw_frames(poses[start:start + _CHUNK], rng, occluders, record)
-        parts.append((*model_inputs(rgb, boxes), boxes))
-    inputs, pictures, boxes = (np.concatenate(a) for a in zip(*parts))
-    return FrameBatch(inputs, pictures, poses.astype(np.float32), boxes)
+        parts.append((*model_inputs(rgb, boxes), boxes, rgb if keep_camera else rgb[:0]))
+    inputs, pictures, boxes, camera = (np.concatenate(a) for a in zip(*parts))
+    return FrameBatch(inputs, pictures, poses.astype(np.float32), boxes, camera if keep_camera else None)
 
 
 def sample_poses(n: int, rng: np.random.Generator, upright_fraction: float = UPRIGHT_FRACTION) -> np.ndarray:
@@ -468,10 +473,11 @@ def eval_poses_and_generator(kind: str, n: int = EVAL_FRAMES) -> tuple[np.ndarra
     return poses.astype(np.float32), upright
 
 
-def eval_frames(kind: str, n: int = EVAL_FRAMES, record: SceneRecord | None = None) -> FrameBatch:
+def eval_frames(kind: str, n: int = EVAL_FRAMES, record: SceneRecord | None = None,
+                keep_camera: bool = False) -> FrameBatch:
     """The fixed held-out frames: ``"clean"`` (no occluder) or ``"occluded"`` (two boxes of 6-18 px); ``record``
-    as ``draw_scene``."""
+    and ``keep_camera`` as ``make_frames``."""
     if kind not in EVAL_SEEDS:
         raise ValueError(f"kind must be one of {sorted(EVAL_SEEDS)}, got {kind!r}")
     rng = np.random.default_rng(EVAL_SEEDS[kind])
-    return make_frames(n, rng, occluders=0 if kind == "clean" else 2, record=record)
+    return make_frames(n, rng, occluders=0 if kind == "clean" else 2, record=record, keep_camera=keep_camera)

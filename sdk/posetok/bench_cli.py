@@ -11,8 +11,9 @@ whole frame -> pose path, timed per stage: pre-processing (the one-pass
 the tokenizer's decoder (token ids -> keypoints, what a receiver of the
 tokens runs); ``total`` is their sum per frame. ``search`` times a frame
 without a box (``estimate_nv21``: a coarse pass over the whole frame, then a
-refined pass), ``flip test`` a frame with a box and
-``EstimatorOptions.flip_test`` (the crop and its mirror image in one call).
+refined pass), ``flip test`` and ``shift test`` a frame with a box and
+``EstimatorOptions.flip_test`` (the crop and its mirror image in one call)
+or ``EstimatorOptions.shift_test`` (the crop and two moved crops).
 One row per runtime and estimator precision the bundle and the machine
 offer. Runs on the host and inside the emulated Python.
 """
@@ -168,7 +169,7 @@ def pipeline_combos(bundle: str, backend: str = "auto", precision: Optional[str]
 
 
 def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (640, 480), iterations: int = 50,
-                   warmup: int = 5, num_threads: Optional[int] = None, seed: int = 0, flip_test: bool = False) -> dict:
+                   warmup: int = 5, num_threads: Optional[int] = None, seed: int = 0, test_time: bool = False) -> dict:
     """Time the frame -> pose pipeline of one estimator file, stage by stage.
 
     Args:
@@ -179,16 +180,17 @@ def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (64
         iterations: timed frames; warmup: untimed frames before them.
         num_threads: threads per session; None: the runtime's default.
         seed: the synthetic frame's seed.
-        flip_test: also time a frame with the box and the flip test (a
-            second estimator on the same files; ``posetok bench`` does).
+        test_time: also time a frame with the box and the flip test, and one
+            with the shift test (an estimator each on the same files;
+            ``posetok bench`` does).
 
     Returns:
         One row: the runtime, files and machine, ``load_ms``, ``first_frame_ms``,
         ``<stage>_p50_us`` for each of ``PIPELINE_STAGES`` (``decoder`` None when
         the bundle has no tokenizer decoder of that format and precision),
         ``total_p90_us``, ``search_p50_us`` (no box: coarse + refine),
-        ``flip_test_p50_us`` (``estimate_nv21`` with the box and the flip test;
-        None unless ``flip_test``),
+        ``flip_test_p50_us`` and ``shift_test_p50_us`` (``estimate_nv21`` with
+        the box and that option; None unless ``test_time``),
         ``frames_per_s`` (1 / total p50) and ``peak_rss_mb``.
 
     Raises:
@@ -229,10 +231,10 @@ def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (64
             one_frame()
         stages = np.array([one_frame() for _ in range(iterations)])            # [iterations, 3]
         search_s = timed(lambda: est.estimate_nv21(y, vu), iterations)
-        flip_s = None
-        if flip_test:
-            with PoseEstimator(est.bundle, dataclasses.replace(est.options, flip_test=True)) as flipping:
-                flip_s = timed(lambda: flipping.estimate_nv21(y, vu, box=person), iterations, warmup)
+        test_time_s = {}
+        for option in ("flip_test", "shift_test") if test_time else ():
+            with PoseEstimator(est.bundle, dataclasses.replace(est.options, **{option: True})) as viewing:
+                test_time_s[option] = timed(lambda: viewing.estimate_nv21(y, vu, box=person), iterations, warmup)
         row = {"backend": est.backend, "runtime": backends.runtime_version(est.backend), "precision": precision,
                "files": est.files + (tok.files["decoder"] if tok is not None else []), **machine_info(),
                "frame": f"{frame[0]}x{frame[1]} NV21", "box": list(box), "iterations": iterations,
@@ -247,7 +249,8 @@ def pipeline_bench(bundle: str, backend: str, precision: str, frame: tuple = (64
     if tok is None:
         row["decoder_p50_us"] = None
     row.update({"total_p90_us": percentile_us(list(totals), 90), "search_p50_us": percentile_us(search_s, 50),
-                "flip_test_p50_us": None if flip_s is None else percentile_us(flip_s, 50),
+                **{f"{option}_p50_us": percentile_us(test_time_s[option], 50) if option in test_time_s else None
+                   for option in ("flip_test", "shift_test")},
                 "frames_per_s": round(1.0 / float(np.median(totals)), 1), "peak_rss_mb": peak_rss_mb()})
     return row
 
@@ -280,10 +283,10 @@ def print_pipeline(result: dict) -> None:
                                                       if result["emulated_cpu"] else "") +
           f", {result['frame']}, box {result['box']}, p50 ms per frame")
     rows = [[r["runtime"], r["precision"], *(fmt(r[f"{s}_p50_us"]) for s in PIPELINE_STAGES),
-             fmt(r["search_p50_us"]), fmt(r["flip_test_p50_us"]), f"{r['frames_per_s']:.1f}"]
-            for r in result["rows"]]
+             fmt(r["search_p50_us"]), fmt(r["flip_test_p50_us"]), fmt(r["shift_test_p50_us"]),
+             f"{r['frames_per_s']:.1f}"] for r in result["rows"]]
     for line in table(["runtime", "precision", "pre-process", "estimator", "decoder", "total", "no box",
-                       "flip test", "frames/s"], rows, right=set(range(2, 9))):
+                       "flip test", "shift test", "frames/s"], rows, right=set(range(2, 10))):
         print(line)
 
 
@@ -316,7 +319,7 @@ def main(argv: list[str], prog: str = "posetok bench") -> int:
     try:
         if args.pipeline:
             rows = [pipeline_bench(args.bundle, b, p, args.frame, iterations, warmup, args.num_threads,
-                                   flip_test=True)
+                                   test_time=True)
                     for b, p in pipeline_combos(args.bundle, args.backend, args.precision)]
             result = {"mode": "pipeline", **machine_info(), "frame": rows[0]["frame"], "box": rows[0]["box"],
                       "stages": list(PIPELINE_STAGES), "rows": rows}

@@ -1,6 +1,7 @@
 """``posetok estimate FRAME``: the pose in one camera frame (PNG or raw NV21/NV12), numpy only.
 
-    posetok estimate frame.png --bundle bundle/ [--box x,y,w,h] [--flip-test] [--out overlay.png] [--json]
+    posetok estimate frame.png --bundle bundle/ [--box x,y,w,h] [--flip-test] [--shift-test]
+                     [--out overlay.png] [--json]
     posetok estimate frame.nv21 --size 640x480 --bundle bundle/
 
 A ``.nv21`` / ``.nv12`` file holds the raw planes: W*H luma bytes, then
@@ -124,6 +125,9 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
     ap.add_argument("--flip-test", action="store_true",
                     help="also run the crop's mirror image and average the two estimates (more accurate, a second "
                          "graph row per pose)")
+    ap.add_argument("--shift-test", action="store_true",
+                    help="also run two crops moved by a pixel or two and average the three estimates (more "
+                         "accurate, two more graph rows per pose; four with --flip-test)")
     ap.add_argument("--out", type=Path, help="write the frame with the pose drawn over it (PNG)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
@@ -131,7 +135,8 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
         if args.out is not None:
             check_output_file(args.out)      # before the work whose result it would lose
         kind, planes, rgb = read_frame(args.frame, args.size)
-        options = EstimatorOptions(args.backend, args.precision, args.num_threads, flip_test=args.flip_test)
+        options = EstimatorOptions(args.backend, args.precision, args.num_threads, flip_test=args.flip_test,
+                                   shift_test=args.shift_test)
         with PoseEstimator.from_bundle(args.bundle, options=options) as est:
             call = {"rgb": est.estimate, "nv21": est.estimate_nv21, "nv12": est.estimate_nv12}[kind]
             result = call(*planes, box=args.box)
@@ -143,6 +148,7 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
     if args.json:
         print(json.dumps({"frame": str(args.frame), "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
                           "backend": backend, "precision": args.precision, "flip_test": args.flip_test,
+                          "shift_test": args.shift_test,
                           "box": [int(v) for v in result.box],
                           "keypoints": [[round(float(v), 3) for v in p] for p in result.keypoints],
                           "scores": [round(float(s), 4) for s in result.scores],
@@ -151,8 +157,8 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
         return 0
     rows = [[name, f"{p[0]:.1f}", f"{p[1]:.1f}", f"{s:.3f}"]
             for name, p, s in zip(KEYPOINT_NAMES, result.keypoints, result.scores)]
-    flip = ", flip test" if args.flip_test else ""
-    print(f"{args.frame}  {rgb.shape[1]}x{rgb.shape[0]}  box {list(result.box)}  ({backend}, {args.precision}{flip})")
+    views = "".join(name for name, on in ((", flip test", args.flip_test), (", shift test", args.shift_test)) if on)
+    print(f"{args.frame}  {rgb.shape[1]}x{rgb.shape[0]}  box {list(result.box)}  ({backend}, {args.precision}{views})")
     print("\n".join(table(["keypoint", "x", "y", "score"], rows, right={1, 2, 3})))
     print("token ids " + " ".join(str(int(t)) for t in result.token_ids))
     if args.out is not None:

@@ -31,6 +31,16 @@ also runs the graph on the crop's mirror image (a batch of two: one call
 where the file takes it, two on a batch-1 file) and averages the two sets
 of keypoints and scores (``flip_test_mean``); the coarse search pass stays
 single. It costs a second graph row per pose.
+
+Shift test (``EstimatorOptions.shift_test``): each pass that gives the pose
+also runs on two crops moved along the diagonal by ``SHIFT_TEST_PX`` model
+pixels either way (``shift_test_boxes``) and averages the three estimates in
+frame pixels. The backbone's strided convolutions sample the crop on a
+coarse grid, so the estimate moves with the crop's phase on that grid: a
+crop moved by a pixel or two gives an estimate about as good, whose error is
+partly independent. With the flip test too, each of
+the three crops runs with its mirror image. The coarse search pass stays
+single.
 """
 from __future__ import annotations
 
@@ -49,13 +59,17 @@ from .skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels
 from .tokenizer import _check_flag, _check_runtime_options, _one_of, _pick_backend
 
 __all__ = ["EstimatorOptions", "MIN_BOX_PX", "MIN_FRAME_PX", "OneEuroFilter", "PoseEstimator", "PoseResult",
-           "RUNNING_MODES", "flip_test_mean", "person_crop", "tracking_rows", "tracking_signals"]
+           "RUNNING_MODES", "SHIFT_TEST_PX", "flip_test_mean", "person_crop", "shift_test_boxes", "tracking_rows",
+           "tracking_signals"]
 
 RUNNING_MODES = ("image", "video")
 OUTPUTS = ("keypoints", "scores", "token_ids")
 # video mode's re-search thresholds for bundles exported before the manifest recorded them: the torch figures
 # of the weights shipped when it began to
 FALLBACK_TRACKING = {"min_score": 0.063, "min_extent": 0.207}
+# how far the shift test moves its two extra crops, in 64-px model frame pixels along x and along y: chosen on
+# frames apart from the held-out ones (about 1.5 beat 0.8 and 2.3; see the README)
+SHIFT_TEST_PX = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +82,7 @@ class PoseResult:
         scores: float32 (13,) in [0, 1], each keypoint's confidence from the
             token probabilities (see the estimator's export notes).
         token_ids: int32 (M,), the argmax code of each token position (with
-            ``flip_test``, of the pass on the crop itself).
+            ``flip_test`` or ``shift_test``, of the pass on the crop itself).
         box: ``(x, y, side, side)`` ints, the square crop of the pass that
             produced the pose, in frame pixels.
     """
@@ -138,13 +152,17 @@ class EstimatorOptions:
         flip_test: also run each pass that gives the pose on the crop's
             mirror image and average the two estimates (``flip_test_mean``):
             more accurate, at the cost of a second graph row. Default False.
+        shift_test: also run each pass that gives the pose on two crops
+            moved by ``SHIFT_TEST_PX`` model pixels (``shift_test_boxes``) and
+            average the three estimates: more accurate still, at the cost of
+            two more graph rows (four with flip_test). Default False.
 
     Raises:
         ValueError: an unknown backend, precision or running_mode (the message
             lists the allowed values), a bad num_threads, verify or public_key,
             a filter setting or box_scale that is not a positive finite number
             (beta may be 0), or a min_tracking_score or min_tracking_extent
-            outside [0, 1], or a flip_test that is not a bool.
+            outside [0, 1], or a flip_test or shift_test that is not a bool.
     """
 
     backend: str = "auto"
@@ -160,10 +178,12 @@ class EstimatorOptions:
     min_tracking_score: Optional[float] = None
     min_tracking_extent: Optional[float] = None
     flip_test: bool = False
+    shift_test: bool = False
 
     def __post_init__(self):
         _check_runtime_options(self)
         _check_flag(self, "flip_test")
+        _check_flag(self, "shift_test")
         if self.running_mode not in RUNNING_MODES:
             raise ValueError(f"running_mode must be {_one_of(RUNNING_MODES)}, got {self.running_mode!r}")
         for name in ("min_cutoff", "d_cutoff", "box_scale"):
@@ -195,6 +215,21 @@ def flip_test_mean(keypoints: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
     mean = (keypoints + mirrored) / 2
     mean[..., 0] = (keypoints[..., 0] - mirrored[..., 0]) / 2
     return mean
+
+
+def shift_test_boxes(box: tuple) -> list[tuple]:
+    """The two crops the shift test runs besides ``box``: moved by ``SHIFT_TEST_PX`` model pixels (at least one
+    frame pixel) along x and y, one each way.
+
+    Args:
+        box: ``(x, y, side, side)`` ints, a square crop in frame pixels.
+
+    Returns:
+        ``[(x + d, y + d, side, side), (x - d, y - d, side, side)]``.
+    """
+    x, y, side, _ = box
+    step = max(1, int(math.floor(SHIFT_TEST_PX * side / FRAME_SIZE + 0.5)))
+    return [(x + step, y + step, side, side), (x - step, y - step, side, side)]
 
 
 def tracking_signals(keypoints: np.ndarray, scores: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
@@ -487,22 +522,25 @@ class PoseEstimator:
                              f"{self._last_ms} (call reset() to start a new stream)")
         return float(timestamp_ms)
 
-    def _pass(self, crop: Callable, box: tuple, flip_test: bool = False) -> tuple:
-        """(keypoints in frame px, scores, token ids) of one pass on ``box``; with ``flip_test`` the crop and its
-        mirror image go to the graph as a batch of two."""
+    def _pass(self, crop: Callable, box: tuple, flip_test: bool = False, shift_test: bool = False) -> tuple:
+        """(keypoints in frame px, scores, token ids) of one pass on ``box``; with ``shift_test`` also on the
+        ``shift_test_boxes``, with ``flip_test`` also on each crop's mirror image, all in one batch: the mean of
+        their keypoints (in frame px) and scores, the ids of ``box``'s own row."""
         if self._runner is None:
             raise RuntimeError("this PoseEstimator is closed")
-        image = crop(box)                                               # (3, 64, 64), NCHW without N
-        batch = np.stack([image, image[:, :, ::-1]]) if flip_test else image[None]
-        out = self._runner.run_outputs(batch)
-        normalized = np.asarray(out["keypoints"], np.float32).reshape(len(batch), NUM_KEYPOINTS, 2)
-        scores = np.asarray(out["scores"], np.float32).reshape(len(batch), NUM_KEYPOINTS)
+        boxes = [box, *shift_test_boxes(box)] if shift_test else [box]
+        images = [crop(b) for b in boxes]                               # (3, 64, 64) each, NCHW without N
         if flip_test:
-            normalized, scores = flip_test_mean(normalized[0], normalized[1]), scores.mean(axis=0)
-        px64 = normalized_to_pixels(normalized.reshape(NUM_KEYPOINTS, 2))
-        keypoints = np.asarray(box[:2], np.float32) + px64 * np.float32(box[2] / FRAME_SIZE)
-        ids = np.asarray(out["token_ids"]).reshape(len(batch), -1)[0].astype(np.int32)
-        return keypoints, np.clip(scores.reshape(NUM_KEYPOINTS), 0.0, 1.0), ids
+            images += [image[:, :, ::-1] for image in images]
+        out = self._runner.run_outputs(np.stack(images))
+        normalized = np.asarray(out["keypoints"], np.float32).reshape(len(images), NUM_KEYPOINTS, 2)
+        scores = np.asarray(out["scores"], np.float32).reshape(len(images), NUM_KEYPOINTS)
+        if flip_test:
+            normalized = flip_test_mean(normalized[:len(boxes)], normalized[len(boxes):])
+        corners = np.asarray([b[:2] for b in boxes], np.float32)[:, None, :]
+        keypoints = (corners + normalized_to_pixels(normalized) * np.float32(box[2] / FRAME_SIZE)).mean(axis=0)
+        ids = np.asarray(out["token_ids"]).reshape(len(images), -1)[0].astype(np.int32)
+        return keypoints, np.clip(scores.mean(axis=0), 0.0, 1.0), ids
 
     def _lost(self, keypoints: np.ndarray, scores: np.ndarray, side: float) -> bool:
         # the extent in the crop box_scale 1 would have made (the thresholds' unit): a wider margin shrinks the
@@ -534,15 +572,15 @@ class PoseEstimator:
         tracked = box is None and self._track is not None
         square = (self._crop(box, width, height) if box is not None else self._track[0] if tracked
                   else self._search(crop, width, height))
-        flip = self.options.flip_test
-        keypoints, scores, ids = self._pass(crop, square, flip)
+        views = (self.options.flip_test, self.options.shift_test)
+        keypoints, scores, ids = self._pass(crop, square, *views)
         if tracked and self._lost(keypoints, scores, square[2]):
             found = self._search(crop, width, height)
             x, y, side, _ = square
             if not (x <= found[0] + found[2] / 2 <= x + side and y <= found[1] + found[3] / 2 <= y + side):
                 self._restart_track()        # the figure is elsewhere: do not smooth across the jump
             square = found
-            keypoints, scores, ids = self._pass(crop, square, flip)
+            keypoints, scores, ids = self._pass(crop, square, *views)
         if t_ms is not None:
             dt = None if self._last_ms is None else (t_ms - self._last_ms) / 1000.0
             keypoints = self._filter(keypoints, dt, 1.0 / square[2]).astype(np.float32)

@@ -84,6 +84,9 @@ def main(argv: list[str], prog: str = "posetok serve") -> int:
     ap.add_argument("--public-key", help="verify the bundle's signature with this public key before serving")
     ap.add_argument("--flip-test", action="store_true",
                     help="posetok_estimate: also run each crop's mirror image and average the two estimates")
+    ap.add_argument("--shift-test", action="store_true",
+                    help="posetok_estimate: also run two crops moved by a pixel or two and average the three "
+                         "estimates")
     add_server_arguments(ap)
     args = ap.parse_args(argv)
     try:
@@ -92,7 +95,7 @@ def main(argv: list[str], prog: str = "posetok serve") -> int:
             batching=Batching(not args.no_dynamic_batching, args.max_batch, args.max_queue_delay_us,
                               args.max_queue_size),
             instances=args.instances, precision=args.precision, num_threads=args.num_threads,
-            flip_test=args.flip_test)
+            flip_test=args.flip_test, shift_test=args.shift_test)
         server = TritonServer(args.bundle, options, find_serving_env(args.env), public_key=args.public_key)
     # BundleError (also: no graphs in --precision) is a ValueError, as are out-of-range numbers
     # (--max-batch 0, --instances 0); signature errors are PosetokErrors

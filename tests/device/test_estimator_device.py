@@ -141,8 +141,9 @@ def test_pipeline_bench_runs_on_the_device(host_result, capsys):
     for row in result["rows"]:
         print(json.dumps({k: row[k] for k in ("precision", "preprocess_p50_us", "estimator_p50_us",
                                              "decoder_p50_us", "total_p50_us", "search_p50_us",
-                                             "flip_test_p50_us")}))
+                                             "flip_test_p50_us", "shift_test_p50_us")}))
         assert row["box"] == [48, 8, 224, 224] and row["files"][0] == f"estimator.{row['precision']}.onnx"
         assert 0 < row["preprocess_p50_us"] < row["total_p50_us"] and 0 < row["estimator_p50_us"]
         assert row["decoder_p50_us"] > 0 and row["search_p50_us"] > row["estimator_p50_us"]
         assert row["flip_test_p50_us"] > row["preprocess_p50_us"] + row["estimator_p50_us"]
+        assert row["shift_test_p50_us"] > 2 * row["preprocess_p50_us"] + row["estimator_p50_us"]

@@ -100,8 +100,10 @@ def test_pipeline_bench_reports_every_stage_per_frame(device_bundle, capsys):
         assert all(t > 0 for t in stages) and row["box"] == [96, 16, 448, 448], row
         # the p50 of per-frame sums lies within the stages' own spread
         assert max(stages) < row["total_p50_us"] <= row["total_p90_us"], row
-        # a frame with the box and the flip test makes the crop and runs the graph on two rows, not one
+        # a frame with the box and the flip test makes the crop and runs the graph on two rows, not one; the shift
+        # test makes three crops and runs three rows
         assert row["flip_test_p50_us"] > row["preprocess_p50_us"] + row["estimator_p50_us"], row
+        assert row["shift_test_p50_us"] > 2 * row["preprocess_p50_us"] + row["estimator_p50_us"], row
         assert row["files"] == [f"estimator.{row['precision']}.onnx", f"decoder.{row['precision']}.onnx"]
     assert bench_main([str(device_bundle), "--pipeline", "--precision", "int8", "--iterations", "2",
                        "--warmup", "0", "--frame", "320x240"]) == 0

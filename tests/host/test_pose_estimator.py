@@ -20,7 +20,7 @@ from posetok import EstimatorOptions, PoseEstimator, PoseResult, backends, kerne
 from posetok.backends import _match_outputs
 from posetok.bundle import BundleError, Manifest, write_manifest
 from posetok.cli import main as cli_main
-from posetok.estimator import MIN_BOX_PX, OneEuroFilter
+from posetok.estimator import MIN_BOX_PX, SHIFT_TEST_PX, OneEuroFilter, shift_test_boxes
 from posetok.png import SIGNATURE, decode_png, encode_png, read_png
 from posetok.skeleton import NUM_KEYPOINTS
 
@@ -124,6 +124,68 @@ def test_the_flip_test_averages_the_crop_and_its_mirror_image(estimator_bundle, 
         # no box: the coarse pass stays single, so the refine box is the plain estimator's
         big = in_big_frame(rgb[0])
         assert est.estimate(big).box == plain.estimate(big).box
+
+
+def test_shift_test_boxes_move_the_crop_by_a_model_pixel_and_a_half_either_way():
+    # 1.5 model px: 2 frame px on a 64-px crop (rounded half up), 6 on a 256-px one, at least 1 on a tiny one
+    assert shift_test_boxes((10, -4, 64, 64)) == [(12, -2, 64, 64), (8, -6, 64, 64)]
+    assert shift_test_boxes((0, 0, 256, 256)) == [(6, 6, 256, 256), (-6, -6, 256, 256)]
+    assert shift_test_boxes((5, 5, 16, 16)) == [(6, 6, 16, 16), (4, 4, 16, 16)]
+    assert SHIFT_TEST_PX == 1.5
+
+
+@export_test
+def test_the_shift_test_averages_the_crop_and_two_moved_crops(estimator_bundle, camera):
+    import torch
+
+    from posetok_converters import estimator_export, frames
+    from posetok_converters.estimator_eval import estimate_in_crops
+
+    root, model = estimator_bundle
+    graph = estimator_export.estimator_graph(model)
+    rgb, boxes = camera
+    people = [person_box_of(b) for b in boxes]
+
+    def passes(img, squares):
+        """(frame px [k,13,2], scores [k,13], ids [k,M]) of the graph on each square crop and its mirror image"""
+        crops = [kernels.crop_image(img, sq, (64, 64), mean=frames.INPUT_MEAN, scale=frames.INPUT_SCALE)
+                 for sq in squares]
+        with torch.no_grad():
+            kp, scores, ids = (t.numpy() for t in graph(torch.from_numpy(np.stack(crops))))
+            kp_m, scores_m, _ = (t.numpy() for t in graph(torch.from_numpy(np.stack(crops)[:, :, :, ::-1].copy())))
+        side = squares[0][2]
+        px, px_m = (kp + 1) * 32, (kp_m + 1) * 32
+        px_m[..., 0] = 64 - px_m[..., 0]
+        corners = np.array([sq[:2] for sq in squares], np.float64)[:, None]
+        return corners + px * side / 64, corners + px_m * side / 64, scores, scores_m, ids
+
+    options = {"shift": EstimatorOptions(shift_test=True), "both": EstimatorOptions(shift_test=True, flip_test=True)}
+    with PoseEstimator.from_bundle(root) as plain, PoseEstimator.from_bundle(root, options=options["shift"]) as shift, \
+            PoseEstimator.from_bundle(root, options=options["both"]) as both:
+        for img, box in zip(rgb, people):
+            single, got, got_both = (e.estimate(img, box=box) for e in (plain, shift, both))
+            square, side = single.box, single.box[2]
+            squares = [square, *shift_test_boxes(square)]
+            kp, kp_m, scores, scores_m, _ = passes(img, squares)
+            # the three crops' estimates, each in frame px through its own box, then their mean
+            np.testing.assert_allclose(got.keypoints, kp.mean(0), atol=1e-3 * side / 64)
+            np.testing.assert_allclose(got.scores, scores.mean(0), atol=1e-5)
+            # with the flip test too: six rows, each crop with its mirror image
+            np.testing.assert_allclose(got_both.keypoints, (kp.mean(0) + kp_m.mean(0)) / 2, atol=1e-3 * side / 64)
+            np.testing.assert_allclose(got_both.scores, (scores.mean(0) + scores_m.mean(0)) / 2, atol=1e-5)
+            # the box and the ids stay the crop's own; the pose moves
+            assert got.box == got_both.box == square
+            assert (got.token_ids == single.token_ids).mean() >= 0.95
+            assert np.abs(got.keypoints - single.keypoints).max() > 1e-3 * side / 64
+        # the torch path (what eval-estimator --shift-test measures) gives the runtime's keypoints
+        for flip_test, estimator in ((False, shift), (True, both)):
+            want = np.stack([estimator.estimate(img, box=box).keypoints for img, box in zip(rgb, people)])
+            torch_kp = estimate_in_crops(model, rgb, np.array(people), plain.figure_share, flip_test,
+                                         shift_test=True)
+            np.testing.assert_allclose(torch_kp, want, atol=2e-3)
+        # no box: the coarse pass stays single, so the refine box is the plain estimator's
+        big = in_big_frame(rgb[0])
+        assert shift.estimate(big).box == plain.estimate(big).box
 
 
 @export_test
@@ -249,6 +311,8 @@ def test_option_and_bundle_errors(estimator_bundle, tmp_path):
     with pytest.raises(ValueError, match=r"^flip_test must be True or False, got 'yes'$"):
         EstimatorOptions(flip_test="yes")
     assert EstimatorOptions(flip_test=np.bool_(True)).flip_test is True
+    with pytest.raises(ValueError, match=r"^shift_test must be True or False, got 1$"):
+        EstimatorOptions(shift_test=1)
     with pytest.raises(ValueError, match=r"^num_threads must be None or an integer in 1..1024, got True$"):
         EstimatorOptions(num_threads=True)
     # numpy scalars are numbers too, stored as Python ones
@@ -678,8 +742,17 @@ def test_estimate_command_prints_json_and_writes_an_overlay(estimator_bundle, ca
     flipped = json.loads(capsys.readouterr().out)
     with PoseEstimator.from_bundle(root, options=EstimatorOptions(flip_test=True)) as est:
         want_flip = est.estimate(big, box=(150, 100, 96, 96))
-    assert flipped["flip_test"] is True and out["flip_test"] is False
+    assert flipped["flip_test"] is True and out["flip_test"] is False and flipped["shift_test"] is False
     np.testing.assert_allclose(flipped["keypoints"], want_flip.keypoints, atol=1e-3)
+    assert cli_main(["estimate", str(tmp_path / "f.png"), "--bundle", str(root), "--box", "150,100,96,96",
+                     "--flip-test", "--shift-test"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].endswith("(onnxruntime, fp32, flip test, shift test)"), printed[0]
+    with PoseEstimator.from_bundle(root, options=EstimatorOptions(flip_test=True, shift_test=True)) as est:
+        want_both = est.estimate(big, box=(150, 100, 96, 96))
+    head = next(line.split() for line in printed if line.split()[:1] == ["head"])
+    np.testing.assert_allclose([float(v) for v in head[1:4]], [*want_both.keypoints[0], want_both.scores[0]],
+                               atol=0.05)
     assert cli_main(["estimate", str(tmp_path / "f.nv21"), "--bundle", str(root)]) == 2
     assert "needs --size WxH" in capsys.readouterr().err
     assert cli_main(["estimate", str(tmp_path / "f.nv21"), "--size", "320x200", "--bundle", str(root)]) == 2

@@ -152,17 +152,20 @@ def test_bad_estimate_requests_get_a_400_and_the_server_keeps_serving(served_est
         h.close()
 
 
-def test_the_flip_test_is_served_when_asked(estimator_bundle, camera):  # noqa: F811
-    """ServerOptions.flip_test reaches the served PoseEstimator (posetok serve --flip-test sets it)."""
+def test_the_flip_and_shift_tests_are_served_when_asked(estimator_bundle, camera):  # noqa: F811
+    """ServerOptions.flip_test and shift_test reach the served PoseEstimator (posetok serve --flip-test
+    --shift-test sets them)."""
     with pytest.raises(ValueError, match=r"^flip_test must be True or False, got 1$"):
         ServerOptions(flip_test=1)
+    with pytest.raises(ValueError, match=r"^shift_test must be True or False, got 'no'$"):
+        ServerOptions(shift_test="no")
     assert ServerOptions(flip_test=np.bool_(True)).flip_test is True
     rgb, boxes = camera
     boxes = np.array([[int(v) for v in b] for b in boxes], np.int32)
-    local = EstimatorOptions(backend="onnxruntime", num_threads=1, flip_test=True)
+    local = EstimatorOptions(backend="onnxruntime", num_threads=1, flip_test=True, shift_test=True)
     with TritonServer(estimator_bundle[0], ServerOptions(http_port=0, grpc_port=0, metrics_port=0,
-                                                         flip_test=True)) as server, \
-            PoseEstimator.from_bundle(estimator_bundle[0], options=local) as flipping, \
+                                                         flip_test=True, shift_test=True)) as server, \
+            PoseEstimator.from_bundle(estimator_bundle[0], options=local) as both, \
             PoseEstimator.from_bundle(estimator_bundle[0], backend="onnxruntime", num_threads=1) as plain:
         pgid = server.process.pid
         h = httpclient.InferenceServerClient(server.http_url)
@@ -170,7 +173,7 @@ def test_the_flip_test_is_served_when_asked(estimator_bundle, camera):  # noqa: 
             got = estimate(h, rgb, boxes)
         finally:
             h.close()
-        assert_same_poses(got, [flipping.estimate(f, box=b) for f, b in zip(rgb, boxes)])
+        assert_same_poses(got, [both.estimate(f, box=b) for f, b in zip(rgb, boxes)])
         single = np.stack([plain.estimate(f, box=b).keypoints for f, b in zip(rgb, boxes)])
         assert np.abs(got["KEYPOINTS"] - single).max() > 1e-3
     assert group_pids(pgid) == []

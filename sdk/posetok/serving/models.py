@@ -21,7 +21,8 @@ Tensors (B is the batch dimension, up to ``--max-batch``):
 only when the bundle has an estimator): with a BOX (a person box) one pass on
 the crop around it (``posetok.estimator.person_crop``), without one the coarse + refine
 search over the whole frame; with the server's ``flip_test`` each pass that gives
-the pose also runs the crop's mirror image (``EstimatorOptions.flip_test``).
+the pose also runs the crop's mirror image (``EstimatorOptions.flip_test``), with
+its ``shift_test`` two crops moved by a pixel or two (``EstimatorOptions.shift_test``).
 IMAGE takes whole frames of any size rather than a fixed-size crop because
 the crop and the area downscale need the frame's full-resolution pixels (the
 posetok kernels do them in one pass on the server) and because the search
@@ -153,7 +154,8 @@ def open_estimator(bundle_dir: str, settings: dict) -> PoseEstimator:
     Args:
         bundle_dir: the bundle folder.
         settings: ``backend``, ``precision``, ``num_threads``, ``verify`` and
-            ``flip_test`` (missing keys take ``EstimatorOptions``' defaults).
+            ``flip_test`` and ``shift_test`` (missing keys take ``EstimatorOptions``'
+            defaults).
 
     Returns:
         An open ``PoseEstimator``.

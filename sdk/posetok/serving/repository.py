@@ -193,7 +193,7 @@ def write_serving_repository(repo: Path, bundle, settings: dict, batching: Batch
         repo: an empty or new folder.
         bundle: the loaded ``posetok.Bundle``.
         settings: ``backend``, ``precision``, ``num_threads``, ``verify`` (and
-            ``flip_test``, which only the estimator reads) for the models'
+            ``flip_test`` and ``shift_test``, which only the estimator reads) for the models'
             ``open`` (written as JSON into each config).
         batching: max batch size and dynamic batching.
         instances: model instances per model.

@@ -66,11 +66,14 @@ class ServerOptions:
         exit_timeout_s: how long tritonserver waits for in-flight requests on shutdown.
         flip_test: ``posetok_estimate`` runs each pose's pass on the crop and
             its mirror image and averages them (``EstimatorOptions.flip_test``).
+        shift_test: ``posetok_estimate`` also runs each pose's pass on two
+            crops moved by a pixel or two and averages the three
+            (``EstimatorOptions.shift_test``).
 
     Raises:
         ValueError: a port outside 0..65535, fewer than one instance or
             num_threads outside 1..1024 (None: the runtime's default), a
-            flip_test that is not a bool.
+            flip_test or shift_test that is not a bool.
     """
 
     host: str = "127.0.0.1"
@@ -84,13 +87,15 @@ class ServerOptions:
     num_threads: int = 1
     exit_timeout_s: int = 5
     flip_test: bool = False
+    shift_test: bool = False
 
     def __post_init__(self):
         for name in ("http_port", "grpc_port", "metrics_port"):
             object.__setattr__(self, name, port(getattr(self, name), name))
         object.__setattr__(self, "instances", whole_number(self.instances, "instances", 1, MAX_INSTANCES))
         object.__setattr__(self, "num_threads", num_threads(self.num_threads))
-        object.__setattr__(self, "flip_test", flag(self.flip_test, "flip_test"))
+        for name in ("flip_test", "shift_test"):
+            object.__setattr__(self, name, flag(getattr(self, name), name))
 
 
 class TritonServer:
@@ -215,7 +220,7 @@ class TritonServer:
             shutil.copy2(source, backends / source.name)
         o = self.options
         settings = {"backend": o.backend, "precision": o.precision, "num_threads": o.num_threads, "verify": False,
-                    "flip_test": o.flip_test}
+                    "flip_test": o.flip_test, "shift_test": o.shift_test}
         if self.repository is None:
             repository, control = self._workdir / "models", []
             self.models = write_serving_repository(repository, self.bundle, settings, o.batching, o.instances)
