@@ -190,6 +190,11 @@ def train_main(argv: list[str], prog: str) -> int:
     command = "posetok " + prog.split()[-1] + " " + shlex.join(argv)
     shared = {"train_seconds": round(history["train_seconds"], 1), "frames_made": history["frames_made"],
               "frames_seen": history["frames_seen"], "device": device, **_software()}
+    paths = {head: (args.out if head == heads[0] else args.out / head) / CHECKPOINT_NAME for head in heads}
+    metas = {head: {"command": command, "train": train_config_dict(tcfg), "tokenizer": str(args.tokenizer or "default"),
+                    "tokenizer_command": tok_meta.get("command"), "history": history[head]} for head in heads}
+    for head in heads:              # the weights first, without metrics: an evaluation that fails loses no training
+        save_estimator(paths[head], models[head], metas[head])
     results = {}
     for head in heads:
         print(f"[{prog}] evaluating the {head} head on the held-out frames", flush=True)
@@ -198,11 +203,8 @@ def train_main(argv: list[str], prog: str) -> int:
         if earlier:
             results[head].update(_continued(earlier[head][1].get("metrics", {}), shared))
             results[head]["continued_from"]["tokenizer_command"] = earlier[head][1].get("tokenizer_command")
-        path = (args.out if head == heads[0] else args.out / head) / CHECKPOINT_NAME
-        meta = {"command": command, "train": train_config_dict(tcfg), "tokenizer": str(args.tokenizer or "default"),
-                "tokenizer_command": tok_meta.get("command"), "metrics": results[head], "history": history[head]}
-        save_estimator(path, models[head].cpu(), meta)
-        print(f"[{prog}] wrote {path}")
+        save_estimator(paths[head], models[head].cpu(), {**metas[head], "metrics": results[head]})
+        print(f"[{prog}] wrote {paths[head]}")
     carried = _untrained_heads(args.init, heads) if earlier else {}
     metrics = {**results[heads[0]], "baselines": {**carried, **{h: results[h] for h in heads[1:]}}}
     write_text_atomic(args.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")

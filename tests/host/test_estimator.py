@@ -337,6 +337,24 @@ def test_training_continues_from_an_earlier_run(tmp_path, capsys):
     assert not (tmp_path / "d" / "regression").exists()
 
 
+def test_a_failed_evaluation_keeps_the_trained_weights(tmp_path, monkeypatch):
+    from posetok.cli import main as cli_main
+    from posetok_converters import estimator_cli
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+    monkeypatch.setattr(estimator_cli, "held_out_and_user_path_metrics", failing)
+    with pytest.raises(RuntimeError, match="^evaluation failed$"):
+        cli_main(["train-estimator", "--heads", "tokens,regression", "--steps", "2", "--batch-size", "4",
+                  "--workers", "0", "--seed", "3", "--out", str(tmp_path / "a")])
+    # both heads' weights were written before the evaluation, without figures; metrics.json was not
+    for folder, head in ((tmp_path / "a", "tokens"), (tmp_path / "a" / "regression", "regression")):
+        model, meta = load_estimator(folder)
+        assert model.config.head == head and "metrics" not in meta and meta["history"]["step"], meta.keys()
+        assert meta["command"].startswith("posetok train-estimator --heads tokens,regression")
+    assert not (tmp_path / "a" / "metrics.json").exists()
+
+
 def test_a_run_carries_over_to_a_retrained_tokenizer_only_when_asked(tmp_path, capsys):
     from posetok.cli import main as cli_main
     from posetok_converters.checkpoint import save_checkpoint
