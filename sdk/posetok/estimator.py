@@ -68,7 +68,7 @@ OUTPUTS = ("keypoints", "scores", "token_ids")
 # of the weights shipped when it began to
 FALLBACK_TRACKING = {"min_score": 0.063, "min_extent": 0.207}
 # how far the shift test moves its two extra crops, in 64-px model frame pixels along x and along y: chosen on
-# frames apart from the held-out ones (about 1.5 beat 0.8 and 2.3; see the README)
+# fresh frames apart from the held-out ones, where 1.5 did better than 0.5, 1 and 2 to 3 (the README's command)
 SHIFT_TEST_PX = 1.5
 
 
