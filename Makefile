@@ -74,7 +74,7 @@ device-test: device-install
 # Every figure the README and the tests' comments quote from the shipped estimator weights, measured again (about
 # 20 minutes on 2 cores): run it after shipping new weights. Each step's output also lands in build/remeasure/.
 # The host tests export build/host-results/bundle and save the host's results that the device tests compare
-# against; the README's parity table and tracking thresholds come from the full export into build/bundle.
+# against; the README's parity table and presence models come from the full export into build/bundle.
 REMEASURE := build/remeasure
 REMEASURE_HOST_TESTS := tests/host/test_device_estimator.py tests/host/test_estimator_export.py \
   tests/host/test_estimator.py::test_shipped_estimator_holds_its_figures_on_held_out_frames \
@@ -93,7 +93,7 @@ remeasure: device-install
 	$(PY) -m posetok eval-estimator --breakdown --plot docs/estimator_breakdown.png | tee $(REMEASURE)/breakdown.txt
 	@echo "== the host tests that quote figures (export included)"
 	$(PY) -m pytest -q -s -p no:cacheprovider $(REMEASURE_HOST_TESTS) | tee $(REMEASURE)/host-tests.txt
-	@echo "== export: parity rows and tracking thresholds of every file"
+	@echo "== export: parity rows and presence models of every file"
 	$(PY) -m posetok export --out build/bundle --force | tee $(REMEASURE)/export.txt
 	$(PY) -m posetok info build/bundle | tee $(REMEASURE)/bundle.txt
 	@echo "== demo rows"

@@ -132,62 +132,69 @@ def calibration_inputs(n: int) -> np.ndarray:
     return frames.make_frames(n, np.random.default_rng(frames.CALIBRATION_SEED)).inputs
 
 
-# frames of each kind (figure, figure behind two occluders, backdrop alone) that set the tracking threshold
-TRACKING_FRAMES = 256
+# figure crops of each kind (clean, behind two occluders) that fit the presence model, and twice as many crops of
+# backdrop alone (so the two classes weigh alike); as many fresh ones again measure it
+PRESENCE_FRAMES = 256
+# the ridge on the presence model's weights (not its bias), per crop: it keeps the fit finite where the features
+# part the crops completely
+PRESENCE_L2 = 1e-3
+_NEWTON_STEPS = 50
 
 
-def tracking_frames(n: int = TRACKING_FRAMES) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs that set video mode's threshold: crops around a figure (``n`` clean, then ``n`` behind two
-    occluders) and ``n`` crops of backdrop alone (what a tracked crop that lost the figure sees)."""
-    rng = np.random.default_rng(frames.TRACKING_SEED)
+def presence_frames(n: int = PRESENCE_FRAMES, seed: int = frames.PRESENCE_SEEDS["fit"]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs for the presence model: crops around a figure (``n`` clean, then ``n`` behind two occluders)
+    and ``2 n`` crops of backdrop alone (what a tracked crop that lost the figure sees)."""
+    rng = np.random.default_rng(seed)
     figure = np.concatenate([frames.make_frames(n, rng, occluders=k).inputs for k in (0, 2)])
-    return figure, frames.backdrop_frames(n, rng)[0]
+    return figure, frames.backdrop_frames(2 * n, rng)[0]
 
 
-# candidate cuts per signal: these quantiles of the pooled values (and 0, the rule off), rounded to 3 decimals
-_CUT_QUANTILES = np.linspace(0.0, 1.0, 101)
+def fit_presence(figure: np.ndarray, backdrop: np.ndarray, l2: float = PRESENCE_L2) -> dict:
+    """A logistic regression that parts figure crops (1) from backdrop crops (0) by their ``presence_features``
+    [n, F]: Newton's method on the mean log loss plus ``l2`` times the squared weights (deterministic, no
+    learning rate).
 
-
-def best_tracking_rule(figure: tuple[np.ndarray, np.ndarray], backdrop: tuple[np.ndarray, np.ndarray]) -> dict:
-    """The thresholds on (lowest keypoint score, pose extent) that best part figure crops from backdrop alone:
-    a crop counts as lost when either signal is under its threshold (``posetok.estimator.tracking_signals``).
-
-    The signals overlap on cluttered backdrops, so the pair maximizes the share of backdrop crops caught
-    minus the share of figure crops searched again for nothing (Youden's J), both reported; of equal pairs
-    the one that searches least (the lowest cuts among those).
+    Returns:
+        ``{"weights": F floats, "bias": float}``.
     """
-    cuts = [np.unique(np.round(np.append(np.quantile(np.concatenate([f, b]).astype(np.float64), _CUT_QUANTILES),
-                                         0.0), 3)) for f, b in zip(figure, backdrop)]
-    f_score, f_extent = (s[None] < c[:, None] for s, c in zip(figure, cuts))     # [cuts, crops]
-    b_score, b_extent = (s[None] < c[:, None] for s, c in zip(backdrop, cuts))
-    caught = (b_score[:, None] | b_extent[None]).mean(axis=-1)                     # [score cuts, extent cuts]
-    searched = (f_score[:, None] | f_extent[None]).mean(axis=-1)
-    gain = caught - searched
-    ties = np.flatnonzero(np.isclose(gain, gain.max()).ravel())
-    i, j = np.unravel_index(int(ties[np.argmin(searched.ravel()[ties])]), caught.shape)
-    return {"min_score": float(cuts[0][i]), "min_extent": float(cuts[1][j]),
-            "backdrop_caught": float(caught[i, j]), "figure_searched_again": float(searched[i, j])}
+    x = np.concatenate([figure, backdrop]).astype(np.float64)
+    x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    y = np.concatenate([np.ones(len(figure)), np.zeros(len(backdrop))])
+    ridge = np.diag(np.r_[np.full(x.shape[1] - 1, l2), 0.0])
+    w = np.zeros(x.shape[1])
+    for _ in range(_NEWTON_STEPS):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -60.0, 60.0)))
+        gradient = x.T @ (p - y) / len(y) + ridge @ w
+        hessian = (x * (p * (1.0 - p))[:, None]).T @ x / len(y) + ridge
+        w -= np.linalg.solve(hessian, gradient)
+    return {"weights": [float(v) for v in w[:-1]], "bias": float(w[-1])}
 
 
-def tracking_thresholds(model: PoseEstimatorModel, bundle_dir=None, artifacts: Sequence = (),
-                        n: int = TRACKING_FRAMES) -> dict:
-    """Video mode's re-search thresholds (the manifest's ``estimator.tracking``): the torch model's, and one
-    pair per (format, precision) of the estimator ``artifacts`` in ``bundle_dir`` (``files``), which the
-    runtime prefers for the files it runs.
+def presence_models(model: PoseEstimatorModel, bundle_dir=None, artifacts: Sequence = (),
+                    n: int = PRESENCE_FRAMES) -> dict:
+    """The manifest's ``estimator.presence``: the torch model's presence model, and one per (format, precision)
+    of the estimator ``artifacts`` in ``bundle_dir`` (``files``), which the runtime prefers for the files it runs.
 
     Scores are token confidences, so their scale moves with the weights, and int8 files score higher than
-    float ones: each pair is measured on the outputs of the model or files it ships with.
+    float ones: each model is fitted on the outputs of the model or files it ships with, and measured on fresh
+    crops (``figure_kept`` and ``backdrop_caught``: the shares each side of presence 0.5).
     """
-    from posetok.estimator import tracking_signals
-    figure, backdrop = tracking_frames(n)
+    from posetok.estimator import presence_features, presence_probability
+    fit, test = presence_frames(n), presence_frames(n, frames.PRESENCE_SEEDS["test"])
 
-    def rule(run: Callable[[np.ndarray], dict]) -> dict:
-        # the graph's keypoints span [-1, 1] over the crop: side 2
-        return best_tracking_rule(*(tracking_signals(out["keypoints"], out["scores"], 2.0)
-                                    for out in (run(figure), run(backdrop))))
-    files = [{"format": fmt, "precision": precision, **rule(file_runner(bundle_dir, group).run_outputs)}
+    def features(run: Callable[[np.ndarray], dict], inputs: np.ndarray) -> np.ndarray:
+        out = run(inputs)
+        return presence_features(out["keypoints"], out["scores"], 2.0)   # the graph's keypoints span 2 per crop
+
+    def row(run: Callable[[np.ndarray], dict]) -> dict:
+        fitted = fit_presence(*(features(run, x) for x in fit))
+        figure, backdrop = (presence_probability(features(run, x), fitted) for x in test)
+        return {**fitted, "figure_kept": float(np.mean(figure >= 0.5)),
+                "backdrop_caught": float(np.mean(backdrop < 0.5))}
+    files = [{"format": fmt, "precision": precision, **row(file_runner(bundle_dir, group).run_outputs)}
              for (fmt, precision), group in estimator_file_groups(artifacts).items()]
-    return {**rule(lambda x: torch_estimates(model, x)), "frames": {"figure": len(figure), "backdrop": len(backdrop)},
+    return {**row(lambda x: torch_estimates(model, x)), "frames": {"figure": len(fit[0]), "backdrop": len(fit[1])},
             "files": files}
 
 

@@ -20,7 +20,7 @@ import torch
 
 from posetok import bundle as bundle_lib, signing
 from posetok.atomic import write_bytes_atomic
-from posetok.estimator import tracking_rows
+from posetok.estimator import presence_rows
 from posetok.skeleton import NUM_KEYPOINTS, pixels_to_normalized
 
 from . import estimator_export, parity as parity_lib, quantize_onnx, quantize_tflite, tflite_flatbuffer
@@ -359,14 +359,11 @@ def _export_estimator(estimator, tokenizer, options: ExportOptions, work: Path,
             return estimator_export.check_tflite_estimator(path, num_tokens, batch)
         settings = dataclasses.replace(options, tflite_int8=options.estimator_tflite_int8)
         artifacts += _write_tflite_batches("estimator", graph, calibration, settings, work, step, specs)
-    tracking = estimator_export.tracking_thresholds(estimator, work, artifacts)
-    step("estimator tracking thresholds (lowest score, extent; backdrop crops caught, figure crops searched "
-         "again): " +
-         ", ".join(f"{name} {t['min_score']:.3f}, {t['min_extent']:.3f} ({t['backdrop_caught']:.0%}, "
-                   f"{t['figure_searched_again']:.0%})"
-                   for name, t in tracking_rows(tracking)))
+    presence = estimator_export.presence_models(estimator, work, artifacts)
+    step("estimator presence models (on fresh crops: figure crops kept, backdrop crops caught): " +
+         ", ".join(f"{name} {m['figure_kept']:.0%}, {m['backdrop_caught']:.0%}" for name, m in presence_rows(presence)))
     section = {"input": estimator_export.estimator_input_contract(), "config": estimator.config.to_dict(),
-               "figure_share": estimator_export.frames.FIGURE_SHARE, "tracking": tracking}
+               "figure_share": estimator_export.frames.FIGURE_SHARE, "presence": presence}
     return artifacts, section
 
 
@@ -391,7 +388,7 @@ def _plan(options: ExportOptions) -> int:
 
 
 def _plan_estimator(options: ExportOptions) -> int:
-    n = 1  # tracking threshold
+    n = 1  # presence models
     n += (1 + len(options.precisions)) if "onnx" in options.formats else 0
     if "tflite" in options.formats:
         n += len(options.tflite_batches) * (1 + len(options.precisions))

@@ -40,7 +40,8 @@ INPUT_SCALE = (1.0 / 64.0, 1.0 / 64.0, 1.0 / 64.0)
 OCCLUDER_SIDE_PX = (6.0, 18.0)       # occluding boxes, in 64-px model-frame pixels
 EVAL_SEEDS = {"clean": 20251201, "occluded": 20251202}
 CALIBRATION_SEED = 20251204          # int8 calibration frames of the exported estimator
-TRACKING_SEED = 20251208             # frames that set the exported estimator's tracking threshold
+# frames that fit the exported estimator's presence model, and fresh ones that measure it
+PRESENCE_SEEDS = {"fit": 20251208, "test": 20251211}
 # The runtime crops a square around a person box, side = the box's long side / FIGURE_SHARE (the manifest's
 # figure_share). Training figures fill 0.42 of the model frame at the median, anywhere in it; crops centred on
 # the figure did best at 0.5 in a sweep (`posetok eval-estimator --shares 0.35,0.42,0.5,0.58`): tighter crops

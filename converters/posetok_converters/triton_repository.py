@@ -16,18 +16,19 @@ and, when the bundle has an estimator:
     posetok_preprocess  python            IMAGE [-1,-1,3] UINT8 RGB frame, BOX [4] INT32 (x, y, w, h)
                                           -> image (posetok.kernels.crop_image), crop_box [4] INT32 (the square)
     posetok_from_crop   python            keypoints, scores, crop_box -> KEYPOINTS [13,2] FP32 frame pixels,
-                                          SCORES [13] FP32 clipped to [0, 1]
-    posetok_estimate    ensemble          IMAGE, BOX -> KEYPOINTS, SCORES, TOKEN_IDS (preprocess, estimator,
-                                          from_crop)
+                                          SCORES [13] FP32 clipped to [0, 1], PRESENCE [1] FP32
+    posetok_estimate    ensemble          IMAGE, BOX -> KEYPOINTS, SCORES, TOKEN_IDS, PRESENCE (preprocess,
+                                          estimator, from_crop)
 
 The ensemble ``posetok_estimate`` needs a BOX (``posetok serve``'s model of
 that name searches the frame without one: two passes, which an ensemble's
 fixed graph of steps cannot express). The ONNX models are the bundle's files
 of one precision, copied into ``NAME/1/model.onnx``; the Python-backend steps
 are ``posetok.serving.models`` ``PIPELINE_STEPS`` entries, given the crop's
-mean and scale through their ``settings`` parameter (the container has no
-bundle). One more graph is one ``ONNX_MODELS`` row; one more ensemble is one
-``ENSEMBLES`` row (its Python steps go in ``PIPELINE_STEPS``). A graph whose
+mean and scale and the presence model of the copied estimator files through
+their ``settings`` parameter (the container has no bundle). One more graph is
+one ``ONNX_MODELS`` row; one more ensemble is one ``ENSEMBLES`` row (its
+Python steps go in ``PIPELINE_STEPS``). A graph whose
 role the bundle lacks is left out, with the steps and ensembles that use it.
 """
 from __future__ import annotations
@@ -53,12 +54,12 @@ ENSEMBLES = {
     "posetok_decode": (("TOKEN_IDS",), ("KEYPOINTS",), (
         ("posetok_decoder", {"token_ids": "TOKEN_IDS"}, {"keypoints": "keypoints_model"}),
         ("posetok_from_model", {"keypoints": "keypoints_model"}, {"KEYPOINTS": "KEYPOINTS"}))),
-    "posetok_estimate": (("IMAGE", "BOX"), ("KEYPOINTS", "SCORES", "TOKEN_IDS"), (
+    "posetok_estimate": (("IMAGE", "BOX"), ("KEYPOINTS", "SCORES", "TOKEN_IDS", "PRESENCE"), (
         ("posetok_preprocess", {"IMAGE": "IMAGE", "BOX": "BOX"}, {"image": "image", "crop_box": "crop_box"}),
         ("posetok_estimator", {"image": "image"},
          {"keypoints": "keypoints_model", "scores": "scores_model", "token_ids": "TOKEN_IDS"}),
         ("posetok_from_crop", {"keypoints": "keypoints_model", "scores": "scores_model", "crop_box": "crop_box"},
-         {"KEYPOINTS": "KEYPOINTS", "SCORES": "SCORES"}))),
+         {"KEYPOINTS": "KEYPOINTS", "SCORES": "SCORES", "PRESENCE": "PRESENCE"}))),
 }
 
 
@@ -117,7 +118,7 @@ def write_triton_repository(out: Path | str, bundle_dir: Path | str, precision: 
         (staging / name / "config.pbtxt").write_text(config_text(
             name, inputs, outputs, platform="onnxruntime_onnx", batching=batching, instances=instances))
         tensors.update({(name, t[0]): t for t in inputs + outputs})
-    parameters = {"bundle": "", "settings": json.dumps(pipeline_settings(bundle), sort_keys=True)}
+    parameters = {"bundle": "", "settings": json.dumps(pipeline_settings(bundle, precision), sort_keys=True)}
     for step in PIPELINE_STEPS:
         if not step.available(bundle):
             continue

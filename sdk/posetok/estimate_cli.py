@@ -149,7 +149,7 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
         print(json.dumps({"frame": str(args.frame), "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
                           "backend": backend, "precision": args.precision, "flip_test": args.flip_test,
                           "shift_test": args.shift_test,
-                          "box": [int(v) for v in result.box],
+                          "box": [int(v) for v in result.box], "presence": round(float(result.presence), 4),
                           "keypoints": [[round(float(v), 3) for v in p] for p in result.keypoints],
                           "scores": [round(float(s), 4) for s in result.scores],
                           "token_ids": [int(t) for t in result.token_ids],
@@ -161,6 +161,7 @@ def main(argv: list[str], prog: str = "posetok estimate") -> int:
     print(f"{args.frame}  {rgb.shape[1]}x{rgb.shape[0]}  box {list(result.box)}  ({backend}, {args.precision}{views})")
     print("\n".join(table(["keypoint", "x", "y", "score"], rows, right={1, 2, 3})))
     print("token ids " + " ".join(str(int(t)) for t in result.token_ids))
+    print(f"presence  {result.presence:.3f} (the chance the crop holds a figure)")
     if args.out is not None:
         print(f"overlay   {args.out}")
     return 0

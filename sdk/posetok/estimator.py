@@ -3,7 +3,7 @@
     with PoseEstimator.from_bundle("bundle/") as est:
         pose = est.estimate(rgb)                         # (H, W, 3) or (H, W) uint8, whole frame searched
         pose = est.estimate_nv21(y, vu, box=(x, y, w, h))
-        pose.keypoints, pose.scores, pose.token_ids, pose.box
+        pose.keypoints, pose.scores, pose.token_ids, pose.box, pose.presence
 
 One pass: a square box -> the one-pass kernel crops and area-downscales it to
 the 64x64 model input (``posetok.kernels.crop_image`` / ``crop_nv21`` /
@@ -23,8 +23,14 @@ bounding box. In video mode the same rule turns each frame's smoothed
 keypoints into the next frame's crop; the first frame, the first after
 ``reset()`` and the first of another size run as in image mode, and so
 does a frame whose tracked pass looks lost (the figure left the crop, or the
-crop drifted off it): its lowest keypoint score under ``min_tracking_score``
-or its pose spanning less than ``min_tracking_extent`` of the crop.
+crop drifted off it): its presence under ``min_presence``.
+
+Presence (``PoseResult.presence``): the probability that the crop holds a
+figure rather than backdrop alone, from a logistic model over the pass's
+keypoint scores and the pose's extent (``presence_features``). The scores
+are token confidences whose scale moves with the weights and the precision,
+so export fits one model per estimator file set on crops around a figure
+and crops of backdrop alone (the manifest's ``estimator.presence``).
 
 Flip test (``EstimatorOptions.flip_test``): each pass that gives the pose
 also runs the graph on the crop's mirror image (a batch of two: one call
@@ -58,15 +64,23 @@ from .person_boxes import MIN_BOX_PX, MIN_FRAME_PX, OneEuroFilter, _check_box, _
 from .skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels
 from .tokenizer import _check_flag, _check_runtime_options, _one_of, _pick_backend
 
-__all__ = ["EstimatorOptions", "MIN_BOX_PX", "MIN_FRAME_PX", "OneEuroFilter", "PoseEstimator", "PoseResult",
-           "RUNNING_MODES", "SHIFT_TEST_PX", "flip_test_mean", "person_crop", "shift_test_boxes", "tracking_rows",
-           "tracking_signals"]
+__all__ = ["EstimatorOptions", "MIN_BOX_PX", "MIN_FRAME_PX", "OneEuroFilter", "PRESENCE_FEATURES", "PoseEstimator",
+           "PoseResult", "RUNNING_MODES", "SHIFT_TEST_PX", "flip_test_mean", "person_crop", "presence_features",
+           "presence_probability", "presence_rows", "shift_test_boxes"]
 
 RUNNING_MODES = ("image", "video")
 OUTPUTS = ("keypoints", "scores", "token_ids")
-# video mode's re-search thresholds for bundles exported before the manifest recorded them: the torch figures
-# of the weights shipped when it began to
-FALLBACK_TRACKING = {"min_score": 0.063, "min_extent": 0.207}
+# what presence_features gives per pass: the log of each keypoint's score, of the lowest score and of the extent
+PRESENCE_FEATURES = NUM_KEYPOINTS + 2
+# the smallest score or extent presence_features takes the log of (a pose collapsed to a point has extent 0)
+PRESENCE_FLOOR = 1e-4
+# the presence model for bundles exported before the manifest recorded one: the torch fit of the weights shipped
+# when it began to
+FALLBACK_PRESENCE = {
+    "weights": [-0.4179, -0.5203, -0.1952, -0.6329, -0.3958, -3.6462, 1.2932, 3.3238, -2.7977, -1.1739, -0.3679,
+                3.1655, 1.2671, 3.1750, 3.0862],
+    "bias": 11.8824,
+}
 # how far the shift test moves its two extra crops, in 64-px model frame pixels along x and along y: chosen on
 # fresh frames apart from the held-out ones, where 1.5 did better than 0.5, 1 and 2 to 3 (the README's command)
 SHIFT_TEST_PX = 1.5
@@ -85,12 +99,16 @@ class PoseResult:
             ``flip_test`` or ``shift_test``, of the pass on the crop itself).
         box: ``(x, y, side, side)`` ints, the square crop of the pass that
             produced the pose, in frame pixels.
+        presence: float in [0, 1], the probability that the crop holds a
+            figure rather than backdrop alone (``presence_probability``); video
+            mode searches the frame again when it falls under ``min_presence``.
     """
 
     keypoints: np.ndarray
     scores: np.ndarray
     token_ids: np.ndarray
     box: tuple
+    presence: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,26 +147,14 @@ class EstimatorOptions:
         box_scale: multiplies the side of every crop around a person box
             (given, refine pass, video tracking); above 1 leaves more margin.
             Default 1.0.
-        min_tracking_score: video mode: a pass on the tracked crop whose
-            lowest keypoint score is under this counts as lost. The scores
-            are token confidences, low even for good estimates, and their
-            scale moves with the weights and the precision.
-        min_tracking_extent: video mode: a pass on the tracked crop whose
-            pose's bounding box spans (on its longer side) less than this
-            share of the crop's side counts as lost (a lost track's pose
-            shrinks); the share is taken of the crop box_scale 1 would make,
-            so a wider margin does not count as shrinking. Export measures
-            both thresholds at box_scale 1; above it the model sees a smaller
-            figure than it was trained on and scores it lower, so lower
-            min_tracking_score with a wide margin. A lost frame is searched
-            again as in image mode, and the filter restarts if the figure
-            turns up elsewhere. Both default to None: the bundle's thresholds for the files this
-            estimator runs (``estimator.tracking.files``; else the torch
-            model's in ``estimator.tracking``), measured at export on crops
-            around a figure and crops of backdrop alone (the manifest
-            records how many of each they sort right), or
-            ``FALLBACK_TRACKING`` for a bundle without them. 0 turns a rule
-            off; both 0 never search again.
+        min_presence: video mode: a pass on the tracked crop whose presence
+            (``PoseResult.presence``) is under this counts as lost, and the
+            frame is searched again as in image mode; the filter restarts if
+            the figure turns up elsewhere. 0 never searches again, 1 always.
+            The presence model judges the pose's extent in the crop box_scale
+            1 would make, but above 1 the model sees a smaller figure than it
+            was trained on and scores it lower: lower min_presence with a wide
+            margin. Default 0.5.
         flip_test: also run each pass that gives the pose on the crop's
             mirror image and average the two estimates (``flip_test_mean``):
             more accurate, at the cost of a second graph row. Default False.
@@ -161,8 +167,8 @@ class EstimatorOptions:
         ValueError: an unknown backend, precision or running_mode (the message
             lists the allowed values), a bad num_threads, verify or public_key,
             a filter setting or box_scale that is not a positive finite number
-            (beta may be 0), or a min_tracking_score or min_tracking_extent
-            outside [0, 1], or a flip_test or shift_test that is not a bool.
+            (beta may be 0), a min_presence outside [0, 1], or a flip_test or
+            shift_test that is not a bool.
     """
 
     backend: str = "auto"
@@ -175,8 +181,7 @@ class EstimatorOptions:
     beta: float = 10.0
     d_cutoff: float = 1.0
     box_scale: float = 1.0
-    min_tracking_score: Optional[float] = None
-    min_tracking_extent: Optional[float] = None
+    min_presence: float = 0.5
     flip_test: bool = False
     shift_test: bool = False
 
@@ -189,9 +194,7 @@ class EstimatorOptions:
         for name in ("min_cutoff", "d_cutoff", "box_scale"):
             object.__setattr__(self, name, real_number(getattr(self, name), name, above=0))
         object.__setattr__(self, "beta", real_number(self.beta, "beta", minimum=0))
-        for name in ("min_tracking_score", "min_tracking_extent"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, real_number(getattr(self, name), name, minimum=0, maximum=1))
+        object.__setattr__(self, "min_presence", real_number(self.min_presence, "min_presence", minimum=0, maximum=1))
 
 
 def flip_test_mean(keypoints: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
@@ -232,8 +235,13 @@ def shift_test_boxes(box: tuple) -> list[tuple]:
     return [(x + step, y + step, side, side), (x - step, y - step, side, side)]
 
 
-def tracking_signals(keypoints: np.ndarray, scores: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
-    """What video mode judges a tracked pass by (export measures its thresholds with the same function).
+def presence_features(keypoints: np.ndarray, scores: np.ndarray, side: float) -> np.ndarray:
+    """What the presence model reads from a pass (export fits it on the same function).
+
+    A crop that lost the figure gives low token confidences and a pose that
+    shrinks towards the mean, so the features are the log of each keypoint's
+    score, of the lowest one and of the pose's extent (its bounding box's
+    longer side over ``side``), each at least ``PRESENCE_FLOOR``.
 
     Args:
         keypoints: [..., 13, 2] keypoints of the pass, in any unit.
@@ -241,37 +249,51 @@ def tracking_signals(keypoints: np.ndarray, scores: np.ndarray, side: float) -> 
         side: the crop's side in the keypoints' unit.
 
     Returns:
-        (the lowest keypoint score, the pose's extent: its bounding box's
-        longer side over ``side``), each float32 [...].
+        float64 [..., PRESENCE_FEATURES].
     """
-    keypoints = np.asarray(keypoints, np.float32)
-    extent = (keypoints.max(axis=-2) - keypoints.min(axis=-2)).max(axis=-1) / np.float32(side)
-    return np.asarray(scores, np.float32).min(axis=-1), extent
+    keypoints, scores = np.asarray(keypoints, np.float64), np.asarray(scores, np.float64)
+    extent = (keypoints.max(axis=-2) - keypoints.min(axis=-2)).max(axis=-1) / float(side)
+    raw = np.concatenate([scores, scores.min(axis=-1, keepdims=True), extent[..., None]], axis=-1)
+    return np.log(np.maximum(raw, PRESENCE_FLOOR))
 
 
-def tracking_rows(tracking: Optional[dict]) -> list[tuple[str, dict]]:
-    """The threshold pairs a manifest's ``estimator.tracking`` records.
+def presence_probability(features: np.ndarray, model: dict) -> np.ndarray:
+    """A logistic presence model on ``presence_features``.
 
     Args:
-        tracking: the section (None or empty: none recorded). The manifest's
-            checks make each pair both numbers in [0, 1] or absent.
+        features: float [..., PRESENCE_FEATURES].
+        model: ``{"weights": PRESENCE_FEATURES numbers, "bias": number}``.
 
     Returns:
-        (``"torch"`` or ``"FORMAT PRECISION"``, the row with ``min_score``
-        and ``min_extent``) for each pair: the torch model's first, then one
-        per file set.
+        float64 [...], the probability that the crop holds a figure.
     """
-    tracking = tracking or {}
-    rows = [("torch", tracking)] + [(f"{r['format']} {r['precision']}", r) for r in tracking.get("files") or ()]
-    return [(name, row) for name, row in rows if row.get("min_score") is not None]
+    z = np.asarray(features, np.float64) @ np.asarray(model["weights"], np.float64) + float(model["bias"])
+    ez = np.exp(-np.abs(z))                     # the logistic without overflow either way
+    return np.where(z >= 0, 1.0 / (1.0 + ez), ez / (1.0 + ez))
 
 
-def _bundle_tracking(tracking: Optional[dict], fmt: str, precision: str) -> dict:
-    """Video mode's re-search thresholds a bundle measured: for these files, else for the torch model, else the
-    fallback."""
-    rows = dict(tracking_rows(tracking))
-    row = rows.get(f"{fmt} {precision}", rows.get("torch", FALLBACK_TRACKING))
-    return {key: row[key] for key in FALLBACK_TRACKING}
+def presence_rows(presence: Optional[dict]) -> list[tuple[str, dict]]:
+    """The presence models a manifest's ``estimator.presence`` records.
+
+    Args:
+        presence: the section (None or empty: none recorded). The manifest's
+            checks make each model's weights and bias present together.
+
+    Returns:
+        (``"torch"`` or ``"FORMAT PRECISION"``, the row with ``weights``,
+        ``bias`` and the shares it sorts right) for each model: the torch
+        model's first, then one per file set.
+    """
+    presence = presence or {}
+    rows = [("torch", presence)] + [(f"{r['format']} {r['precision']}", r) for r in presence.get("files") or ()]
+    return [(name, row) for name, row in rows if row.get("weights") is not None]
+
+
+def _bundle_presence(presence: Optional[dict], fmt: str, precision: str) -> dict:
+    """The presence model a bundle fitted: for these files, else for the torch model, else the fallback."""
+    rows = dict(presence_rows(presence))
+    row = rows.get(f"{fmt} {precision}", rows.get("torch", FALLBACK_PRESENCE))
+    return {"weights": [float(w) for w in row["weights"]], "bias": float(row["bias"])}
 
 
 class PoseEstimator:
@@ -295,9 +317,9 @@ class PoseEstimator:
         precision: the estimator file's precision.
         num_tokens: M, token ids per pose.
         figure_share: the share of the crop a person box's long side fills.
-        min_tracking_score, min_tracking_extent: video mode's re-search
-            thresholds in use: the options', else the bundle's for these
-            files, else its torch model's, else ``FALLBACK_TRACKING``.
+        presence_model: the presence model in use (``presence_probability``):
+            the bundle's for these files, else its torch model's, else
+            ``FALLBACK_PRESENCE``.
         files: the model files opened.
 
     Raises:
@@ -324,11 +346,7 @@ class PoseEstimator:
         self.backend = _pick_backend(options.backend, offered, f"{self.precision} estimator")
         self.format = backends.FORMAT_OF_BACKEND[self.backend]
         self._mean, self._scale, self.figure_share = self._contract(section)
-        measured = _bundle_tracking(section.get("tracking"), self.format, self.precision)
-        self.min_tracking_score, self.min_tracking_extent = (
-            float(chosen if chosen is not None else measured[key])
-            for key, chosen in (("min_score", options.min_tracking_score),
-                                ("min_extent", options.min_tracking_extent)))
+        self.presence_model = _bundle_presence(section.get("presence"), self.format, self.precision)
         artifacts = bundle.select("estimator", self.format, self.precision)
         for a in artifacts:
             names = [o.name for o in a.outputs]
@@ -542,11 +560,11 @@ class PoseEstimator:
         ids = np.asarray(out["token_ids"]).reshape(len(images), -1)[0].astype(np.int32)
         return keypoints, np.clip(scores.mean(axis=0), 0.0, 1.0), ids
 
-    def _lost(self, keypoints: np.ndarray, scores: np.ndarray, side: float) -> bool:
-        # the extent in the crop box_scale 1 would have made (the thresholds' unit): a wider margin shrinks the
-        # pose's share of the crop, not the figure; compared in float64, not the signal's float32
-        lowest, extent = (float(v) for v in tracking_signals(keypoints, scores, side / self.options.box_scale))
-        return lowest < self.min_tracking_score or extent < self.min_tracking_extent
+    def _presence(self, keypoints: np.ndarray, scores: np.ndarray, side: float) -> float:
+        # the extent in the crop box_scale 1 would have made (the model's unit): a wider margin shrinks the
+        # pose's share of the crop, not the figure
+        features = presence_features(keypoints, scores, side / self.options.box_scale)
+        return float(presence_probability(features, self.presence_model))
 
     def _crop(self, box: tuple, width: int, height: int) -> tuple:
         return person_crop(box, width, height, self.figure_share, self.options.box_scale)
@@ -574,15 +592,17 @@ class PoseEstimator:
                   else self._search(crop, width, height))
         views = (self.options.flip_test, self.options.shift_test)
         keypoints, scores, ids = self._pass(crop, square, *views)
-        if tracked and self._lost(keypoints, scores, square[2]):
+        presence = self._presence(keypoints, scores, square[2])
+        if tracked and presence < self.options.min_presence:
             found = self._search(crop, width, height)
             x, y, side, _ = square
             if not (x <= found[0] + found[2] / 2 <= x + side and y <= found[1] + found[3] / 2 <= y + side):
                 self._restart_track()        # the figure is elsewhere: do not smooth across the jump
             square = found
             keypoints, scores, ids = self._pass(crop, square, *views)
+            presence = self._presence(keypoints, scores, square[2])
         if t_ms is not None:
             dt = None if self._last_ms is None else (t_ms - self._last_ms) / 1000.0
             keypoints = self._filter(keypoints, dt, 1.0 / square[2]).astype(np.float32)
             self._track, self._last_ms = (self._box_around(keypoints, width, height), (width, height)), t_ms
-        return PoseResult(keypoints, scores, ids, square)
+        return PoseResult(keypoints, scores, ids, square, presence)

@@ -5,7 +5,7 @@ import argparse
 
 from .bundle import Bundle, BundleError
 from .cli import refuse
-from .estimator import FALLBACK_TRACKING, tracking_rows
+from .estimator import presence_rows
 
 
 def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
@@ -37,24 +37,22 @@ def _codebooks(tokens) -> str:
 
 
 def _estimator_lines(section: dict) -> list[str]:
-    """The manifest's estimator section: the input the runtime makes, video mode's threshold, parity rows
+    """The manifest's estimator section: the input the runtime makes, the presence models, parity rows
     (the manifest's checks make each figure a number or absent)."""
     spec = section["input"]
     numbers = lambda values: ",".join(f"{v:g}" for v in values)
     lines = [f"estimator   input {'x'.join(str(v) for v in spec['size'])} {spec['layout']} {spec['channels']}, "
              f"mean {numbers(spec['mean'])}, scale {numbers(spec['scale'])}; the person box is "
              f"{section['figure_share']:g} of the crop's side"]
-    measured = tracking_rows(section.get("tracking"))
+    measured = presence_rows(section.get("presence"))
     if not measured:
-        lines.append("tracking    no thresholds recorded: video mode searches again under a lowest keypoint score of "
-                     f"{FALLBACK_TRACKING['min_score']:g} or a pose extent of {FALLBACK_TRACKING['min_extent']:g} "
-                     "(posetok's fallback)")
+        lines.append("presence    no model recorded: PoseResult.presence comes from posetok's fallback model (the "
+                     "torch fit of earlier weights)")
     else:
-        lines.append("tracking    video mode searches again under a lowest keypoint score or a pose extent (share of "
-                     "the crop) of (backdrop crops caught, figure crops searched again):")
-        lines += [f"              {name}: {t['min_score']:g}, {t['min_extent']:g} "
-                  f"({_fmt(t.get('backdrop_caught'), '.0%')}, {_fmt(t.get('figure_searched_again'), '.0%')})"
-                  for name, t in measured]
+        lines.append("presence    video mode searches again when a tracked pass's presence is under min_presence; "
+                     "on fresh crops (figure crops kept, backdrop crops caught at 0.5):")
+        lines += [f"              {name}: {_fmt(m.get('figure_kept'), '.0%')}, {_fmt(m.get('backdrop_caught'), '.0%')}"
+                  for name, m in measured]
     rows = [[r["format"], r["precision"], _fmt(r.get("frames"), ".0f"), _fmt(r.get("mpjpe_px"), ".3f"),
              _fmt(r.get("torch_mpjpe_px"), ".3f"), _fmt(r.get("token_agreement"), ".4f"),
              _fmt(r.get("max_keypoint_diff_px"), ".2e"), _verdict(r)]

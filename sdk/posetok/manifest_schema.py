@@ -94,20 +94,21 @@ def _check_estimator(section: dict) -> None:
     share = section.get("figure_share")
     _require(_is_number(share) and 0 < share <= 1,
              f"estimator.figure_share must be a number in (0, 1], not {_show(share)}")
-    _optional(section, "tracking", dict, "estimator.", "an object")
-    tracking = section.get("tracking") or {}
-    _check_shares(tracking, "estimator.tracking")
-    _optional(tracking, "files", list, "estimator.tracking.", "a list")
+    _optional(section, "presence", dict, "estimator.", "an object")
+    presence = section.get("presence") or {}
+    _check_presence(presence, "estimator.presence")
+    _optional(presence, "files", list, "estimator.presence.", "a list")
     seen: dict[tuple, int] = {}
-    for i, row in enumerate(tracking.get("files") or ()):
-        where = f"estimator.tracking.files[{i}]"
+    for i, row in enumerate(presence.get("files") or ()):
+        where = f"estimator.presence.files[{i}]"
         _require(isinstance(row, dict), f"{where} must be an object, not {_show(row)}")
         for key in ("format", "precision"):
             _require(isinstance(row.get(key), str), f"{where}.{key} must be a string, not {_show(row.get(key))}")
         files = (row["format"], row["precision"])
         _require(files not in seen, f"{where} repeats {files[0]} {files[1]} (also files[{seen.get(files)}])")
         seen[files] = i
-        _check_shares(row, where)
+        _require(row.get("weights") is not None, f"{where} needs weights and bias")
+        _check_presence(row, where)
     if section.get("parity") is not None:
         _check_parity_rows(section["parity"], ESTIMATOR_PARITY_NUMBERS, "estimator.parity")
 
@@ -117,7 +118,7 @@ def _check_estimator(section: dict) -> None:
 PARITY_NUMBERS = ("size_bytes", "size_vs_fp32", "token_agreement", "mpjpe_px", "decoder_max_abs_err_px")
 ESTIMATOR_PARITY_NUMBERS = ("frames", "mpjpe_px", "torch_mpjpe_px", "token_agreement", "max_keypoint_diff_px")
 REFERENCE_NUMBERS = ("mpjpe_px", "eval_poses")
-TRACKING_NUMBERS = ("backdrop_caught", "figure_searched_again")
+PRESENCE_SHARES = ("figure_kept", "backdrop_caught")
 
 
 def _check_figures(row: dict, numbers: tuple, where: str) -> None:
@@ -127,13 +128,21 @@ def _check_figures(row: dict, numbers: tuple, where: str) -> None:
                  f"{where}.{key} must be a finite number, not {_show(value)}")
 
 
-def _check_shares(tracking: dict, where: str) -> None:
-    """A pair of tracking thresholds (both or neither) and the shares of crops it sorts right: numbers in
+def _check_presence(model: dict, where: str) -> None:
+    """A presence model (weights and bias, both or neither) and the shares of crops it sorts right: numbers in
     [0, 1] where present."""
-    _require((tracking.get("min_score") is None) == (tracking.get("min_extent") is None),
-             f"{where} needs min_score and min_extent together, not one of them")
-    for key in ("min_score", "min_extent") + TRACKING_NUMBERS:
-        value = tracking.get(key)
+    # imported here, not at the top: estimator imports backends, which imports this module
+    from .estimator import PRESENCE_FEATURES
+    weights, bias = model.get("weights"), model.get("bias")
+    _require((weights is None) == (bias is None), f"{where} needs weights and bias together, not one of them")
+    if weights is not None:
+        _require(isinstance(weights, list) and len(weights) == PRESENCE_FEATURES
+                 and all(_is_finite(w) and abs(w) <= FLOAT64_MAX for w in weights),
+                 f"{where}.weights must be {PRESENCE_FEATURES} finite numbers, not {_show(weights)}")
+        _require(_is_finite(bias) and abs(bias) <= FLOAT64_MAX,
+                 f"{where}.bias must be a finite number, not {_show(bias)}")
+    for key in PRESENCE_SHARES:
+        value = model.get(key)
         _require(value is None or (_is_number(value) and 0 <= value <= 1),
                  f"{where}.{key} must be a number in [0, 1], not {_show(value)}")
 

@@ -37,7 +37,7 @@ def camera_frames() -> dict:
 
 
 def run_frames(est: PoseEstimator, y: np.ndarray, vu: np.ndarray, boxes: np.ndarray) -> dict:
-    """Every frame with its box and without one: keypoints, scores, token ids and (search) the box found.
+    """Every frame with its box and without one: keypoints, scores, token ids, presence and the box used.
     tests/device/test_estimator_device.py has the same function: the two must run the same calls."""
     out = {}
     for mode in ("box", "search"):
@@ -46,6 +46,7 @@ def run_frames(est: PoseEstimator, y: np.ndarray, vu: np.ndarray, boxes: np.ndar
         out.update({f"{mode}_keypoints": np.stack([r.keypoints for r in results]),
                     f"{mode}_scores": np.stack([r.scores for r in results]),
                     f"{mode}_token_ids": np.stack([r.token_ids for r in results]),
+                    f"{mode}_presence": np.array([r.presence for r in results], np.float64),
                     f"{mode}_boxes": np.array([r.box for r in results], np.int32)})
     return out
 

@@ -387,44 +387,44 @@ def test_a_run_carries_over_to_a_retrained_tokenizer_only_when_asked(tmp_path, c
     assert meta_b["metrics"]["continued_from"]["tokenizer_command"] == meta["command"] != "posetok train --init X"
 
 
-def test_the_tracking_thresholds_part_the_shipped_models_figure_crops_from_backdrop_alone():
-    from posetok.estimator import tracking_signals
-    from posetok_converters.estimator_export import best_tracking_rule, estimator_graph, tracking_thresholds
+def test_the_presence_model_parts_the_shipped_models_figure_crops_from_backdrop_alone():
+    from posetok.estimator import FALLBACK_PRESENCE, presence_features, presence_probability
+    from posetok_converters.estimator_export import estimator_graph, fit_presence, presence_models
     inputs, boxes = frames.backdrop_frames(70, np.random.default_rng(3))     # more than one drawing chunk
     assert inputs.shape == (70, 3, 64, 64) and boxes.shape == (70, 4)
     again, _ = frames.backdrop_frames(70, np.random.default_rng(3))
     assert np.array_equal(inputs, again)
     model, _ = load_estimator(None)
-    got = tracking_thresholds(model, n=128)
-    assert got["frames"] == {"figure": 256, "backdrop": 128} and got["files"] == []
-    # measured with the shipped weights at export, on 512 figure and 256 backdrop crops: lowest score 0.057 or
-    # extent 0.250, 90 % of backdrop crops caught, 9 % of figure crops searched again
-    assert 0 < got["min_score"] < 0.2 and 0 < got["min_extent"] < 0.4, got
-    assert got["backdrop_caught"] > 0.85 and got["figure_searched_again"] < 0.15, got
-    # the rule holds on backdrops it was not cut on
+    got = presence_models(model, n=128)
+    assert got["frames"] == {"figure": 256, "backdrop": 256} and got["files"] == []
+    # measured with the shipped weights at export, fitted on 512 figure and 512 backdrop crops and measured on as
+    # many fresh ones: 98 % of figure crops kept, 94 % of backdrop crops caught (the rule of a lowest score and an
+    # extent it replaced: 90 % and 90 %)
+    assert got["figure_kept"] > 0.9 and got["backdrop_caught"] > 0.85, got
+    # the model holds on backdrops it was not fitted on; the fallback is a fit of the same weights
     with torch.no_grad():
         keypoints, scores = (t.numpy() for t in estimator_graph(model)(torch.from_numpy(inputs))[:2])
-    lowest, extent = tracking_signals(keypoints, scores, 2.0)
-    assert np.mean((lowest < got["min_score"]) | (extent < got["min_extent"])) > 0.8, (lowest, extent)
-    # the pair maximizes caught minus searched again; either signal alone catches a backdrop crop
-    figure = (np.array([0.3, 0.4, 0.5, 0.6]), np.array([0.5, 0.5, 0.5, 0.5]))
-    backdrop = (np.array([0.1, 0.2, 0.7, 0.8]), np.array([0.5, 0.5, 0.1, 0.2]))
-    rule = best_tracking_rule(figure, backdrop)
-    assert (rule["backdrop_caught"], rule["figure_searched_again"]) == (1.0, 0.0), rule
-    assert 0.2 < rule["min_score"] <= 0.3 and 0.2 < rule["min_extent"] <= 0.5, rule
-    # of equal rules the lowest, which searches least (0.25 catches two backdrops, 0.45 three but one figure
-    # too); an extent that parts nothing stays off
-    figure = (np.array([0.25, 0.4, 0.5, 0.6]), np.ones(4))
-    backdrop = (np.array([0.1, 0.2, 0.3, 0.45]), np.ones(4))
-    rule = best_tracking_rule(figure, backdrop)
-    assert (rule["backdrop_caught"], rule["figure_searched_again"], rule["min_extent"]) == (0.5, 0.0, 0.0), rule
-    assert 0.2 < rule["min_score"] <= 0.25, rule
-    # equal gains, the one that searches least: the score cut (half caught, a quarter searched) over the extent
-    # cut (three quarters caught, half searched)
-    figure = (np.array([0.1, 0.9, 0.9, 0.9]), np.array([0.9, 0.1, 0.1, 0.9]))
-    backdrop = (np.array([0.1, 0.1, 0.9, 0.9]), np.array([0.9, 0.1, 0.1, 0.1]))
-    rule = best_tracking_rule(figure, backdrop)
-    assert (rule["backdrop_caught"], rule["figure_searched_again"], rule["min_extent"]) == (0.5, 0.25, 0.0), rule
+    features = presence_features(keypoints, scores, 2.0)
+    assert np.mean(presence_probability(features, got) < 0.5) > 0.8
+    assert np.mean(presence_probability(features, FALLBACK_PRESENCE) < 0.5) > 0.8
+    # the fit: the feature that parts the classes gets a weight of its sign (the ridge keeps it finite where they
+    # part completely), the feature both classes share none; classes mirrored through 0 need no bias
+    rng = np.random.default_rng(0)
+    figure = np.c_[rng.normal(3.0, 1.0, 200), rng.normal(0.0, 1.0, 200)]
+    backdrop = figure * [-1.0, 1.0]
+    fitted = fit_presence(figure, backdrop)
+    assert fitted["weights"][0] > 1.0 and abs(fitted["weights"][1]) < 1e-9 and abs(fitted["bias"]) < 1e-9, fitted
+    assert fitted == fit_presence(figure, backdrop)                        # deterministic
+    assert np.all(presence_probability(figure, fitted) > 0.5) and np.all(presence_probability(backdrop, fitted) < 0.5)
+    half = presence_probability(np.array([[0.0, 0.0], [1.0, 2.0], [-1e4, 0.0], [1e4, 0.0]]),
+                                {"weights": [1.0, 0.5], "bias": -2.0})
+    np.testing.assert_allclose(half, [1 / (1 + np.exp(2.0)), 0.5, 0.0, 1.0], atol=1e-12)
+    # the features: log scores, log lowest score, log extent; a pose collapsed to a point reaches the floor
+    points = np.zeros((13, 2))
+    points[1] = (3.0, 4.0)
+    values = presence_features(points, np.linspace(0.1, 0.9, 13), 8.0)
+    np.testing.assert_allclose(values, np.log(np.r_[np.linspace(0.1, 0.9, 13), 0.1, 0.5]))
+    assert presence_features(np.zeros((13, 2)), np.zeros(13), 8.0).tolist() == [np.log(1e-4)] * 15
 
 
 @pytest.mark.slow

@@ -90,12 +90,12 @@ def test_info_prints_the_estimator_section_and_its_parity_rows(device_bundle, ca
     section = json.loads((device_bundle / "manifest.json").read_text())["estimator"]
     assert ("estimator   input 64x64 NCHW rgb, mean 128,128,128, scale 0.015625,0.015625,0.015625; the person box is "
             "0.5 of the crop's side") in text
-    tracking = section["tracking"]
-    assert [(r["format"], r["precision"]) for r in tracking["files"]] == [("onnx", "fp32"), ("onnx", "int8"),
+    presence = section["presence"]
+    assert [(r["format"], r["precision"]) for r in presence["files"]] == [("onnx", "fp32"), ("onnx", "int8"),
                                                                          ("tflite", "fp32"), ("tflite", "int8")]
-    for name, row in [("torch", tracking)] + [(f"{r['format']} {r['precision']}", r) for r in tracking["files"]]:
-        assert (f"              {name}: {row['min_score']:g}, {row['min_extent']:g} ({row['backdrop_caught']:.0%}, "
-                f"{row['figure_searched_again']:.0%})\n") in text
+    for name, row in [("torch", presence)] + [(f"{r['format']} {r['precision']}", r) for r in presence["files"]]:
+        assert f"              {name}: {row['figure_kept']:.0%}, {row['backdrop_caught']:.0%}\n" in text
+        assert row["figure_kept"] > 0.9 and row["backdrop_caught"] > 0.85, (name, row)
     rows = text.split("estimator parity (held-out frames, vs the torch model)\n")[1].splitlines()[2:]
     assert len(section["parity"]) == 4
     for row, line in zip(section["parity"], rows):

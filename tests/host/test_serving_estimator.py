@@ -46,13 +46,14 @@ def estimate(client, frames, boxes=None, binary=True):
     for tensor, array in zip(tensors, (frames, boxes)):
         tensor.set_data_from_numpy(array, **kw)
     result = client.infer("posetok_estimate", tensors)
-    return {name: result.as_numpy(name) for name in ("KEYPOINTS", "SCORES", "TOKEN_IDS")}
+    return {name: result.as_numpy(name) for name in ("KEYPOINTS", "SCORES", "TOKEN_IDS", "PRESENCE")}
 
 
 def assert_same_poses(got: dict, want: list):
     np.testing.assert_array_equal(got["KEYPOINTS"], np.stack([p.keypoints for p in want]))
     np.testing.assert_array_equal(got["SCORES"], np.stack([p.scores for p in want]))
     np.testing.assert_array_equal(got["TOKEN_IDS"], np.stack([p.token_ids for p in want]))
+    np.testing.assert_array_equal(got["PRESENCE"], np.array([[p.presence] for p in want], np.float32))
 
 
 def test_estimate_is_served_with_its_documented_tensors(served_estimator, local_estimator):
@@ -64,7 +65,8 @@ def test_estimate_is_served_with_its_documented_tensors(served_estimator, local_
                                   {"name": "BOX", "datatype": "INT32", "shape": [-1, 4]}]
         assert meta["outputs"] == [{"name": "KEYPOINTS", "datatype": "FP32", "shape": [-1, 13, 2]},
                                    {"name": "SCORES", "datatype": "FP32", "shape": [-1, 13]},
-                                   {"name": "TOKEN_IDS", "datatype": "INT32", "shape": [-1, m]}]
+                                   {"name": "TOKEN_IDS", "datatype": "INT32", "shape": [-1, m]},
+                                   {"name": "PRESENCE", "datatype": "FP32", "shape": [-1, 1]}]
         config = h.get_model_config("posetok_estimate")
         assert [i.get("optional", False) for i in config["input"]] == [False, True]
         assert config["max_batch_size"] == 64 and "dynamic_batching" in config

@@ -185,13 +185,29 @@ def test_frame_to_pose_ensemble_is_declared_and_chained(est_repo, estimator_bund
                                                                         "posetok_from_crop"]
     assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [
         ("IMAGE", model_config_pb2.TYPE_UINT8, [-1, -1, 3]), ("BOX", model_config_pb2.TYPE_INT32, [4])]
-    assert [t.name for t in config.output] == ["KEYPOINTS", "SCORES", "TOKEN_IDS"]
+    assert [t.name for t in config.output] == ["KEYPOINTS", "SCORES", "TOKEN_IDS", "PRESENCE"]
     pre = parsed["posetok_preprocess"]
     assert pre.backend == "python" and pre.parameters["bundle"].string_value == ""
     settings = json.loads(pre.parameters["settings"].string_value)
-    contract = Bundle.load(estimator_bundle[0]).spec.estimator["input"]
-    assert settings == {"mean": contract["mean"], "scale": contract["scale"], "figure_share": 0.5}
+    section = Bundle.load(estimator_bundle[0]).spec.estimator
+    onnx_fp32 = section["presence"]["files"][0]
+    assert (onnx_fp32["format"], onnx_fp32["precision"]) == ("onnx", "fp32")
+    assert settings == {"mean": section["input"]["mean"], "scale": section["input"]["scale"], "figure_share": 0.5,
+                        "presence": {"weights": onnx_fp32["weights"], "bias": onnx_fp32["bias"]}}
     assert len(settings["mean"]) == 3
+
+
+def test_from_crop_step_refuses_settings_without_a_presence_model():
+    from posetok.serving.models import served_model
+    step = served_model("posetok_from_crop")
+    good = {"weights": [0.5] * 15, "bias": -1.0}
+    assert step.open("", {"presence": good}) == good
+    for bad in (None, [0.5] * 15, {"weights": [0.5] * 14, "bias": 0.0}, {"weights": [0.5] * 15},
+                {"weights": [0.5] * 14 + ["x"], "bias": 0.0}, {"weights": [0.5] * 15, "bias": True},
+                {"weights": [0.5] * 14 + [float("nan")], "bias": 0.0}):
+        with pytest.raises(ValueError, match=r"^posetok_from_crop needs the setting presence: \{\"weights\": 15 "
+                                             r"finite numbers, \"bias\": a finite number\}, got "):
+            step.open("", {} if bad is None else {"presence": bad})
 
 
 def infer(client, model, tensors: dict, outputs):
@@ -231,10 +247,13 @@ def test_frame_to_pose_steps_run_in_the_bundled_tritonserver(est_repo, estimator
                 np.testing.assert_array_equal(crop, kernels.crop_image(f, tuple(int(v) for v in square), (64, 64),
                                                                        mean=contract["mean"], scale=contract["scale"]))
             keypoints, scores, token_ids = session.run(["keypoints", "scores", "token_ids"], {"image": image})
-            kp, sc = infer(client, "posetok_from_crop", {"keypoints": keypoints, "scores": scores,
-                                                         "crop_box": crop_box}, ("KEYPOINTS", "SCORES"))
+            kp, sc, presence = infer(client, "posetok_from_crop", {"keypoints": keypoints, "scores": scores,
+                                                                   "crop_box": crop_box},
+                                     ("KEYPOINTS", "SCORES", "PRESENCE"))
             np.testing.assert_allclose(kp, np.stack([p.keypoints for p in want]), atol=1e-3)
             np.testing.assert_allclose(sc, np.stack([p.scores for p in want]), atol=1e-5)
+            assert presence.shape == (4, 1)
+            np.testing.assert_allclose(presence[:, 0], [p.presence for p in want], atol=1e-4)
             assert (token_ids == np.stack([p.token_ids for p in want])).mean() >= 0.95
             with pytest.raises(httpclient.InferenceServerException, match="lies outside the 320x240 frame") as bad:
                 infer(client, "posetok_preprocess", {"IMAGE": frames[:1], "BOX": np.array([[400, 0, 9, 9]],

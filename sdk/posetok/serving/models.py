@@ -15,7 +15,8 @@ Tensors (B is the batch dimension, up to ``--max-batch``):
     posetok_estimate  IMAGE [B,H,W,3] UINT8 RGB frames (H, W >= 16),
                       BOX [B,4] INT32 (x, y, w, h) frame pixels, optional
                                                     -> KEYPOINTS [B,13,2] FP32 frame pixels,
-                                                       SCORES [B,13] FP32 in [0, 1], TOKEN_IDS [B,M] INT32
+                                                       SCORES [B,13] FP32 in [0, 1], TOKEN_IDS [B,M] INT32,
+                                                       PRESENCE [B,1] FP32 in [0, 1]
 
 ``posetok_estimate`` is ``PoseEstimator.estimate(frame, box)`` per item (served
 only when the bundle has an estimator): with a BOX (a person box) one pass on
@@ -34,12 +35,21 @@ frames of one size.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
 from .. import kernels
-from ..estimator import EstimatorOptions, PoseEstimator
+from ..checks import is_real_number
+from ..estimator import (
+    PRESENCE_FEATURES,
+    EstimatorOptions,
+    PoseEstimator,
+    _bundle_presence,
+    presence_features,
+    presence_probability,
+)
 from ..person_boxes import _check_box, _check_frame, person_crop
 from ..skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels, pixels_to_normalized
 from ..tokenizer import PoseTokenizer, TokenizerOptions
@@ -184,13 +194,15 @@ def _estimate(est: PoseEstimator, inputs: dict) -> dict:
     images = inputs["IMAGE"]
     poses = [est.estimate(image, box=box) for image, box in zip(images, _boxes(inputs, images))]
     return {"KEYPOINTS": np.stack([p.keypoints for p in poses]), "SCORES": np.stack([p.scores for p in poses]),
-            "TOKEN_IDS": np.stack([p.token_ids for p in poses])}
+            "TOKEN_IDS": np.stack([p.token_ids for p in poses]),
+            "PRESENCE": np.asarray([[p.presence] for p in poses], np.float32)}
 
 
 KEYPOINTS = TensorDef("KEYPOINTS", "FP32", (NUM_KEYPOINTS, 2))
 TOKEN_IDS = TensorDef("TOKEN_IDS", "INT32", ("num_tokens",))
 IMAGE = TensorDef("IMAGE", "UINT8", (-1, -1, 3))
 SCORES = TensorDef("SCORES", "FP32", (NUM_KEYPOINTS,))
+PRESENCE = TensorDef("PRESENCE", "FP32", (1,))
 
 MODELS: tuple[ServedModel, ...] = (
     ServedModel("posetok_encode", "encoder", (KEYPOINTS,), (TOKEN_IDS,), open_tokenizer, _encode,
@@ -198,8 +210,8 @@ MODELS: tuple[ServedModel, ...] = (
     ServedModel("posetok_decode", "decoder", (TOKEN_IDS,), (KEYPOINTS,), open_tokenizer, _decode,
                 "token ids -> keypoints in pixels of the 64-px frame"),
     ServedModel("posetok_estimate", "estimator", (IMAGE, TensorDef("BOX", "INT32", (4,), optional=True)),
-                (KEYPOINTS, SCORES, TOKEN_IDS), open_estimator, _estimate,
-                "RGB frames (+ optional person boxes) -> keypoints in frame pixels, scores, token ids"),
+                (KEYPOINTS, SCORES, TOKEN_IDS, PRESENCE), open_estimator, _estimate,
+                "RGB frames (+ optional person boxes) -> keypoints in frame pixels, scores, token ids, presence"),
 )
 
 
@@ -207,22 +219,27 @@ def _no_runtime(bundle_dir: str, settings: dict) -> None:
     return None
 
 
-def pipeline_settings(bundle: Any) -> dict:
+def pipeline_settings(bundle: Any, precision: str = "fp32") -> dict:
     """What the ``PIPELINE_STEPS`` need from the bundle, which the NGC container does not have.
 
     Args:
         bundle: a loaded ``posetok.Bundle``.
+        precision: the precision of the ONNX estimator the ensemble runs.
 
     Returns:
-        ``{"mean": [3 floats], "scale": [3 floats], "figure_share": float}``
-        of the manifest's ``estimator`` section (the crop's normalization and
-        size around a person box), or {} without an estimator.
+        ``{"mean": [3 floats], "scale": [3 floats], "figure_share": float,
+        "presence": {"weights": [...], "bias": float}}`` of the manifest's
+        ``estimator`` section (the crop's normalization and size around a
+        person box, the presence model of the ONNX files of ``precision``),
+        or {} without an estimator.
     """
     section = bundle.spec.estimator or {}
     spec = section.get("input") or {}
     settings = {k: [float(v) for v in spec[k]] for k in ("mean", "scale") if k in spec}
     if "figure_share" in section:
         settings["figure_share"] = float(section["figure_share"])
+    if section:
+        settings["presence"] = _bundle_presence(section.get("presence"), "onnx", precision)
     return settings
 
 
@@ -249,13 +266,26 @@ def _preprocess(norm: tuple, inputs: dict) -> dict:
     return {"image": np.stack(crops), "crop_box": np.asarray(squares, np.int32).reshape(-1, 4)}
 
 
-def _from_crop(_, inputs: dict) -> dict:
-    """Model-frame keypoints of a crop -> frame pixels (``PoseEstimator``'s formula), scores clipped to [0, 1]."""
+def _open_from_crop(bundle_dir: str, settings: dict) -> dict:
+    model = settings.get("presence")
+    weights = model.get("weights") if isinstance(model, dict) else None
+    if not (isinstance(weights, list) and len(weights) == PRESENCE_FEATURES and
+            all(is_real_number(w) and math.isfinite(w) for w in weights + [model.get("bias")])):
+        raise ValueError(f"posetok_from_crop needs the setting presence: {{\"weights\": {PRESENCE_FEATURES} finite "
+                         f"numbers, \"bias\": a finite number}}, got {model!r}")
+    return model
+
+
+def _from_crop(presence: dict, inputs: dict) -> dict:
+    """Model-frame keypoints of a crop -> frame pixels (``PoseEstimator``'s formula), scores clipped to [0, 1],
+    the presence of the pass (``PoseEstimator``'s model, at box_scale 1)."""
     boxes = inputs["crop_box"]
     px64 = normalized_to_pixels(np.asarray(inputs["keypoints"], np.float32))
     side = (boxes[:, 2] / FRAME_SIZE).astype(np.float32)
     keypoints = boxes[:, None, :2].astype(np.float32) + px64 * side[:, None, None]
-    return {"KEYPOINTS": keypoints, "SCORES": np.clip(np.asarray(inputs["scores"], np.float32), 0.0, 1.0)}
+    scores = np.clip(np.asarray(inputs["scores"], np.float32), 0.0, 1.0)
+    chance = presence_probability(presence_features(px64, scores, FRAME_SIZE), presence)
+    return {"KEYPOINTS": keypoints, "SCORES": scores, "PRESENCE": chance.astype(np.float32).reshape(-1, 1)}
 
 
 # Python-backend steps of the ``posetok export --triton`` ensembles (the ONNX graphs
@@ -275,8 +305,9 @@ PIPELINE_STEPS: tuple[ServedModel, ...] = (
                 (TensorDef("image", "FP32", (3, FRAME_SIZE, FRAME_SIZE)), CROP_BOX), _open_preprocess, _preprocess,
                 "RGB frames + person boxes -> the estimator's input (posetok.kernels.crop_image) and the square box"),
     ServedModel("posetok_from_crop", "estimator",
-                (KEYPOINTS_MODEL, TensorDef("scores", "FP32", (NUM_KEYPOINTS,)), CROP_BOX), (KEYPOINTS, SCORES),
-                _no_runtime, _from_crop, "the estimator's model-frame keypoints and the square box -> frame pixels"),
+                (KEYPOINTS_MODEL, TensorDef("scores", "FP32", (NUM_KEYPOINTS,)), CROP_BOX),
+                (KEYPOINTS, SCORES, PRESENCE), _open_from_crop, _from_crop,
+                "the estimator's model-frame keypoints and the square box -> frame pixels, presence"),
 )
 
 
