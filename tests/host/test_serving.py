@@ -425,12 +425,14 @@ def test_a_loaded_bundle_is_served_as_is_and_a_key_for_it_is_refused(linear_bund
 
 def test_bench_client_counts_answered_and_failed_requests_apart(served, linear_bundle):  # noqa: F811
     server = types.SimpleNamespace(grpc_url=served.grpc, bundle=Bundle.load(linear_bundle[0]))
-    ok = measure_client(server, "posetok_decode", 2, 300)
-    assert ok["failed"] == 0 and ok["failure"] is None and ok["succeeded"] > 0
+    # the window is long enough for a request to end in it on a loaded two-core host, where one
+    # answer has taken over 300 ms (a CI run saw none end in a 300 ms window)
+    ok = measure_client(server, "posetok_decode", 2, 2000)
+    assert ok["failed"] == 0 and ok["failure"] is None and ok["succeeded"] > 0, ok
     assert ok["throughput_per_s"] == pytest.approx(ok["succeeded"] / ok["seconds"], abs=0.06)
     assert 0 < ok["p50_ms"] <= ok["p99_ms"]
     # every request fails (no such model): the threads go on, nothing counts as answered
-    bad = measure_client(server, "posetok_nothing", 2, 300)
+    bad = measure_client(server, "posetok_nothing", 2, 1000)
     assert bad["succeeded"] == 0 and bad["throughput_per_s"] == 0 and bad["p50_ms"] is None
     assert bad["p99_ms"] is None and bad["failed"] > 0
     assert "posetok_nothing" in bad["failure"], bad["failure"]
@@ -451,7 +453,7 @@ def test_serve_bench_reports_refused_requests_and_exits_3(linear_bundle):  # noq
     """A queue of 1 with a 100 ms batching delay refuses most of 8 clients' requests (batching on only:
     without dynamic batching there is no queue bound): counted, left out of the rates, no speedup, status 3."""
     before = work_folders()
-    run = serve_cli("serve-bench", str(linear_bundle[0]), "--concurrency", "8", "--interval-ms", "400",
+    run = serve_cli("serve-bench", str(linear_bundle[0]), "--concurrency", "8", "--interval-ms", "1000",
                     "--max-queue-size", "1", "--max-queue-delay-us", "100000", "--json", timeout=300)
     assert run.returncode == 3, run.stderr[-3000:]
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
