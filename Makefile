@@ -91,11 +91,16 @@ remeasure: device-install
 	$(PY) -m posetok eval-estimator --json --flip-test --shift-test | tee $(REMEASURE)/eval-flip-and-shift-tests.json
 	@echo "== breakdown (and docs/estimator_breakdown.png)"
 	$(PY) -m posetok eval-estimator --breakdown --plot docs/estimator_breakdown.png | tee $(REMEASURE)/breakdown.txt
+	@echo "== the shift test's move, swept on fresh frames"
+	$(PY) -m posetok study-estimator shift-sweep --json | tee $(REMEASURE)/shift-sweep.json
 	@echo "== the host tests that quote figures (export included)"
 	$(PY) -m pytest -q -s -p no:cacheprovider $(REMEASURE_HOST_TESTS) | tee $(REMEASURE)/host-tests.txt
 	@echo "== export: parity rows and presence models of every file"
 	$(PY) -m posetok export --out build/bundle --force | tee $(REMEASURE)/export.txt
 	$(PY) -m posetok info build/bundle | tee $(REMEASURE)/bundle.txt
+	@echo "== video mode's searches while tracking still figures, and presence on crops holding part of a figure"
+	$(PY) -m posetok study-estimator video-margins --json | tee $(REMEASURE)/video-margins.json
+	$(PY) -m posetok study-estimator partial-figures --json | tee $(REMEASURE)/partial-figures.json
 	@echo "== demo rows"
 	$(PY) -m posetok_converters.demo --bundle build/bundle | tee $(REMEASURE)/demo.txt
 	@echo "== the estimator on the emulated board (ai-edge-litert + onnxruntime, then tflite-runtime's int8)"

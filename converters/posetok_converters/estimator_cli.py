@@ -399,3 +399,56 @@ def _print_breakdown(model, n: int, plot: Path | None, as_json: bool, flip_test:
     if plot is not None:
         print(f"wrote {plot}")
     return 0
+
+
+STUDIES = ("shift-sweep", "video-margins", "partial-figures")
+
+
+def study_main(argv: list[str], prog: str) -> int:
+    p = argparse.ArgumentParser(prog=prog, description="The measurements behind the README's choices for the "
+                                "runtime's estimator (see posetok_converters.estimator_studies): shift-sweep, the "
+                                "shift test's error for each move (torch model); video-margins, how often video mode "
+                                "searches again while tracking still figures, per box_scale; partial-figures, the "
+                                "presence of crops around a figure and moved off it (both on a bundle).")
+    p.add_argument("study", choices=STUDIES)
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="shift-sweep: the estimator checkpoint (default: the shipped one)")
+    p.add_argument("--bundle", type=Path, default=Path("build/bundle"),
+                   help="video-margins and partial-figures: the bundle folder (default: build/bundle)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="fresh frames (shift-sweep: 2000, partial-figures: 300) or, for video-margins, still "
+                        "figures (6)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if refuse_out_of_range(prog, [("--frames", args.frames, ">=", 1, "")]):
+        return 2
+    from . import estimator_studies as studies
+    count = {} if args.frames is None else {"figures" if args.study == "video-margins" else "n": args.frames}
+    if args.study == "shift-sweep":
+        try:
+            model, _ = load_estimator(args.checkpoint)
+        except (FileNotFoundError, ValueError) as exc:
+            return refuse(prog, str(exc))
+        progress = None if args.json else print
+        result = studies.shift_sweep(model, progress=progress, **count)
+    else:
+        from posetok.errors import PosetokError
+        run = studies.video_margin_searches if args.study == "video-margins" else studies.partial_figure_presence
+        try:
+            result = run(args.bundle, **count)
+        except (PosetokError, OSError) as exc:
+            return refuse(prog, str(exc))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.study == "shift-sweep":
+        print(f"{result['frames']} fresh frames: best move {result['best_shift_px']:g} model px "
+              f"(the runtime's SHIFT_TEST_PX: {result['runtime_shift_px']:g})")
+    elif args.study == "video-margins":
+        for scale, searches in result["searches_again"].items():
+            print(f"box_scale {scale}: searched again {searches} times in {result['tracked_frames']} tracked "
+                  f"frames ({result['figures']} still figures)")
+    else:
+        for shift, row in result["by_shift"].items():
+            print(f"crop moved by {shift} of its side: presence median {row['median']:.3f}, "
+                  f"{row['kept']:.0%} at min_presence or more ({result['frames']} frames)")
+    return 0

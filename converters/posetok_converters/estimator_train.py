@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from posetok.estimator import shift_test_boxes
+from posetok.estimator import SHIFT_TEST_PX, shift_test_boxes
 from posetok.skeleton import FRAME_SIZE, HALF_FRAME
 
 from . import frames
@@ -266,7 +266,8 @@ def predict_in_chunks(model: PoseEstimatorModel, pictures: np.ndarray, flip_test
 
 @torch.no_grad()
 def keypoints_in_views(model: PoseEstimatorModel, crops_of: Callable[[list[tuple]], np.ndarray], crops: list[tuple],
-                       flip_test: bool = False, shift_test: bool = False) -> np.ndarray:
+                       flip_test: bool = False, shift_test: bool = False,
+                       shift_px: float = SHIFT_TEST_PX) -> np.ndarray:
     """The runtime's pose from each square crop of a frame, with the torch model: the crop's pass (``flip_test``:
     with its mirror image's, see ``PoseEstimatorModel.forward``) and, with ``shift_test``, the passes on its two
     ``posetok.estimator.shift_test_boxes``, averaged in frame pixels as ``PoseEstimator`` does.
@@ -274,6 +275,7 @@ def keypoints_in_views(model: PoseEstimatorModel, crops_of: Callable[[list[tuple
     Args:
         crops_of: boxes [n] (one per frame) -> the kernel's float32 model inputs [n,3,64,64] of the frames.
         crops: the square crops (x, y, side, side) [n], one per frame.
+        shift_px: the shift test's move in model pixels (the runtime's ``SHIFT_TEST_PX``).
 
     Returns:
         keypoints [n,13,2] in frame pixels, float64.
@@ -282,7 +284,7 @@ def keypoints_in_views(model: PoseEstimatorModel, crops_of: Callable[[list[tuple
     device = next(model.parameters()).device
     views = [list(crops)]
     if shift_test:
-        moved = [shift_test_boxes(tuple(int(v) for v in box)) for box in crops]
+        moved = [shift_test_boxes(tuple(int(v) for v in box), shift_px) for box in crops]
         views += [[pair[i] for pair in moved] for i in range(2)]
     estimates = []
     for boxes in views:
@@ -294,9 +296,10 @@ def keypoints_in_views(model: PoseEstimatorModel, crops_of: Callable[[list[tuple
 
 
 def held_out_keypoints(model: PoseEstimatorModel, batch: frames.FrameBatch, flip_test: bool = False,
-                       shift_test: bool = False) -> np.ndarray:
+                       shift_test: bool = False, shift_px: float = SHIFT_TEST_PX) -> np.ndarray:
     """The model's keypoints [n,13,2] on held-out frames, in the 64-px frame of each frame's crop (float32);
-    ``flip_test`` and ``shift_test`` as the runtime's (the shift test needs ``batch.camera``)."""
+    ``flip_test``, ``shift_test`` and ``shift_px`` as in ``keypoints_in_views`` (the shift test needs
+    ``batch.camera``)."""
     if not shift_test:
         estimated = np.empty_like(batch.poses_px)
         for part, out in predict_in_chunks(model, batch.pictures, flip_test):
@@ -306,7 +309,7 @@ def held_out_keypoints(model: PoseEstimatorModel, batch: frames.FrameBatch, flip
         raise ValueError("the shift test needs the camera frames: make the batch with keep_camera=True")
     crops = [tuple(int(v) for v in box) for box in batch.boxes]
     camera_px = keypoints_in_views(model, lambda boxes: frames.model_inputs(batch.camera, boxes)[0], crops,
-                                   flip_test, shift_test)
+                                   flip_test, shift_test, shift_px)
     boxes = batch.boxes.astype(np.float64)
     return ((camera_px - boxes[:, None, :2]) * (FRAME_SIZE / boxes[:, 2])[:, None, None]).astype(np.float32)
 

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
                        "evaluate an estimator on held-out frames (clean and occluded)", True),
     "average-estimators": ("posetok_converters.estimator_cli:average_main",
                            "average the weights of estimator runs continued from the same weights", True),
+    "study-estimator": ("posetok_converters.estimator_cli:study_main",
+                        "the shift-test, video-margin and partial-figure studies behind the README", True),
 }
 
 

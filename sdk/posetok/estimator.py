@@ -3,7 +3,7 @@
     with PoseEstimator.from_bundle("bundle/") as est:
         pose = est.estimate(rgb)                         # (H, W, 3) or (H, W) uint8, whole frame searched
         pose = est.estimate_nv21(y, vu, box=(x, y, w, h))
-        pose.keypoints, pose.scores, pose.token_ids, pose.box, pose.presence
+        pose.keypoints, pose.scores, pose.token_ids, pose.box, pose.presence, pose.searched
 
 One pass: a square box -> the one-pass kernel crops and area-downscales it to
 the 64x64 model input (``posetok.kernels.crop_image`` / ``crop_nv21`` /
@@ -102,6 +102,10 @@ class PoseResult:
         presence: float in [0, 1], the probability that the crop holds a
             figure rather than backdrop alone (``presence_probability``); video
             mode searches the frame again when it falls under ``min_presence``.
+        searched: True when ``box`` came from a coarse pass over the whole
+            frame: no box was given and, in video mode, there was no tracked
+            crop (the first frame, after ``reset()`` or a new frame size) or
+            the tracked pass's presence fell under ``min_presence``.
     """
 
     keypoints: np.ndarray
@@ -109,6 +113,7 @@ class PoseResult:
     token_ids: np.ndarray
     box: tuple
     presence: float
+    searched: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,18 +225,20 @@ def flip_test_mean(keypoints: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
     return mean
 
 
-def shift_test_boxes(box: tuple) -> list[tuple]:
-    """The two crops the shift test runs besides ``box``: moved by ``SHIFT_TEST_PX`` model pixels (at least one
+def shift_test_boxes(box: tuple, shift_px: float = SHIFT_TEST_PX) -> list[tuple]:
+    """The two crops the shift test runs besides ``box``: moved by ``shift_px`` model pixels (at least one
     frame pixel) along x and y, one each way.
 
     Args:
         box: ``(x, y, side, side)`` ints, a square crop in frame pixels.
+        shift_px: the move in model pixels (of the 64-px model frame); the
+            runtime's is ``SHIFT_TEST_PX``.
 
     Returns:
         ``[(x + d, y + d, side, side), (x - d, y - d, side, side)]``.
     """
     x, y, side, _ = box
-    step = max(1, int(math.floor(SHIFT_TEST_PX * side / FRAME_SIZE + 0.5)))
+    step = max(1, int(math.floor(shift_px * side / FRAME_SIZE + 0.5)))
     return [(x + step, y + step, side, side), (x - step, y - step, side, side)]
 
 
@@ -588,6 +595,7 @@ class PoseEstimator:
         if t_ms is not None and self._track is not None and self._track[1] != (width, height):
             self._restart_track()            # another frame size: the tracked crop means nothing in it
         tracked = box is None and self._track is not None
+        searched = box is None and not tracked
         square = (self._crop(box, width, height) if box is not None else self._track[0] if tracked
                   else self._search(crop, width, height))
         views = (self.options.flip_test, self.options.shift_test)
@@ -598,11 +606,11 @@ class PoseEstimator:
             x, y, side, _ = square
             if not (x <= found[0] + found[2] / 2 <= x + side and y <= found[1] + found[3] / 2 <= y + side):
                 self._restart_track()        # the figure is elsewhere: do not smooth across the jump
-            square = found
+            square, searched = found, True
             keypoints, scores, ids = self._pass(crop, square, *views)
             presence = self._presence(keypoints, scores, square[2])
         if t_ms is not None:
             dt = None if self._last_ms is None else (t_ms - self._last_ms) / 1000.0
             keypoints = self._filter(keypoints, dt, 1.0 / square[2]).astype(np.float32)
             self._track, self._last_ms = (self._box_around(keypoints, width, height), (width, height)), t_ms
-        return PoseResult(keypoints, scores, ids, square, presence)
+        return PoseResult(keypoints, scores, ids, square, presence, searched)

@@ -132,6 +132,9 @@ def test_shift_test_boxes_move_the_crop_by_a_model_pixel_and_a_half_either_way()
     assert shift_test_boxes((0, 0, 256, 256)) == [(6, 6, 256, 256), (-6, -6, 256, 256)]
     assert shift_test_boxes((5, 5, 16, 16)) == [(6, 6, 16, 16), (4, 4, 16, 16)]
     assert SHIFT_TEST_PX == 1.5
+    # another move (the shift sweep's): 3 model px are 12 frame px on a 256-px crop; 0.2 still moves one
+    assert shift_test_boxes((0, 0, 256, 256), 3.0) == [(12, 12, 256, 256), (-12, -12, 256, 256)]
+    assert shift_test_boxes((0, 0, 64, 64), 0.2) == [(1, 1, 64, 64), (-1, -1, 64, 64)]
 
 
 @export_test
@@ -427,21 +430,23 @@ def test_video_mode_searches_again_after_a_new_frame_size_or_a_low_presence(esti
     with PoseEstimator.from_bundle(root) as image:
         want_small, want_far = image.estimate(rgb[1]), image.estimate(far)
         first_crop = video_crop_after(near, image)
+        assert want_small.searched and not image.estimate(rgb[1], box=(10, 10, 40, 40)).searched
     keep = video_options(0.0)                                                 # never search while tracking
     with PoseEstimator.from_bundle(root, options=keep) as video:
-        video.estimate(near, timestamp_ms=0)
+        assert video.estimate(near, timestamp_ms=0).searched                  # nothing tracked yet
         got = video.estimate(rgb[1], timestamp_ms=33)     # 96x96 after 320x240: searched, the filter restarted
-        assert got.box == want_small.box
+        assert got.box == want_small.box and got.searched
         np.testing.assert_array_equal(got.keypoints, want_small.keypoints)
         video.reset()
-        video.estimate(near, timestamp_ms=0)
+        assert video.estimate(near, timestamp_ms=0).searched
         stuck = video.estimate(far, timestamp_ms=33)      # the crop of the last pose, which the figure left
-        assert stuck.box == first_crop != want_far.box
+        assert stuck.box == first_crop != want_far.box and not stuck.searched
     search = video_options(1.0)                                # every tracked pass's presence is under 1
     with PoseEstimator.from_bundle(root, options=search) as video:
         video.estimate(near, timestamp_ms=0)
         found = video.estimate(far, timestamp_ms=33)
-    assert found.box == want_far.box       # searched again (the shipped model's test below follows the jump)
+    # searched again (the shipped model's test below follows the jump)
+    assert found.box == want_far.box and found.searched
 
 
 @export_test
@@ -565,6 +570,9 @@ def test_video_mode_finds_the_shipped_estimators_figure_again_after_losing_it(de
     # frame 7, which was searched), so either frame may be the one searched.
     lost = {name: [f for f, values in passes.items() if len(values) == 2] for name, passes in judged.items()}
     assert all(list(passes) == list(range(len(places))) for passes in judged.values()), judged
+    for name in judged:                              # the first frame's search, then each frame judged lost
+        assert [f for f, pose in enumerate(poses[name]) if pose.searched] == [0] + lost[name]
+    assert all(pose.searched for pose in poses["image"]) and not any(pose.searched for pose in poses["never"][1:])
     for name, frames_lost in lost.items():
         assert frames_lost[:3] == [3, 4, 5] and frames_lost[3:] in ([6], [7]), judged[name]
         assert all(judged[name][f][0] < 0.1 for f in (3, 4, 5)), judged[name]
