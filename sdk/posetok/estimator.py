@@ -65,8 +65,8 @@ from .skeleton import FRAME_SIZE, NUM_KEYPOINTS, normalized_to_pixels
 from .tokenizer import _check_flag, _check_runtime_options, _one_of, _pick_backend
 
 __all__ = ["EstimatorOptions", "MIN_BOX_PX", "MIN_FRAME_PX", "OneEuroFilter", "PRESENCE_FEATURES", "PoseEstimator",
-           "PoseResult", "RUNNING_MODES", "SHIFT_TEST_PX", "flip_test_mean", "person_crop", "presence_features",
-           "presence_probability", "presence_rows", "shift_test_boxes"]
+           "PoseResult", "RUNNING_MODES", "SHIFT_TEST_PX", "bundle_presence_model", "flip_test_mean", "person_crop",
+           "presence_features", "presence_probability", "presence_rows", "shift_test_boxes"]
 
 RUNNING_MODES = ("image", "video")
 OUTPUTS = ("keypoints", "scores", "token_ids")
@@ -296,8 +296,18 @@ def presence_rows(presence: Optional[dict]) -> list[tuple[str, dict]]:
     return [(name, row) for name, row in rows if row.get("weights") is not None]
 
 
-def _bundle_presence(presence: Optional[dict], fmt: str, precision: str) -> dict:
-    """The presence model a bundle fitted: for these files, else for the torch model, else the fallback."""
+def bundle_presence_model(presence: Optional[dict], fmt: str, precision: str) -> dict:
+    """The presence model a bundle fitted for one estimator file set (``PoseEstimator.presence_model``).
+
+    Args:
+        presence: the manifest's ``estimator.presence`` section, or None.
+        fmt, precision: the files' format and precision.
+
+    Returns:
+        ``{"weights": [PRESENCE_FEATURES floats], "bias": float}``: the model
+        fitted on these files, else on the torch model, else posetok's
+        ``FALLBACK_PRESENCE`` (a bundle exported before presence models).
+    """
     rows = dict(presence_rows(presence))
     row = rows.get(f"{fmt} {precision}", rows.get("torch", FALLBACK_PRESENCE))
     return {"weights": [float(w) for w in row["weights"]], "bias": float(row["bias"])}
@@ -353,7 +363,7 @@ class PoseEstimator:
         self.backend = _pick_backend(options.backend, offered, f"{self.precision} estimator")
         self.format = backends.FORMAT_OF_BACKEND[self.backend]
         self._mean, self._scale, self.figure_share = self._contract(section)
-        self.presence_model = _bundle_presence(section.get("presence"), self.format, self.precision)
+        self.presence_model = bundle_presence_model(section.get("presence"), self.format, self.precision)
         artifacts = bundle.select("estimator", self.format, self.precision)
         for a in artifacts:
             names = [o.name for o in a.outputs]

@@ -46,7 +46,7 @@ from ..estimator import (
     PRESENCE_FEATURES,
     EstimatorOptions,
     PoseEstimator,
-    _bundle_presence,
+    bundle_presence_model,
     presence_features,
     presence_probability,
 )
@@ -239,7 +239,7 @@ def pipeline_settings(bundle: Any, precision: str = "fp32") -> dict:
     if "figure_share" in section:
         settings["figure_share"] = float(section["figure_share"])
     if section:
-        settings["presence"] = _bundle_presence(section.get("presence"), "onnx", precision)
+        settings["presence"] = bundle_presence_model(section.get("presence"), "onnx", precision)
     return settings
 
 
