@@ -106,10 +106,11 @@ def video_margin_searches(bundle, scales: tuple[float, ...] = MARGIN_SCALES, fig
     for scale in scales:
         options = EstimatorOptions(running_mode="video", box_scale=scale, backend=backend, precision=precision)
         count = 0
-        for scene in scenes:
-            with PoseEstimator.from_bundle(bundle, options=options) as est:
+        with PoseEstimator.from_bundle(bundle, options=options) as est:
+            for scene in scenes:
+                est.reset()                  # each figure its own stream
                 poses = [est.estimate(scene, timestamp_ms=TRACKED_FRAME_MS * t) for t in range(frames_per_figure)]
-            count += sum(pose.searched for pose in poses[1:])
+                count += sum(pose.searched for pose in poses[1:])
         searches[f"{scale:g}"] = count
     return {"figures": figures, "tracked_frames": figures * (frames_per_figure - 1), "seed": seed,
             "backend": backend, "precision": precision, "searches_again": searches}
@@ -119,9 +120,10 @@ def partial_figure_presence(bundle, shifts: tuple[float, ...] = PARTIAL_SHIFTS, 
                             seed: int = PARTIAL_SEED, backend: str = "auto", precision: str = "fp32") -> dict:
     """``PoseResult.presence`` on crops around the person box, and on the same crops moved sideways.
 
-    The person box is the centre half of the square each figure was drawn
-    in; moving it by ``shift`` of that square's side moves the crop the
-    runtime makes from it alike, so at 0.5 about half the figure is out.
+    The person box is the centre of the square each figure was drawn in
+    whose crop is that square (``frames.FIGURE_SHARE`` of its side); moving
+    it by ``shift`` of the square's side moves the crop the runtime makes
+    from it alike, so at 0.5 about half the figure is out.
 
     Args:
         bundle: a bundle folder with an estimator.
@@ -140,12 +142,14 @@ def partial_figure_presence(bundle, shifts: tuple[float, ...] = PARTIAL_SHIFTS, 
     batch = frames.make_frames(n, np.random.default_rng(seed), occluders=0, keep_camera=True)
     options = EstimatorOptions(backend=backend, precision=precision)
     threshold = EstimatorOptions().min_presence
+    squares = batch.boxes.astype(np.float64)
+    inner = squares[:, 2] * frames.FIGURE_SHARE
+    margin = (squares[:, 2] - inner) / 2
     by_shift = {}
     with PoseEstimator.from_bundle(bundle, options=options) as est:
         for shift in shifts:
-            presence = np.array([est.estimate(rgb, box=(x + side / 4 + shift * side, y + side / 4, side / 2,
-                                                        side / 2)).presence
-                                 for rgb, (x, y, side, _) in zip(batch.camera, batch.boxes.astype(np.float64))])
+            presence = np.array([est.estimate(rgb, box=(x + m + shift * side, y + m, w, w)).presence
+                                 for rgb, (x, y, side, _), m, w in zip(batch.camera, squares, margin, inner)])
             by_shift[f"{shift:g}"] = {"median": round(float(np.median(presence)), 4),
                                       "kept": round(float(np.mean(presence >= threshold)), 4)}
     return {"frames": n, "seed": seed, "backend": backend, "precision": precision, "by_shift": by_shift}

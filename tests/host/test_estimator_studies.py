@@ -14,6 +14,7 @@ from posetok.estimator import SHIFT_TEST_PX
 from posetok_converters import estimator_studies as studies, frames
 from posetok_converters.estimator_cli import load_estimator
 from posetok_converters.estimator_train import held_out_keypoints
+from test_pose_estimator import person_box_of
 
 
 def test_the_shift_sweep_moves_the_extra_crops_by_each_shift():
@@ -45,11 +46,10 @@ def test_partial_figures_lose_presence_as_the_crop_leaves_the_figure(device_bund
     # measured on 12 frames: medians 0.97, 0.97 and 0.59 (half the figure out of the crop)
     assert rows[0]["median"] > 0.9 and rows[0]["kept"] >= 0.75, rows
     assert rows[2]["median"] < rows[0]["median"] - 0.2, rows
-    # the person box is the centre half of the square each figure was drawn in
     batch = frames.make_frames(12, np.random.default_rng(studies.PARTIAL_SEED), occluders=0, keep_camera=True)
     with PoseEstimator.from_bundle(device_bundle, options=EstimatorOptions()) as est:
-        presence = [est.estimate(rgb, box=(x + side / 4, y + side / 4, side / 2, side / 2)).presence
-                    for rgb, (x, y, side, _) in zip(batch.camera, batch.boxes.astype(float))]
+        presence = [est.estimate(rgb, box=person_box_of(square)).presence
+                    for rgb, square in zip(batch.camera, batch.boxes)]
     assert rows[0]["median"] == round(float(np.median(presence)), 4)
     assert rows[0]["kept"] == round(float(np.mean(np.array(presence) >= 0.5)), 4)
 
