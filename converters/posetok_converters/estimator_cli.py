@@ -94,6 +94,15 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--min-lr-ratio", type=float, default=d.min_lr_ratio,
+                   help="the learning rate's cosine decay ends at lr times this; 1 keeps it constant after the "
+                        f"warm-up (default: {d.min_lr_ratio:g})")
+    p.add_argument("--average-from", type=int, default=None, metavar="STEP",
+                   help="keep the mean of the weights after step STEP and after every --average-every steps "
+                        "from there (stochastic weight averaging), instead of the last step's; batch-norm "
+                        "statistics are averaged alike (default: off)")
+    p.add_argument("--average-every", type=int, default=d.average_every, metavar="K",
+                   help=f"steps between the weights averaged with --average-from (default: {d.average_every})")
     p.add_argument("--keypoint-weight", type=float, default=d.keypoint_weight,
                    help="weight of the tokens head's keypoint L1 (per pixel) against its cross-entropy to the "
                         "tokenizer's ids (nats); the regression head's only loss is the L1, so its training does not "
@@ -137,12 +146,17 @@ def train_main(argv: list[str], prog: str) -> int:
 
     if refuse_out_of_range(prog, [("--steps", args.steps, ">=", 1, ""), ("--batch-size", args.batch_size, ">=", 1, ""),
                                   ("--lr", args.lr, ">", 0, ""),
+                                  ("--min-lr-ratio", args.min_lr_ratio, ">=", 0, ""),
+                                  ("--average-from", args.average_from, ">=", 1, ""),
+                                  ("--average-every", args.average_every, ">=", 1, ""),
                                   ("--keypoint-weight", args.keypoint_weight, ">", 0, ""),
                                   ("--workers", args.workers, ">=", 0, ""),
                                   ("--buffer-frames", args.buffer_frames, ">=", args.batch_size, "--batch-size"),
                                   ("--threads", args.threads, ">=", 1, ""),
                                   ("--eval-frames", args.eval_frames, ">=", 1, "")]):
         return 2
+    if args.average_from is not None and args.average_from > args.steps:
+        return refuse(prog, f"--average-from must be <= --steps ({args.steps}), got {args.average_from}")
     cuda = args.device == "cuda" or args.device.startswith("cuda:")
     if args.device not in ("auto", "cpu") and not (cuda and torch.cuda.is_available()):
         return refuse(prog, f"--device must be auto, cpu or cuda, and cuda needs a GPU torch can use "
@@ -165,9 +179,10 @@ def train_main(argv: list[str], prog: str) -> int:
     cfgs = [EstimatorConfig(head=h, num_tokens=tokenizer.config.num_tokens, num_codes=tokenizer.config.num_codes)
             for h in heads]
     tcfg = EstimatorTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                keypoint_weight=args.keypoint_weight, workers=workers,
-                                buffer_frames=args.buffer_frames, seed=args.seed, device=device,
-                                precision=args.precision)
+                                min_lr_ratio=args.min_lr_ratio, keypoint_weight=args.keypoint_weight,
+                                workers=workers, buffer_frames=args.buffer_frames, seed=args.seed, device=device,
+                                precision=args.precision, average_from=args.average_from,
+                                average_every=args.average_every)
     every = 500 if args.no_progress else 50
 
     def progress(step: int, row: dict) -> None:
@@ -188,8 +203,12 @@ def train_main(argv: list[str], prog: str) -> int:
     models, history = train_estimators(cfgs, tcfg, tokenizer, progress,
                                        init={h: model for h, (model, _) in earlier.items()})
     command = "posetok " + prog.split()[-1] + " " + shlex.join(argv)
+    if history["weights_averaged"]:
+        print(f"[{prog}] the weights written are the mean of {history['weights_averaged']} points from step "
+              f"{tcfg.average_from} on, every {tcfg.average_every} steps", flush=True)
     shared = {"train_seconds": round(history["train_seconds"], 1), "frames_made": history["frames_made"],
-              "frames_seen": history["frames_seen"], "device": device, **_software()}
+              "frames_seen": history["frames_seen"], "weights_averaged": history["weights_averaged"],
+              "device": device, **_software()}
     paths = {head: (args.out if head == heads[0] else args.out / head) / CHECKPOINT_NAME for head in heads}
     metas = {head: {"command": command, "train": train_config_dict(tcfg), "tokenizer": str(args.tokenizer or "default"),
                     "tokenizer_command": tok_meta.get("command"), "history": history[head]} for head in heads}

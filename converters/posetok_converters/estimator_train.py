@@ -48,10 +48,23 @@ class EstimatorTrainConfig:
     seed: int = 0
     device: str = "cpu"
     precision: str = "fp32"           # a key of COMPUTE_DTYPES: the backbone and head's arithmetic in training
+    # weight averaging along the run (stochastic weight averaging): when set, the run returns the mean of the
+    # weights after step average_from and after every average_every steps from there, instead of the last ones
+    average_from: Optional[int] = None
+    average_every: int = 250
 
     def __post_init__(self) -> None:
         if self.precision not in COMPUTE_DTYPES:
             raise ValueError(f"precision must be one of {', '.join(COMPUTE_DTYPES)}, got {self.precision!r}")
+        if self.average_from is not None and not 1 <= self.average_from <= self.steps:
+            raise ValueError(f"average_from must be a step from 1 to steps ({self.steps}), got {self.average_from}")
+        if self.average_every < 1:
+            raise ValueError(f"average_every must be at least 1, got {self.average_every}")
+
+    def averages_after(self, count: int) -> bool:
+        """Whether the weights after ``count`` steps go into the run's weight average."""
+        return self.average_from is not None and count >= self.average_from and \
+            (count - self.average_from) % self.average_every == 0
 
 
 # Training arithmetic of the backbone and head (PoseEstimatorModel.forward's compute_dtype). Weights, optimizer
@@ -154,6 +167,38 @@ class FrameSource:
             self.procs = []
 
 
+class WeightAverage:
+    """A running mean of estimators' trained weights and batch-norm statistics, kept in float64.
+
+    The frozen tokenizer and integer counters (batch-norm step counts) are taken from the first model added.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: dict[str, torch.Tensor] = {}
+
+    @staticmethod
+    def _averaged(key: str, value: torch.Tensor) -> bool:
+        return value.is_floating_point() and not key.startswith("tokenizer.")
+
+    def add(self, model: PoseEstimatorModel) -> None:
+        self.count += 1
+        for key, value in model.state_dict().items():
+            value = value.detach()
+            if self.count == 1:
+                self.mean[key] = value.double().clone() if self._averaged(key, value) else value.clone()
+            elif self._averaged(key, value):
+                self.mean[key] += (value.double() - self.mean[key]) / self.count
+
+    def load_into(self, model: PoseEstimatorModel) -> PoseEstimatorModel:
+        """Write the mean into ``model`` (same config), in its own dtypes; returns it."""
+        if self.count == 0:
+            raise ValueError("no weights were added to the average")
+        state = model.state_dict()
+        model.load_state_dict({k: self.mean[k].to(state[k].dtype) for k in state})
+        return model
+
+
 def losses(model: PoseEstimatorModel, pictures: torch.Tensor, poses_px: torch.Tensor,
            keypoint_weight: float, compute_dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
     """The training losses and monitors for one batch."""
@@ -185,7 +230,9 @@ def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, to
             copied; the frozen tokenizer stays ``tokenizer``.
 
     Returns:
-        ({head: model}, {head: history} plus the shared "train_seconds", "frames_made", "frames_seen").
+        ({head: model}, {head: history} plus the shared "train_seconds", "frames_made", "frames_seen" and
+        "weights_averaged", the number of points along the run whose mean the models hold: 0 when
+        ``tcfg.average_from`` is unset and they hold the last step's weights).
     """
     torch.manual_seed(tcfg.seed)
     device = torch.device(tcfg.device)
@@ -204,6 +251,7 @@ def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, to
     opts = {head: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=tcfg.lr,
                                     weight_decay=tcfg.weight_decay) for head, m in models.items()}
     history: dict = {head: {"step": [], "loss": [], "l1_px": [], "token_acc": []} for head in models}
+    averages = {head: WeightAverage() for head in models}
     source = FrameSource(tcfg)
     t0 = time.time()
     try:
@@ -229,12 +277,17 @@ def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, to
                     if progress:
                         progress(step, {"head": head, **row, "frames": source.frames_made(),
                                         "seconds": time.time() - t0})
+                if tcfg.averages_after(step + 1):
+                    averages[head].add(model)
     finally:
         source.close()
-    for model in models.values():
+    for head, model in models.items():
+        if averages[head].count:
+            averages[head].load_into(model)
         model.eval()
     history.update(train_seconds=time.time() - t0, frames_made=source.frames_made(),
-                   frames_seen=tcfg.steps * tcfg.batch_size)
+                   frames_seen=tcfg.steps * tcfg.batch_size,
+                   weights_averaged=next(iter(averages.values())).count)
     return models, history
 
 
@@ -375,13 +428,10 @@ def average_estimators(models: list[PoseEstimatorModel]) -> PoseEstimatorModel:
             raise ValueError(f"estimator {i} has another config than estimator 1: {m.config} against {first.config}")
         if not same_tokenizer(m, first.tokenizer):
             raise ValueError(f"estimator {i} was trained against another tokenizer than estimator 1")
-    states = [m.state_dict() for m in models]
-    mean = {k: (torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype)
-                if v.is_floating_point() and not k.startswith("tokenizer.") else v)
-            for k, v in states[0].items()}      # load_state_dict copies: the first model is left as it was
-    out = PoseEstimatorModel(first.config, first.tokenizer)
-    out.load_state_dict(mean)
-    return out.eval()
+    mean = WeightAverage()
+    for m in models:
+        mean.add(m)
+    return mean.load_into(PoseEstimatorModel(first.config, first.tokenizer)).eval()
 
 
 def train_config_dict(tcfg: EstimatorTrainConfig) -> dict:

@@ -15,6 +15,7 @@ from posetok_converters.estimator import EstimatorConfig, PoseEstimatorModel, es
 from posetok_converters.estimator_cli import load_estimator, save_estimator
 from posetok_converters.estimator_train import (
     EstimatorTrainConfig,
+    WeightAverage,
     evaluate_estimator,
     losses,
     to_inputs,
@@ -144,6 +145,41 @@ def test_quick_training_runs_and_round_trips(tmp_path):
         load_estimator(tmp_path / "bad.pt")
 
 
+def test_weight_averaging_along_a_run_keeps_the_mean_of_the_chosen_steps(monkeypatch):
+    tokenizer, _ = load_checkpoint(None)
+    cfg = EstimatorConfig(head="tokens", num_tokens=tokenizer.config.num_tokens, num_codes=tokenizer.config.num_codes)
+    tcfg = EstimatorTrainConfig(steps=7, batch_size=8, lr=3e-3, warmup_steps=2, workers=0, average_from=3,
+                                average_every=2)
+    assert [c for c in range(1, 8) if tcfg.averages_after(c)] == [3, 5, 7]
+    snapshots = []
+    add = WeightAverage.add
+
+    def recording(self, model):
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        add(self, model)
+    monkeypatch.setattr(WeightAverage, "add", recording)
+    averaged, history = train_estimator(cfg, tcfg, tokenizer)
+    monkeypatch.setattr(WeightAverage, "add", add)
+    assert history["weights_averaged"] == len(snapshots) == 3
+    moved = 0
+    for key, value in averaged.state_dict().items():
+        if value.is_floating_point() and not key.startswith("tokenizer."):
+            mean = torch.stack([s[key].double() for s in snapshots]).mean(0).to(value.dtype)
+            assert torch.allclose(value, mean, rtol=0, atol=1e-6), key
+            moved += not torch.equal(snapshots[0][key], snapshots[-1][key])
+        else:   # the frozen tokenizer and batch-norm step counts: the first point's
+            assert torch.equal(value, snapshots[0][key]), key
+    assert moved > 10      # training moved the weights between the points, so the mean is not any one of them
+    # without averaging, the same run (frames made in-process, seeded) ends on the last point
+    last, history = train_estimator(cfg, EstimatorTrainConfig(**{**tcfg.__dict__, "average_from": None}), tokenizer)
+    assert history["weights_averaged"] == 0
+    assert all(torch.equal(v, snapshots[-1][k]) for k, v in last.state_dict().items())
+    with pytest.raises(ValueError, match="average_from must be a step from 1 to steps \\(7\\), got 8"):
+        EstimatorTrainConfig(steps=7, average_from=8)
+    with pytest.raises(ValueError, match="no weights were added"):
+        WeightAverage().load_into(averaged)
+
+
 def test_losses_of_the_regression_head_have_no_token_terms():
     tokenizer, _ = load_checkpoint(None)
     model = PoseEstimatorModel(EstimatorConfig(head="regression"), tokenizer)
@@ -216,6 +252,10 @@ def test_measuring_distances_near_each_capsule_draws_the_frames_of_the_whole_gri
     (["--batch-size", "64", "--buffer-frames", "63"], "--buffer-frames must be >= 64 (--batch-size), got 63"),
     (["--threads", "0"], "--threads must be >= 1, got 0"),
     (["--eval-frames", "0"], "--eval-frames must be >= 1, got 0"),
+    (["--min-lr-ratio", "-0.5"], "--min-lr-ratio must be >= 0, got -0.5"),
+    (["--average-from", "0"], "--average-from must be >= 1, got 0"),
+    (["--steps", "100", "--average-from", "101"], "--average-from must be <= --steps (100), got 101"),
+    (["--average-from", "5", "--average-every", "0"], "--average-every must be >= 1, got 0"),
 ])
 def test_train_estimator_refuses_bad_numbers_before_any_work(argv, message, tmp_path, capsys):
     from posetok.cli import main as cli_main
