@@ -120,10 +120,10 @@ def partial_figure_presence(bundle, shifts: tuple[float, ...] = PARTIAL_SHIFTS, 
                             seed: int = PARTIAL_SEED, backend: str = "auto", precision: str = "fp32") -> dict:
     """``PoseResult.presence`` on crops around the person box, and on the same crops moved sideways.
 
-    The person box is the centre of the square each figure was drawn in
-    whose crop is that square (``frames.FIGURE_SHARE`` of its side); moving
-    it by ``shift`` of the square's side moves the crop the runtime makes
-    from it alike, so at 0.5 about half the figure is out.
+    The person box is the one whose crop is the square each figure was
+    drawn in (``frames.person_box_of``); moving it by ``shift`` of the
+    square's side moves the crop the runtime makes from it alike, so at 0.5
+    about half the figure is out.
 
     Args:
         bundle: a bundle folder with an estimator.
@@ -142,14 +142,12 @@ def partial_figure_presence(bundle, shifts: tuple[float, ...] = PARTIAL_SHIFTS, 
     batch = frames.make_frames(n, np.random.default_rng(seed), occluders=0, keep_camera=True)
     options = EstimatorOptions(backend=backend, precision=precision)
     threshold = EstimatorOptions().min_presence
-    squares = batch.boxes.astype(np.float64)
-    inner = squares[:, 2] * frames.FIGURE_SHARE
-    margin = (squares[:, 2] - inner) / 2
     by_shift = {}
     with PoseEstimator.from_bundle(bundle, options=options) as est:
         for shift in shifts:
-            presence = np.array([est.estimate(rgb, box=(x + m + shift * side, y + m, w, w)).presence
-                                 for rgb, (x, y, side, _), m, w in zip(batch.camera, squares, margin, inner)])
+            presence = np.array([est.estimate(rgb, box=(x + shift * float(square[2]), y, w, h)).presence
+                                 for rgb, square in zip(batch.camera, batch.boxes)
+                                 for x, y, w, h in [frames.person_box_of(square)]])
             by_shift[f"{shift:g}"] = {"median": round(float(np.median(presence)), 4),
                                       "kept": round(float(np.mean(presence >= threshold)), 4)}
     return {"frames": n, "seed": seed, "backend": backend, "precision": precision, "by_shift": by_shift}

@@ -413,6 +413,14 @@ def model_inputs(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.nda
     return inputs, pictures
 
 
+def person_box_of(square) -> tuple[float, float, float, float]:
+    """The person box (x0, y0, width, height) whose runtime crop is ``square``, a frame's model-frame box
+    (x0, y0, side, side): its centre ``FIGURE_SHARE`` of the side."""
+    x, y, side, _ = (float(v) for v in square)
+    inner = side * FIGURE_SHARE
+    return (x + (side - inner) / 2, y + (side - inner) / 2, inner, inner)
+
+
 def crop_to_camera(points_px: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Points [n,k,2] in the 64-px model frame of square crops ``boxes`` [n,4] (x, y, side, side) -> camera
     pixels, float64."""

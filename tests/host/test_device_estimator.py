@@ -25,7 +25,7 @@ def camera_frames() -> dict:
     was drawn in (``boxes``), the person box whose crop is that square (``person_boxes``, what the runtime takes)
     and the true poses."""
     from posetok_converters import data, frames
-    from test_pose_estimator import person_box_of
+    from posetok_converters.frames import person_box_of
     rng = np.random.default_rng(FRAME_SEED)
     poses = data.sample_poses_rng(FRAMES, rng, distribution="upright")
     rgb, boxes = frames.draw_frames(poses, rng, occluders=0)

@@ -14,7 +14,6 @@ from posetok.estimator import SHIFT_TEST_PX
 from posetok_converters import estimator_studies as studies, frames
 from posetok_converters.estimator_cli import load_estimator
 from posetok_converters.estimator_train import held_out_keypoints
-from test_pose_estimator import person_box_of
 
 
 def test_the_shift_sweep_moves_the_extra_crops_by_each_shift():
@@ -48,7 +47,7 @@ def test_partial_figures_lose_presence_as_the_crop_leaves_the_figure(device_bund
     assert rows[2]["median"] < rows[0]["median"] - 0.2, rows
     batch = frames.make_frames(12, np.random.default_rng(studies.PARTIAL_SEED), occluders=0, keep_camera=True)
     with PoseEstimator.from_bundle(device_bundle, options=EstimatorOptions()) as est:
-        presence = [est.estimate(rgb, box=person_box_of(square)).presence
+        presence = [est.estimate(rgb, box=frames.person_box_of(square)).presence
                     for rgb, square in zip(batch.camera, batch.boxes)]
     assert rows[0]["median"] == round(float(np.median(presence)), 4)
     assert rows[0]["kept"] == round(float(np.mean(np.array(presence) >= 0.5)), 4)

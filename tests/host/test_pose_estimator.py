@@ -23,6 +23,7 @@ from posetok.cli import main as cli_main
 from posetok.estimator import MIN_BOX_PX, SHIFT_TEST_PX, OneEuroFilter, shift_test_boxes
 from posetok.png import SIGNATURE, decode_png, encode_png, read_png
 from posetok.skeleton import NUM_KEYPOINTS
+from posetok_converters.frames import person_box_of
 
 
 def export_test(f):
@@ -38,14 +39,6 @@ def camera():
     rng = np.random.default_rng(20251207)
     rgb, boxes = frames.draw_frames(data.sample_poses_rng(6, rng, distribution="upright"), rng, occluders=0)
     return rgb, boxes
-
-
-def person_box_of(model_frame_box) -> tuple:
-    """The person box whose crop is a camera frame's model-frame box (the square the figure was drawn in)."""
-    from posetok_converters import frames
-    x, y, side, _ = (float(v) for v in model_frame_box)
-    inner = side * frames.FIGURE_SHARE
-    return (x + (side - inner) / 2, y + (side - inner) / 2, inner, inner)
 
 
 def in_big_frame(rgb: np.ndarray, at=(150, 100)) -> np.ndarray:
