@@ -103,6 +103,10 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
                         "statistics are averaged alike (default: off)")
     p.add_argument("--average-every", type=int, default=d.average_every, metavar="K",
                    help=f"steps between the weights averaged with --average-from (default: {d.average_every})")
+    p.add_argument("--snapshot-every", type=int, default=None, metavar="K",
+                   help="every K steps, write the weights so far (the mean so far once --average-from has begun) "
+                        "to OUT's checkpoint, without metrics, so a run stopped early keeps its training; the "
+                        "end of the run overwrites it (default: off)")
     p.add_argument("--keypoint-weight", type=float, default=d.keypoint_weight,
                    help="weight of the tokens head's keypoint L1 (per pixel) against its cross-entropy to the "
                         "tokenizer's ids (nats); the regression head's only loss is the L1, so its training does not "
@@ -149,6 +153,7 @@ def train_main(argv: list[str], prog: str) -> int:
                                   ("--min-lr-ratio", args.min_lr_ratio, ">=", 0, ""),
                                   ("--average-from", args.average_from, ">=", 1, ""),
                                   ("--average-every", args.average_every, ">=", 1, ""),
+                                  ("--snapshot-every", args.snapshot_every, ">=", 1, ""),
                                   ("--keypoint-weight", args.keypoint_weight, ">", 0, ""),
                                   ("--workers", args.workers, ">=", 0, ""),
                                   ("--buffer-frames", args.buffer_frames, ">=", args.batch_size, "--batch-size"),
@@ -182,7 +187,7 @@ def train_main(argv: list[str], prog: str) -> int:
                                 min_lr_ratio=args.min_lr_ratio, keypoint_weight=args.keypoint_weight,
                                 workers=workers, buffer_frames=args.buffer_frames, seed=args.seed, device=device,
                                 precision=args.precision, average_from=args.average_from,
-                                average_every=args.average_every)
+                                average_every=args.average_every, snapshot_every=args.snapshot_every)
     every = 500 if args.no_progress else 50
 
     def progress(step: int, row: dict) -> None:
@@ -200,18 +205,27 @@ def train_main(argv: list[str], prog: str) -> int:
     print(f"[{prog}] heads {', '.join(heads)}: {tcfg.steps} steps x {tcfg.batch_size} frames on {device} "
           f"({tcfg.precision}), "
           f"{workers} frame worker(s)" + (f", continuing from {args.init}" if earlier else ""), flush=True)
-    models, history = train_estimators(cfgs, tcfg, tokenizer, progress,
-                                       init={h: model for h, (model, _) in earlier.items()})
     command = "posetok " + prog.split()[-1] + " " + shlex.join(argv)
+    paths = {head: (args.out if head == heads[0] else args.out / head) / CHECKPOINT_NAME for head in heads}
+    run_meta = {"command": command, "train": train_config_dict(tcfg), "tokenizer": str(args.tokenizer or "default"),
+                "tokenizer_command": tok_meta.get("command")}
+
+    def snapshot(count: int, weights: dict, averaged: int) -> None:
+        for head in heads:
+            save_estimator(paths[head], weights[head],
+                           {**run_meta, "snapshot": {"after_step": count, "weights_averaged": averaged}})
+        print(f"[{prog}] step {count}: wrote the weights so far to {args.out}" +
+              (f" (the mean of {averaged} points)" if averaged else ""), flush=True)
+
+    models, history = train_estimators(cfgs, tcfg, tokenizer, progress,
+                                       init={h: model for h, (model, _) in earlier.items()}, snapshot=snapshot)
     if history["weights_averaged"]:
         print(f"[{prog}] the weights written are the mean of {history['weights_averaged']} points from step "
               f"{tcfg.average_from} on, every {tcfg.average_every} steps", flush=True)
     shared = {"train_seconds": round(history["train_seconds"], 1), "frames_made": history["frames_made"],
               "frames_seen": history["frames_seen"], "weights_averaged": history["weights_averaged"],
               "device": device, **_software()}
-    paths = {head: (args.out if head == heads[0] else args.out / head) / CHECKPOINT_NAME for head in heads}
-    metas = {head: {"command": command, "train": train_config_dict(tcfg), "tokenizer": str(args.tokenizer or "default"),
-                    "tokenizer_command": tok_meta.get("command"), "history": history[head]} for head in heads}
+    metas = {head: {**run_meta, "history": history[head]} for head in heads}
     for head in heads:              # the weights first, without metrics: an evaluation that fails loses no training
         save_estimator(paths[head], models[head], metas[head])
     results = {}

@@ -12,6 +12,7 @@ softmax-weighted codebook. Regression head: the pixel L1 alone.
 """
 from __future__ import annotations
 
+import copy
 import math
 import multiprocessing as mp
 import os
@@ -52,6 +53,9 @@ class EstimatorTrainConfig:
     # weights after step average_from and after every average_every steps from there, instead of the last ones
     average_from: Optional[int] = None
     average_every: int = 250
+    # every snapshot_every steps the run hands its weights so far to train_estimators' snapshot callback, so a
+    # run stopped early (a lease's time limit, a killed job) keeps its training
+    snapshot_every: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.precision not in COMPUTE_DTYPES:
@@ -60,11 +64,18 @@ class EstimatorTrainConfig:
             raise ValueError(f"average_from must be a step from 1 to steps ({self.steps}), got {self.average_from}")
         if self.average_every < 1:
             raise ValueError(f"average_every must be at least 1, got {self.average_every}")
+        if self.snapshot_every is not None and self.snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be at least 1, got {self.snapshot_every}")
 
     def averages_after(self, count: int) -> bool:
         """Whether the weights after ``count`` steps go into the run's weight average."""
         return self.average_from is not None and count >= self.average_from and \
             (count - self.average_from) % self.average_every == 0
+
+    def snapshots_after(self, count: int) -> bool:
+        """Whether the run hands over its weights so far after ``count`` steps (never after the last step: the
+        run's result follows)."""
+        return self.snapshot_every is not None and count % self.snapshot_every == 0 and count < self.steps
 
 
 # Training arithmetic of the backbone and head (PoseEstimatorModel.forward's compute_dtype). Weights, optimizer
@@ -217,17 +228,22 @@ def losses(model: PoseEstimatorModel, pictures: torch.Tensor, poses_px: torch.Te
 
 
 ProgressFn = Callable[[int, dict], None]
+# (steps done, {head: the weights the run would return if it ended now}, how many points their mean holds)
+SnapshotFn = Callable[[int, dict[str, PoseEstimatorModel], int], None]
 
 
 def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, tokenizer,
-                     progress: Optional[ProgressFn] = None, init: Optional[dict[str, PoseEstimatorModel]] = None
-                     ) -> tuple[dict[str, PoseEstimatorModel], dict]:
+                     progress: Optional[ProgressFn] = None, init: Optional[dict[str, PoseEstimatorModel]] = None,
+                     snapshot: Optional[SnapshotFn] = None) -> tuple[dict[str, PoseEstimatorModel], dict]:
     """Train one estimator per config against the same frozen tokenizer, every model on the same batches
     (making frames costs more than a training step on the CPU, so a head-to-head comparison shares them).
 
     Args:
         init: {head: trained model} to continue from (same config): its backbone and head weights are
             copied; the frozen tokenizer stays ``tokenizer``.
+        snapshot: called after every ``tcfg.snapshot_every`` steps (but the last) with the weights the run
+            would return if it ended there: the mean so far once weight averaging has begun (copies), else the
+            training models themselves (the callback must not change them).
 
     Returns:
         ({head: model}, {head: history} plus the shared "train_seconds", "frames_made", "frames_seen" and
@@ -279,6 +295,10 @@ def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, to
                                         "seconds": time.time() - t0})
                 if tcfg.averages_after(step + 1):
                     averages[head].add(model)
+            if snapshot is not None and tcfg.snapshots_after(step + 1):
+                snapshot(step + 1, {head: averages[head].load_into(copy.deepcopy(model)) if averages[head].count
+                                    else model for head, model in models.items()},
+                         next(iter(averages.values())).count)
     finally:
         source.close()
     for head, model in models.items():
@@ -292,9 +312,10 @@ def train_estimators(cfgs: list[EstimatorConfig], tcfg: EstimatorTrainConfig, to
 
 
 def train_estimator(cfg: EstimatorConfig, tcfg: EstimatorTrainConfig, tokenizer,
-                    progress: Optional[ProgressFn] = None) -> tuple[PoseEstimatorModel, dict]:
+                    progress: Optional[ProgressFn] = None, snapshot: Optional[SnapshotFn] = None
+                    ) -> tuple[PoseEstimatorModel, dict]:
     """Train one estimator; returns (model, history) with the history of ``train_estimators`` for its head."""
-    models, history = train_estimators([cfg], tcfg, tokenizer, progress)
+    models, history = train_estimators([cfg], tcfg, tokenizer, progress, snapshot=snapshot)
     return models[cfg.head], {**history[cfg.head], **{k: v for k, v in history.items() if k != cfg.head}}
 
 

@@ -158,9 +158,21 @@ def test_weight_averaging_along_a_run_keeps_the_mean_of_the_chosen_steps(monkeyp
         snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         add(self, model)
     monkeypatch.setattr(WeightAverage, "add", recording)
-    averaged, history = train_estimator(cfg, tcfg, tokenizer)
+    handed = []      # the weights handed over along the run (snapshot_every), which a stopped run would keep
+
+    def snapshot(count, models, averaged):
+        handed.append((count, averaged, {k: v.detach().clone() for k, v in models["tokens"].state_dict().items()}))
+    averaged, history = train_estimator(cfg, EstimatorTrainConfig(**{**tcfg.__dict__, "snapshot_every": 3}),
+                                        tokenizer, snapshot=snapshot)
     monkeypatch.setattr(WeightAverage, "add", add)
     assert history["weights_averaged"] == len(snapshots) == 3
+    # after step 3 the mean holds step 3 alone; after step 6, steps 3 and 5; none after the last step
+    assert [(count, n) for count, n, _ in handed] == [(3, 1), (6, 2)]
+    for key, value in handed[1][2].items():
+        if value.is_floating_point() and not key.startswith("tokenizer."):
+            assert torch.equal(handed[0][2][key], snapshots[0][key]), key
+            mean = torch.stack([s[key].double() for s in snapshots[:2]]).mean(0).to(value.dtype)
+            assert torch.allclose(value, mean, rtol=0, atol=1e-6), key
     moved = 0
     for key, value in averaged.state_dict().items():
         if value.is_floating_point() and not key.startswith("tokenizer."):
@@ -176,6 +188,8 @@ def test_weight_averaging_along_a_run_keeps_the_mean_of_the_chosen_steps(monkeyp
     assert all(torch.equal(v, snapshots[-1][k]) for k, v in last.state_dict().items())
     with pytest.raises(ValueError, match="average_from must be a step from 1 to steps \\(7\\), got 8"):
         EstimatorTrainConfig(steps=7, average_from=8)
+    with pytest.raises(ValueError, match="snapshot_every must be at least 1, got 0"):
+        EstimatorTrainConfig(steps=7, snapshot_every=0)
     with pytest.raises(ValueError, match="no weights were added"):
         WeightAverage().load_into(averaged)
 
@@ -256,6 +270,7 @@ def test_measuring_distances_near_each_capsule_draws_the_frames_of_the_whole_gri
     (["--average-from", "0"], "--average-from must be >= 1, got 0"),
     (["--steps", "100", "--average-from", "101"], "--average-from must be <= --steps (100), got 101"),
     (["--average-from", "5", "--average-every", "0"], "--average-every must be >= 1, got 0"),
+    (["--snapshot-every", "0"], "--snapshot-every must be >= 1, got 0"),
 ])
 def test_train_estimator_refuses_bad_numbers_before_any_work(argv, message, tmp_path, capsys):
     from posetok.cli import main as cli_main
@@ -540,3 +555,28 @@ def test_averaging_estimators_means_their_weights_and_refuses_what_does_not_aver
         assert cli_main(["average-estimators", *paths, *out]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
+
+
+def test_train_estimator_writes_the_weights_so_far_along_the_run(tmp_path, monkeypatch):
+    from posetok.cli import main as cli_main
+    from posetok_converters import estimator_cli
+    written = []    # (meta, the checkpoint's weights read back from the file) at each write
+    save = estimator_cli.save_estimator
+
+    def recording(path, model, meta):
+        save(path, model, meta)
+        written.append((meta, load_estimator(path)[0].state_dict()))
+    monkeypatch.setattr(estimator_cli, "save_estimator", recording)
+    out = tmp_path / "run"
+    assert cli_main(["train-estimator", "--heads", "tokens", "--steps", "5", "--batch-size", "4", "--workers", "0",
+                     "--eval-frames", "8", "--average-from", "3", "--average-every", "1", "--snapshot-every", "2",
+                     "--out", str(out)]) == 0
+    # snapshots after steps 2 (the last step's weights) and 4 (the mean of steps 3 and 4), then the run's end
+    assert [meta.get("snapshot") for meta, _ in written] == [
+        {"after_step": 2, "weights_averaged": 0}, {"after_step": 4, "weights_averaged": 2}, None, None]
+    assert "metrics" not in written[1][0] and written[1][0]["command"] == written[-1][0]["command"]
+    final, _ = load_estimator(out)
+    assert torch.equal(final.state_dict()["head.classify.weight"], written[-1][1]["head.classify.weight"])
+    moved = [not torch.equal(a[1][k], b[1][k]) for a, b in zip(written, written[1:3]) for k in a[1]
+             if k.startswith("backbone.")]
+    assert sum(moved) > 10
