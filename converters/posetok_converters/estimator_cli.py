@@ -450,7 +450,7 @@ def study_main(argv: list[str], prog: str) -> int:
                    help="video-margins and partial-figures: the bundle folder (default: build/bundle)")
     p.add_argument("--frames", type=int, default=None,
                    help="fresh frames (shift-sweep: 2000, partial-figures: 300) or, for video-margins, still "
-                        "figures (6)")
+                        "figures (200)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if refuse_out_of_range(prog, [("--frames", args.frames, ">=", 1, "")]):
@@ -479,7 +479,8 @@ def study_main(argv: list[str], prog: str) -> int:
     elif args.study == "video-margins":
         for scale, searches in result["searches_again"].items():
             print(f"box_scale {scale}: searched again {searches} times in {result['tracked_frames']} tracked "
-                  f"frames ({result['figures']} still figures)")
+                  f"frames, {result['figures_searched_again'][scale]} of {result['figures']} still figures at "
+                  "least once")
     else:
         for shift, row in result["by_shift"].items():
             print(f"crop moved by {shift} of its side: presence median {row['median']:.3f}, "

@@ -29,11 +29,14 @@ def test_the_shift_sweep_moves_the_extra_crops_by_each_shift():
 
 
 def test_video_margins_count_the_searches_of_tracked_frames(device_bundle):
-    got = studies.video_margin_searches(device_bundle, scales=(1.0, 2.0), figures=2, frames_per_figure=6)
-    assert got["tracked_frames"] == 10 and set(got["searches_again"]) == {"1", "2"}
-    # the shipped model keeps tracking a still figure at the crop it was trained on (measured: no search in 10
-    # tracked frames); a count above the tracked frames would count the first frames' searches
-    assert got["searches_again"]["1"] <= 2 and got["searches_again"]["2"] <= 10, got
+    got = studies.video_margin_searches(device_bundle, scales=(1.0, 2.0), figures=3, frames_per_figure=4)
+    assert got["tracked_frames"] == 9 and set(got["searches_again"]) == {"1", "2"}
+    # measured on the shipped model: at the crop it was trained on it keeps tracking all three still figures; at
+    # box_scale 2 one figure looks too small and is searched again on each of its 3 tracked frames. A count above
+    # the tracked frames would count the first frames' searches, a figure count above the searches a figure
+    # never searched again.
+    assert got["searches_again"]["1"] <= 1 and got["figures_searched_again"]["1"] <= got["searches_again"]["1"], got
+    assert 1 <= got["figures_searched_again"]["2"] <= got["searches_again"]["2"] <= 9, got
     with PoseEstimator.from_bundle(device_bundle, options=EstimatorOptions(running_mode="video")) as est:
         scene = np.zeros((240, 320, 3), np.uint8)
         assert [est.estimate(scene, timestamp_ms=33 * t).searched for t in range(3)] == [True] * 3  # nothing there
