@@ -73,8 +73,8 @@ def test_tflite_estimator_files_hold_parity_and_run_in_litert(device_bundle):
     print(f"tflite int8 vs fp32 on {FRAMES} upright frames (model px): mean {np.mean(apart):.2f}, median "
           f"{np.median(apart):.2f}, max {max(apart):.2f}")
     # The shipped model's int8 file keeps about half of fp32's token ids, so most keypoints move by a fraction of a
-    # pixel: measured mean 0.68, median 0.45 model px on these frames, at most 1.80 (the 512 parity frames' MPJPE
-    # rises by 0.02-0.03 px). A frame fp32 already gets wrong can move further as near-tied codes flip (the
+    # pixel: measured mean 0.48, median 0.40 model px on these frames, at most 1.06 (the 512 parity frames' MPJPE
+    # rises by 0.02-0.04 px). A frame fp32 already gets wrong can move further as near-tied codes flip (the
     # weights before these: one frame 2.86 px, fp32 5.0 px off the truth there; up to 4.7 px on 64 more such
     # frames), so the tail is bounded loosely; a wrong scale or zero point moves every frame by several pixels,
     # which the mean and median catch.
