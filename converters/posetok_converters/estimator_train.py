@@ -56,8 +56,11 @@ class EstimatorTrainConfig:
     # every snapshot_every steps the run hands its weights so far to train_estimators' snapshot callback, so a
     # run stopped early (a lease's time limit, a killed job) keeps its training
     snapshot_every: Optional[int] = None
+    # the frames trained on: a key of frames.SCENES ("plain": the calibration trial's kind, to split the gap)
+    scenes: str = "camera"
 
     def __post_init__(self) -> None:
+        frames.check_scenes(self.scenes)
         if self.precision not in COMPUTE_DTYPES:
             raise ValueError(f"precision must be one of {', '.join(COMPUTE_DTYPES)}, got {self.precision!r}")
         if self.average_from is not None and not 1 <= self.average_from <= self.steps:
@@ -99,13 +102,17 @@ def to_inputs(pictures: torch.Tensor) -> torch.Tensor:
     return (pictures.permute(0, 3, 1, 2).float() - mean) * scale
 
 
-def _produce(seed: int, worker: int, out: "mp.Queue", stop: "mp.Event", parent: int) -> None:
+def _produce(seed: int, worker: int, out: "mp.Queue", stop: "mp.Event", parent: int, scenes: str) -> None:
     """Worker process: make frame chunks until told to stop or the trainer is gone (killed: no stop event)."""
     torch.set_num_threads(1)
+    # A process leaving after put() waits at exit until its queue's feeder thread has written every chunk into the
+    # pipe; with the trainer gone nobody reads it, and the worker would linger for good. The chunks still unsent
+    # when a worker leaves are not wanted.
+    out.cancel_join_thread()
     chunk = 0
     while not stop.is_set() and os.getppid() == parent:
         rng = np.random.default_rng([TRAINING_STREAM, seed, worker, chunk])
-        batch = frames.make_frames(PRODUCER_CHUNK, rng)
+        batch = frames.make_frames(PRODUCER_CHUNK, rng, scenes=scenes)
         while not stop.is_set() and os.getppid() == parent:
             try:
                 out.put((batch.pictures, batch.poses_px), timeout=0.5)
@@ -125,8 +132,8 @@ class FrameSource:
         if cfg.workers > 0:
             ctx = mp.get_context("spawn")
             self.queue, self.stop = ctx.Queue(maxsize=8 * cfg.workers), ctx.Event()
-            self.procs = [ctx.Process(target=_produce, args=(cfg.seed, w, self.queue, self.stop, os.getpid()),
-                                      daemon=True)
+            self.procs = [ctx.Process(target=_produce, daemon=True,
+                                      args=(cfg.seed, w, self.queue, self.stop, os.getpid(), cfg.scenes))
                           for w in range(cfg.workers)]
             for p in self.procs:
                 p.start()
@@ -156,7 +163,7 @@ class FrameSource:
         if self.cfg.workers == 0:
             rng = np.random.default_rng([TRAINING_STREAM, self.cfg.seed, 0, self.chunk])
             self.chunk += 1
-            batch = frames.make_frames(self.cfg.batch_size, rng)
+            batch = frames.make_frames(self.cfg.batch_size, rng, scenes=self.cfg.scenes)
             return batch.pictures, batch.poses_px
         self._drain(block=self.filled < self.cfg.batch_size)
         idx = self.rng.integers(0, self.filled, self.cfg.batch_size)
@@ -390,14 +397,15 @@ def held_out_keypoints(model: PoseEstimatorModel, batch: frames.FrameBatch, flip
 
 @torch.no_grad()
 def evaluate_estimator(model: PoseEstimatorModel, kinds: tuple[str, ...] = ("clean", "occluded"),
-                       n: int = frames.EVAL_FRAMES, flip_test: bool = False, shift_test: bool = False) -> dict:
-    """MPJPE (64-px frame pixels) on the fixed held-out frames; tokens head also argmax decoding and token accuracy
-    (``flip_test``, ``shift_test``: the MPJPE of those keypoints, see ``held_out_keypoints``; argmax and accuracy
-    stay the frames' own pass's)."""
+                       n: int = frames.EVAL_FRAMES, flip_test: bool = False, shift_test: bool = False,
+                       scenes: str = "camera") -> dict:
+    """MPJPE (64-px frame pixels) on the fixed held-out frames of ``scenes``; tokens head also argmax decoding and
+    token accuracy (``flip_test``, ``shift_test``: the MPJPE of those keypoints, see ``held_out_keypoints``; argmax
+    and accuracy stay the frames' own pass's)."""
     device = next(model.parameters()).device
     result: dict = {"eval_frames": n}
     for kind in kinds:
-        batch = frames.eval_frames(kind, n, keep_camera=shift_test)
+        batch = frames.eval_frames(kind, n, keep_camera=shift_test, scenes=scenes)
         target = torch.from_numpy(batch.poses_px)
         errs, argmax_errs, acc = [], [], []
         # with the shift test the keypoints come from held_out_keypoints below; this pass gives the ids alone

@@ -9,6 +9,8 @@ hard-edged as other renderers draw them) and colour, and (optionally)
 occluding boxes. The frame goes through NV21, as a camera driver hands it over,
 and the model input is made by the same kernel library the board runs
 (``posetok.kernels.crop_nv21``): training and deployment see identical inputs.
+Plain scenes (``scenes="plain"``) leave the hard parts out, to split the
+error between the scenes and the model (see ``SCENES``).
 
 Left and right: a plain stick figure seen from behind is its own mirror image,
 so the figures wear side colours: the figure's left arm and leg in warm hues
@@ -52,6 +54,15 @@ HARD_EDGE_SHARE = 0.3                # frames drawn without anti-aliasing (cover
 PATTERN_SHARE = 0.4                  # backdrops with stripes, tiles or blocks on top
 EVAL_FRAMES = 2000
 UPRIGHT_FRACTION = 0.25              # share of upright poses among the broad ones (as the tokenizer trains)
+# Scenes. "camera": what a camera brings, as above (training, the held-out figures). "plain": the frames nearest the
+# calibration trial of issue #17 (0.78 px after 3M frames): upright poses only, the gradient-and-blotch backdrop
+# without patterns or clutter strokes, anti-aliased limbs of PLAIN_LIMB_RADIUS_PX, blur under PLAIN_BLUR_MAX_PX and
+# sensor noise under PLAIN_NOISE_MAX; lighting, colours, boxes and occluders as the camera's. Training and
+# evaluating on them splits the gap to the targets between the scenes and the model.
+SCENES = ("camera", "plain")
+PLAIN_LIMB_RADIUS_PX = (0.5, 1.8)
+PLAIN_BLUR_MAX_PX = 0.7
+PLAIN_NOISE_MAX = 5.0
 
 _LEFT = {KEYPOINT_INDEX[n] for n in ("left_shoulder", "left_elbow", "left_hand", "left_knee", "left_foot")}
 _RIGHT = {KEYPOINT_INDEX[n] for n in ("right_shoulder", "right_elbow", "right_hand", "right_knee", "right_foot")}
@@ -221,9 +232,16 @@ def _patterns(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray) ->
     return patterned
 
 
-def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
-    """Gradient + low-frequency blotches + clutter strokes: (float32 [n,S,S,3] in [0, 255], the number of
-    strokes, which frames got a pattern)."""
+def check_scenes(scenes: str) -> None:
+    """Raises ValueError unless ``scenes`` is one of ``SCENES``."""
+    if scenes not in SCENES:
+        raise ValueError(f"scenes must be one of {', '.join(SCENES)}, got {scenes!r}")
+
+
+def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray,
+              plain: bool = False) -> tuple[np.ndarray, int, np.ndarray]:
+    """Gradient + low-frequency blotches + clutter strokes (``plain``: without strokes and patterns):
+    (float32 [n,S,S,3] in [0, 255], the number of strokes, which frames got a pattern)."""
     s = grid.shape[0]
     c0, c1 = rng.uniform(0, 255, (2, n, 1, 1, 3)).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
@@ -236,6 +254,8 @@ def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray) -> tuple[np.nd
     nodes = (np.arange(s, dtype=np.float32) + 0.5) * (cells - 1) / s
     tent = np.maximum(0.0, 1.0 - np.abs(nodes[:, None] - np.arange(cells, dtype=np.float32)[None]))   # [S,cells]
     canvas += np.einsum("yc,ncdk,xd->nyxk", tent, coarse, tent, optimize=True)
+    if plain:
+        return canvas, 0, np.zeros(n, bool)
     # clutter: strokes of random width and colour, some as thin as limbs
     strokes = int(rng.integers(0, 7))
     if strokes:
@@ -278,10 +298,10 @@ def _occlude(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray, box
         canvas[frame, y, x] = color[frame] + texture[frame, y, x]
 
 
-def _blur(rng: np.random.Generator, canvas: np.ndarray) -> tuple[np.ndarray, float]:
-    """Separable Gaussian blur with a per-chunk sigma in [0, 1.2] camera px (none for about a third):
-    (the blurred canvas, sigma or 0 for none)."""
-    sigma = rng.uniform(-0.6, 1.2)
+def _blur(rng: np.random.Generator, canvas: np.ndarray, plain: bool = False) -> tuple[np.ndarray, float]:
+    """Separable Gaussian blur with a per-chunk sigma in [0, 1.2] camera px (none for about a third; ``plain``:
+    up to PLAIN_BLUR_MAX_PX): (the blurred canvas, sigma or 0 for none)."""
+    sigma = rng.uniform(-0.6, PLAIN_BLUR_MAX_PX if plain else 1.2)
     if sigma <= 0.2:
         return canvas, 0.0
     taps = np.arange(-3, 4, dtype=np.float32)
@@ -292,8 +312,9 @@ def _blur(rng: np.random.Generator, canvas: np.ndarray) -> tuple[np.ndarray, flo
     return sum(w[k] * rows[:, :, k:k + canvas.shape[2], :] for k in range(7)), float(sigma)
 
 
-def _camera(rng: np.random.Generator, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lighting, contrast, gamma and sensor noise: (uint8 [n,S,S,3], the noise's sigma per frame [n])."""
+def _camera(rng: np.random.Generator, canvas: np.ndarray, plain: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Lighting, contrast, gamma and sensor noise (sigma up to 8 grey levels; ``plain``: PLAIN_NOISE_MAX):
+    (uint8 [n,S,S,3], the noise's sigma per frame [n])."""
     n = len(canvas)
     gain = rng.uniform(0.6, 1.3, (n, 1, 1, 1)).astype(np.float32)
     offset = rng.uniform(-30, 30, (n, 1, 1, 1)).astype(np.float32)
@@ -301,7 +322,7 @@ def _camera(rng: np.random.Generator, canvas: np.ndarray) -> tuple[np.ndarray, n
     x = np.clip(canvas * gain + offset, 0, 255) / 255.0
     x = 255.0 * x ** gamma
     unit = rng.normal(0, 1, x.shape).astype(np.float32)          # drawn before the sigma, as always
-    noise = rng.uniform(0, 8, (n, 1, 1, 1)).astype(np.float32)
+    noise = rng.uniform(0, PLAIN_NOISE_MAX if plain else 8, (n, 1, 1, 1)).astype(np.float32)
     x += unit * noise
     return np.clip(np.rint(x), 0, 255).astype(np.uint8), noise.reshape(n)
 
@@ -315,14 +336,14 @@ def _boxes(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int | None = None,
-                record: SceneRecord | None = None) -> tuple[np.ndarray, np.ndarray]:
+                record: SceneRecord | None = None, scenes: str = "camera") -> tuple[np.ndarray, np.ndarray]:
     """Camera frames with one figure each, at random person boxes of the CAMERA_PX camera.
 
     Args:
         poses_px: float [n,13,2], poses in the 64-px model frame.
         rng: the random source for boxes, scene and camera.
         occluders: boxes drawn over the figure; None: 0, 1 or 2 at random (training).
-        record: as ``draw_scene``.
+        record, scenes: as ``draw_scene``.
 
     Returns:
         (rgb uint8 [n,CAMERA_PX,CAMERA_PX,3], boxes int32 [n,4] as (x, y, w, h) in camera pixels).
@@ -331,12 +352,13 @@ def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int |
     n = len(poses_px)
     if poses_px.shape != (n, NUM_KEYPOINTS, 2):
         raise ValueError(f"poses_px must have shape [n,{NUM_KEYPOINTS},2], got {list(poses_px.shape)}")
+    check_scenes(scenes)
     boxes = _boxes(rng, n)
-    return draw_scene(poses_px, boxes, CAMERA_PX, rng, occluders, record), boxes
+    return draw_scene(poses_px, boxes, CAMERA_PX, rng, occluders, record, scenes), boxes
 
 
 def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.random.Generator,
-               occluders: int | None = None, record: SceneRecord | None = None) -> np.ndarray:
+               occluders: int | None = None, record: SceneRecord | None = None, scenes: str = "camera") -> np.ndarray:
     """Square camera frames of any size with one figure each, the model frame of each pose at its box.
 
     Args:
@@ -347,20 +369,23 @@ def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.rando
         rng: the random source for the scene and camera.
         occluders: as ``draw_frames``.
         record: where to note what was drawn for each frame (optional).
+        scenes: one of ``SCENES``.
 
     Returns:
         rgb uint8 [n,size,size,3].
     """
+    check_scenes(scenes)
+    plain = scenes == "plain"
     poses_px = np.asarray(poses_px, np.float32)
     n = len(poses_px)
     centers = np.arange(size, dtype=np.float32) + 0.5
     grid = np.stack(np.meshgrid(centers, centers, indexing="xy"), axis=-1)
     scale = (boxes[:, 2] / FRAME_SIZE).astype(np.float32)
     cam = boxes[:, None, :2] + poses_px * scale[:, None, None]
-    canvas, strokes, patterned = _backdrop(rng, n, grid)
-    radius_model_px = np.exp(rng.uniform(*np.log(LIMB_RADIUS_PX), n))
+    canvas, strokes, patterned = _backdrop(rng, n, grid, plain)
+    radius_model_px = np.exp(rng.uniform(*np.log(PLAIN_LIMB_RADIUS_PX if plain else LIMB_RADIUS_PX), n))
     limb_radius = (radius_model_px * scale)[:, None]
-    hard = rng.uniform(size=n) < HARD_EDGE_SHARE
+    hard = rng.uniform(size=n) < (0.0 if plain else HARD_EDGE_SHARE)
     colors = _figure_colors(rng, n)
     dist = _segment_distance(centers, cam[:, _PARENTS], cam[:, _CHILDREN],
                              np.repeat(limb_radius + _REACH_PX, len(_PARENTS), axis=1))     # [c,L,S,S]
@@ -375,8 +400,8 @@ def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.rando
     _paint(canvas, np.stack(layers, axis=1), np.repeat(limb_radius, 3, axis=1), layer_colors, hard)
     count = int(rng.integers(0, 3)) if occluders is None else occluders
     _occlude(rng, canvas, grid, boxes, count)
-    canvas, blur_sigma = _blur(rng, canvas)
-    rgb, noise_sigma = _camera(rng, canvas)
+    canvas, blur_sigma = _blur(rng, canvas, plain)
+    rgb, noise_sigma = _camera(rng, canvas, plain)
     if record is not None:
         record.add(n, limb_radius_px=radius_model_px, hard_edges=hard, patterned=patterned, clutter_strokes=strokes,
                    blur_sigma_px=blur_sigma, noise_sigma=noise_sigma)
@@ -429,28 +454,35 @@ def crop_to_camera(points_px: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
-                upright_fraction: float = UPRIGHT_FRACTION, record: SceneRecord | None = None,
-                keep_camera: bool = False) -> FrameBatch:
+                upright_fraction: float | None = None, record: SceneRecord | None = None,
+                keep_camera: bool = False, scenes: str = "camera") -> FrameBatch:
     """``n`` fresh poses from the tokenizer's generator, drawn, captured and pre-processed.
 
     Args:
         n: frames to make.
         rng: the random source (poses, scene, camera).
         occluders: see ``draw_frames``.
-        upright_fraction: the share of upright poses among the broad ones (as the tokenizer trains).
+        upright_fraction: the share of upright poses among the broad ones; None: the scenes' own (camera:
+            UPRIGHT_FRACTION, as the tokenizer trains; plain: all upright).
         record: as ``draw_scene``.
         keep_camera: also return the camera frames (``FrameBatch.camera``).
+        scenes: one of ``SCENES``.
 
     Returns:
         A ``FrameBatch``.
     """
-    poses = sample_poses(n, rng, upright_fraction)
+    check_scenes(scenes)
+    poses = sample_poses(n, rng, _upright_share(scenes) if upright_fraction is None else upright_fraction)
     parts = []
     for start in range(0, n, _CHUNK):
-        rgb, boxes = draw_frames(poses[start:start + _CHUNK], rng, occluders, record)
+        rgb, boxes = draw_frames(poses[start:start + _CHUNK], rng, occluders, record, scenes)
         parts.append((*model_inputs(rgb, boxes), boxes, rgb if keep_camera else rgb[:0]))
     inputs, pictures, boxes, camera = (np.concatenate(a) for a in zip(*parts))
     return FrameBatch(inputs, pictures, poses.astype(np.float32), boxes, camera if keep_camera else None)
+
+
+def _upright_share(scenes: str) -> float:
+    return 1.0 if scenes == "plain" else UPRIGHT_FRACTION
 
 
 def sample_poses(n: int, rng: np.random.Generator, upright_fraction: float = UPRIGHT_FRACTION) -> np.ndarray:
@@ -468,25 +500,28 @@ def _sample_poses_and_generator(n: int, rng: np.random.Generator,
     return poses, upright
 
 
-def eval_poses(kind: str, n: int = EVAL_FRAMES) -> np.ndarray:
-    """The poses of ``eval_frames(kind, n)`` without drawing the frames."""
-    return eval_poses_and_generator(kind, n)[0]
+def eval_poses(kind: str, n: int = EVAL_FRAMES, scenes: str = "camera") -> np.ndarray:
+    """The poses of ``eval_frames(kind, n, scenes=scenes)`` without drawing the frames."""
+    return eval_poses_and_generator(kind, n, scenes)[0]
 
 
-def eval_poses_and_generator(kind: str, n: int = EVAL_FRAMES) -> tuple[np.ndarray, np.ndarray]:
-    """The poses of ``eval_frames(kind, n)`` and which of them are upright ones (bool [n])."""
+def eval_poses_and_generator(kind: str, n: int = EVAL_FRAMES,
+                             scenes: str = "camera") -> tuple[np.ndarray, np.ndarray]:
+    """The poses of ``eval_frames(kind, n, scenes=scenes)`` and which of them are upright ones (bool [n])."""
     if kind not in EVAL_SEEDS:
         raise ValueError(f"kind must be one of {sorted(EVAL_SEEDS)}, got {kind!r}")
+    check_scenes(scenes)
     poses, upright = _sample_poses_and_generator(n, np.random.default_rng(EVAL_SEEDS[kind]),
-                                                  UPRIGHT_FRACTION)
+                                                  _upright_share(scenes))
     return poses.astype(np.float32), upright
 
 
 def eval_frames(kind: str, n: int = EVAL_FRAMES, record: SceneRecord | None = None,
-                keep_camera: bool = False) -> FrameBatch:
-    """The fixed held-out frames: ``"clean"`` (no occluder) or ``"occluded"`` (two boxes of 6-18 px); ``record``
-    and ``keep_camera`` as ``make_frames``."""
+                keep_camera: bool = False, scenes: str = "camera") -> FrameBatch:
+    """The fixed held-out frames: ``"clean"`` (no occluder) or ``"occluded"`` (two boxes of 6-18 px); ``record``,
+    ``keep_camera`` and ``scenes`` as ``make_frames`` (each scenes' frames from the same seeds)."""
     if kind not in EVAL_SEEDS:
         raise ValueError(f"kind must be one of {sorted(EVAL_SEEDS)}, got {kind!r}")
     rng = np.random.default_rng(EVAL_SEEDS[kind])
-    return make_frames(n, rng, occluders=0 if kind == "clean" else 2, record=record, keep_camera=keep_camera)
+    return make_frames(n, rng, occluders=0 if kind == "clean" else 2, record=record, keep_camera=keep_camera,
+                       scenes=scenes)

@@ -65,6 +65,100 @@ def test_eval_frames_are_fixed_and_occluded_differs():
         frames.eval_frames("foggy")
 
 
+def test_plain_scenes_keep_to_the_calibration_trials_kind_of_frame():
+    # the camera's scenes hold every factor the plain ones leave out (so the checks below can fail)
+    camera, plain = frames.SceneRecord(), frames.SceneRecord()
+    frames.make_frames(192, np.random.default_rng(21), record=camera)
+    batch = frames.make_frames(192, np.random.default_rng(21), record=plain, scenes="plain")
+    assert camera.get("patterned").any() and camera.get("clutter_strokes").max() > 0
+    assert camera.get("hard_edges").any() and camera.get("limb_radius_px").min() < 0.5
+    assert camera.get("blur_sigma_px").max() > 0.7 and camera.get("noise_sigma").max() > 5
+    assert not plain.get("patterned").any() and plain.get("clutter_strokes").max() == 0
+    assert not plain.get("hard_edges").any()
+    assert frames.PLAIN_LIMB_RADIUS_PX[0] <= plain.get("limb_radius_px").min()
+    assert plain.get("limb_radius_px").max() <= frames.PLAIN_LIMB_RADIUS_PX[1]
+    assert plain.get("blur_sigma_px").max() <= frames.PLAIN_BLUR_MAX_PX
+    assert plain.get("noise_sigma").max() < frames.PLAIN_NOISE_MAX
+    # upright poses alone, from the held-out seeds as well; camera scenes keep a quarter upright
+    assert batch.poses_px.shape == (192, 13, 2)
+    poses, upright = frames.eval_poses_and_generator("clean", 64, scenes="plain")
+    assert upright.all() and 0.1 < frames.eval_poses_and_generator("clean", 64)[1].mean() < 0.4
+    held_out = frames.eval_frames("clean", 64, scenes="plain")
+    assert np.array_equal(held_out.poses_px, poses)
+    assert not np.array_equal(held_out.pictures, frames.eval_frames("clean", 64).pictures)
+    for call in (lambda: frames.make_frames(2, np.random.default_rng(0), scenes="foggy"),
+                 lambda: frames.eval_frames("clean", 2, scenes="foggy"),
+                 lambda: EstimatorTrainConfig(scenes="foggy")):
+        with pytest.raises(ValueError, match="scenes must be one of camera, plain, got 'foggy'"):
+            call()
+
+
+def test_frame_workers_make_the_scenes_asked_for():
+    from posetok_converters.estimator_train import PRODUCER_CHUNK, TRAINING_STREAM, FrameSource
+    # a buffer that cannot wrap: the worker's first chunk stays at its start whatever else arrives
+    source = FrameSource(EstimatorTrainConfig(workers=1, batch_size=8, buffer_frames=100 * PRODUCER_CHUNK,
+                                              seed=3, scenes="plain"))
+    try:
+        source.next()
+    finally:
+        source.close()
+    first = frames.make_frames(PRODUCER_CHUNK, np.random.default_rng([TRAINING_STREAM, 3, 0, 0]), scenes="plain")
+    assert np.array_equal(source.pictures[:PRODUCER_CHUNK], first.pictures)
+    assert np.array_equal(source.poses[:PRODUCER_CHUNK], first.poses_px)
+
+
+def test_a_frame_worker_leaves_when_told_even_with_chunks_nobody_reads():
+    # the trainer killed or gone: a worker whose chunks fill the pipe must still exit (it once waited for ever)
+    import multiprocessing as mp
+    import os
+    import time
+
+    from posetok_converters.estimator_train import _produce
+    ctx = mp.get_context("spawn")
+    out, stop = ctx.Queue(maxsize=8), ctx.Event()
+    worker = ctx.Process(target=_produce, args=(0, 0, out, stop, os.getpid(), "camera"), daemon=True)
+    worker.start()
+    try:
+        deadline = time.time() + 120
+        while out.qsize() < 2 and time.time() < deadline:     # two chunks: more than the pipe holds
+            time.sleep(0.1)
+        assert out.qsize() >= 2, "the worker made no frames"
+        stop.set()
+        worker.join(timeout=30)
+        assert not worker.is_alive(), "the frame worker did not leave"
+        assert worker.exitcode == 0
+    finally:
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+def test_a_plain_scenes_run_reports_both_scenes_and_eval_estimator_measures_either(tmp_path, capsys):
+    from posetok.cli import main as cli_main
+    out = tmp_path / "plain"
+    assert cli_main(["train-estimator", "--steps", "2", "--batch-size", "4", "--workers", "0", "--eval-frames", "8",
+                     "--scenes", "plain", "--out", str(out)]) == 0
+    assert "tokens: 2 steps x 4 frames on cpu (fp32), plain scenes" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    plain = metrics["plain_scenes"]
+    assert plain["scenes"] == "plain" and plain["eval_frames"] == 8
+    assert set(plain) >= {"mpjpe_px", "occluded_mpjpe_px", "argmax_mpjpe_px", "token_accuracy"}
+    assert plain["mpjpe_px"] != metrics["mpjpe_px"] and load_estimator(out)[1]["train"]["scenes"] == "plain"
+    # eval-estimator gives the same plain figures, and the camera ones by default
+    assert cli_main(["eval-estimator", str(out), "--frames", "8", "--scenes", "plain", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == plain
+    assert cli_main(["eval-estimator", str(out), "--frames", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mpjpe_px"] == metrics["mpjpe_px"]
+    for extra in (["--breakdown"], ["--shares", "0.5"], ["--flip-test"]):
+        assert cli_main(["eval-estimator", str(out), "--scenes", "plain", *extra]) == 2
+        assert "--scenes plain measures the held-out frames alone" in capsys.readouterr().err
+    assert cli_main(["eval-estimator", "--scenes", "foggy"]) == 2
+    assert "--scenes must be one of camera, plain, got 'foggy'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        cli_main(["train-estimator", "--scenes", "foggy", "--out", str(tmp_path / "e")])
+    assert refused.value.code == 2 and "argument --scenes: invalid choice: 'foggy'" in capsys.readouterr().err
+
+
 def test_budget_under_50_mflops():
     tokenizer, _ = load_checkpoint(None)
     for head in ("tokens", "regression"):
