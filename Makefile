@@ -89,6 +89,8 @@ remeasure: device-install
 	@echo "== with the shift test (the crop and two moved crops, averaged), then with both"
 	$(PY) -m posetok eval-estimator --json --shift-test | tee $(REMEASURE)/eval-shift-test.json
 	$(PY) -m posetok eval-estimator --json --flip-test --shift-test | tee $(REMEASURE)/eval-flip-and-shift-tests.json
+	@echo "== on plain scenes, the calibration trial's kind of frame"
+	$(PY) -m posetok eval-estimator --json --scenes plain | tee $(REMEASURE)/eval-plain-scenes.json
 	@echo "== breakdown (and docs/estimator_breakdown.png)"
 	$(PY) -m posetok eval-estimator --breakdown --plot docs/estimator_breakdown.png | tee $(REMEASURE)/breakdown.txt
 	@echo "== the shift test's move, swept on fresh frames"

@@ -367,6 +367,7 @@ def average_main(argv: list[str], prog: str) -> int:
 
 
 def eval_main(argv: list[str], prog: str) -> int:
+    from . import frames
     p = argparse.ArgumentParser(prog=prog, description="Evaluate an estimator checkpoint on the held-out frames "
                                 "(clean, and with two occluding boxes of 6-18 px), then as a user meets it: held-out "
                                 "poses cropped around a person box, and frames of an independent renderer "
@@ -387,9 +388,9 @@ def eval_main(argv: list[str], prog: str) -> int:
                         "the passes on the crop and on two crops moved by posetok.estimator.SHIFT_TEST_PX)")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
                    help="with --breakdown: also draw it, with example frames, into this PNG")
-    p.add_argument("--scenes", default="camera",
-                   help="the held-out frames' scenes (posetok_converters.frames.SCENES): camera, the headline "
-                        "figures; plain, the frames nearest the calibration trial's, held-out figures alone "
+    p.add_argument("--scenes", choices=frames.SCENES, default="camera",
+                   help="the held-out frames' scenes: camera, the headline figures; plain, the frames nearest the "
+                        "calibration trial's (see train-estimator --scenes), held-out figures alone "
                         "(default: camera)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -400,9 +401,6 @@ def eval_main(argv: list[str], prog: str) -> int:
         return 2
     if args.breakdown and args.shares:
         return refuse(prog, "--shares sweeps the person-box path, which --breakdown does not run; give one of them")
-    from . import frames
-    if args.scenes not in frames.SCENES:
-        return refuse(prog, f"--scenes must be one of {', '.join(frames.SCENES)}, got {args.scenes!r}")
     if args.scenes != "camera" and (args.breakdown or args.shares or args.flip_test or args.shift_test):
         return refuse(prog, f"--scenes {args.scenes} measures the held-out frames alone; --breakdown, --shares, "
                             "--flip-test and --shift-test run on the camera scenes")

@@ -152,11 +152,10 @@ def test_a_plain_scenes_run_reports_both_scenes_and_eval_estimator_measures_eith
     for extra in (["--breakdown"], ["--shares", "0.5"], ["--flip-test"]):
         assert cli_main(["eval-estimator", str(out), "--scenes", "plain", *extra]) == 2
         assert "--scenes plain measures the held-out frames alone" in capsys.readouterr().err
-    assert cli_main(["eval-estimator", "--scenes", "foggy"]) == 2
-    assert "--scenes must be one of camera, plain, got 'foggy'" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as refused:
-        cli_main(["train-estimator", "--scenes", "foggy", "--out", str(tmp_path / "e")])
-    assert refused.value.code == 2 and "argument --scenes: invalid choice: 'foggy'" in capsys.readouterr().err
+    for command in (["eval-estimator"], ["train-estimator", "--out", str(tmp_path / "e")]):
+        with pytest.raises(SystemExit) as refused:
+            cli_main([*command, "--scenes", "foggy"])
+        assert refused.value.code == 2 and "argument --scenes: invalid choice: 'foggy'" in capsys.readouterr().err
 
 
 def test_budget_under_50_mflops():
