@@ -461,7 +461,7 @@ def test_training_continues_from_an_earlier_run(tmp_path, capsys):
     # training and its record
     assert cli_main(common + ["--init", str(tmp_path / "a"), "--seed", "1", "--precision", "bf16",
                               "--keypoint-weight", "5", "--out", str(tmp_path / "b")]) == 0
-    assert "frames on cpu (bf16), 0 frame worker(s), continuing from" in capsys.readouterr().out
+    assert "frames on cpu (bf16), camera scenes, 0 frame worker(s), continuing from" in capsys.readouterr().out
     second = json.loads((tmp_path / "b" / "metrics.json").read_text())
     for now, before in ((second, first), (second["baselines"]["regression"], first["baselines"]["regression"])):
         assert now["continued_from"]["mpjpe_px"] == before["mpjpe_px"]
