@@ -60,8 +60,9 @@ STROKE_EDGES = (0, 3, 6)
 BLUR_EDGES = (0.0, 0.2, 0.7, 1.2)
 NOISE_EDGES = (0.0, 2.0, 5.0, 8.0)
 DOWNSCALE_EDGES = (1.125, 1.3, 1.5)
-# The easy end of each render factor (upright_easy_render)
-EASY_MIN_LIMB_RADIUS_PX, EASY_MAX_NOISE_SIGMA, EASY_MAX_BLUR_SIGMA_PX = 0.5, 5.0, 0.7
+# The easy end of each render factor (upright_easy_render): the bounds of the plain scenes (frames.SCENES)
+EASY_MIN_LIMB_RADIUS_PX = frames.PLAIN_LIMB_RADIUS_PX[0]
+EASY_MAX_NOISE_SIGMA, EASY_MAX_BLUR_SIGMA_PX = frames.PLAIN_NOISE_MAX, frames.PLAIN_BLUR_MAX_PX
 
 _NECK, _WAIST = KEYPOINT_INDEX["neck"], KEYPOINT_INDEX["waist"]
 _SHOULDERS = KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]

@@ -60,7 +60,7 @@ class EstimatorTrainConfig:
     scenes: str = "camera"
 
     def __post_init__(self) -> None:
-        frames.check_scenes(self.scenes)
+        frames.scene_style(self.scenes)
         if self.precision not in COMPUTE_DTYPES:
             raise ValueError(f"precision must be one of {', '.join(COMPUTE_DTYPES)}, got {self.precision!r}")
         if self.average_from is not None and not 1 <= self.average_from <= self.steps:

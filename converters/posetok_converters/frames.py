@@ -54,12 +54,8 @@ HARD_EDGE_SHARE = 0.3                # frames drawn without anti-aliasing (cover
 PATTERN_SHARE = 0.4                  # backdrops with stripes, tiles or blocks on top
 EVAL_FRAMES = 2000
 UPRIGHT_FRACTION = 0.25              # share of upright poses among the broad ones (as the tokenizer trains)
-# Scenes. "camera": what a camera brings, as above (training, the held-out figures). "plain": the frames nearest the
-# calibration trial of issue #17 (0.78 px after 3M frames): upright poses only, the gradient-and-blotch backdrop
-# without patterns or clutter strokes, anti-aliased limbs of PLAIN_LIMB_RADIUS_PX, blur under PLAIN_BLUR_MAX_PX and
-# sensor noise under PLAIN_NOISE_MAX; lighting, colours, boxes and occluders as the camera's. Training and
-# evaluating on them splits the gap to the targets between the scenes and the model.
-SCENES = ("camera", "plain")
+BLUR_MAX_PX = 1.2                    # per-chunk Gaussian blur sigma, camera px (none for about a third)
+NOISE_MAX = 8.0                      # sensor noise sigma, grey levels
 PLAIN_LIMB_RADIUS_PX = (0.5, 1.8)
 PLAIN_BLUR_MAX_PX = 0.7
 PLAIN_NOISE_MAX = 5.0
@@ -75,6 +71,25 @@ _CHUNK = 64                          # frames per vectorized drawing chunk
 # Distances are measured this far beyond a capsule's radius (painting reads them up to radius + 0.5; the head's
 # shifted distance up to its own radius + 0.5); the extra pixel keeps rounding at the window's edge harmless.
 _REACH_PX = 1.5
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """What one kind of scene draws (``SCENES``)."""
+    upright_fraction: float                   # share of upright poses among the broad ones
+    limb_radius_px: tuple[float, float]       # limb half-width range, model-frame px, log-uniform
+    hard_edge_share: float                    # frames drawn without anti-aliasing
+    clutter: bool                             # limb-like strokes and patterns on the backdrop
+    blur_max_px: float                        # see _blur
+    noise_max: float                          # see _camera
+
+
+# "camera": what a camera brings, as above (training, the held-out figures). "plain": the frames nearest the calibration
+# trial of issue #17 (0.78 px after 3M frames): upright poses only, the gradient-and-blotch backdrop without clutter,
+# thicker anti-aliased limbs, less blur and noise; lighting, colours, boxes and occluders as the camera's. Training
+# and evaluating on them splits the gap to the targets between the scenes and the model.
+SCENES = {"camera": SceneStyle(UPRIGHT_FRACTION, LIMB_RADIUS_PX, HARD_EDGE_SHARE, True, BLUR_MAX_PX, NOISE_MAX),
+          "plain": SceneStyle(1.0, PLAIN_LIMB_RADIUS_PX, 0.0, False, PLAIN_BLUR_MAX_PX, PLAIN_NOISE_MAX)}
 
 
 @dataclass
@@ -232,16 +247,17 @@ def _patterns(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray) ->
     return patterned
 
 
-def check_scenes(scenes: str) -> None:
-    """Raises ValueError unless ``scenes`` is one of ``SCENES``."""
+def scene_style(scenes: str) -> SceneStyle:
+    """``SCENES[scenes]``; raises ValueError naming the choices for any other name."""
     if scenes not in SCENES:
         raise ValueError(f"scenes must be one of {', '.join(SCENES)}, got {scenes!r}")
+    return SCENES[scenes]
 
 
 def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray,
-              plain: bool = False) -> tuple[np.ndarray, int, np.ndarray]:
-    """Gradient + low-frequency blotches + clutter strokes (``plain``: without strokes and patterns):
-    (float32 [n,S,S,3] in [0, 255], the number of strokes, which frames got a pattern)."""
+              clutter: bool = True) -> tuple[np.ndarray, int, np.ndarray]:
+    """Gradient + low-frequency blotches, with ``clutter`` also strokes and patterns: (float32 [n,S,S,3] in
+    [0, 255], the number of strokes, which frames got a pattern)."""
     s = grid.shape[0]
     c0, c1 = rng.uniform(0, 255, (2, n, 1, 1, 3)).astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
@@ -254,7 +270,7 @@ def _backdrop(rng: np.random.Generator, n: int, grid: np.ndarray,
     nodes = (np.arange(s, dtype=np.float32) + 0.5) * (cells - 1) / s
     tent = np.maximum(0.0, 1.0 - np.abs(nodes[:, None] - np.arange(cells, dtype=np.float32)[None]))   # [S,cells]
     canvas += np.einsum("yc,ncdk,xd->nyxk", tent, coarse, tent, optimize=True)
-    if plain:
+    if not clutter:
         return canvas, 0, np.zeros(n, bool)
     # clutter: strokes of random width and colour, some as thin as limbs
     strokes = int(rng.integers(0, 7))
@@ -298,10 +314,10 @@ def _occlude(rng: np.random.Generator, canvas: np.ndarray, grid: np.ndarray, box
         canvas[frame, y, x] = color[frame] + texture[frame, y, x]
 
 
-def _blur(rng: np.random.Generator, canvas: np.ndarray, plain: bool = False) -> tuple[np.ndarray, float]:
-    """Separable Gaussian blur with a per-chunk sigma in [0, 1.2] camera px (none for about a third; ``plain``:
-    up to PLAIN_BLUR_MAX_PX): (the blurred canvas, sigma or 0 for none)."""
-    sigma = rng.uniform(-0.6, PLAIN_BLUR_MAX_PX if plain else 1.2)
+def _blur(rng: np.random.Generator, canvas: np.ndarray, max_px: float = BLUR_MAX_PX) -> tuple[np.ndarray, float]:
+    """Separable Gaussian blur with a per-chunk sigma drawn from [-0.6, ``max_px``] camera px, none at 0.2 or under:
+    (the blurred canvas, sigma or 0 for none)."""
+    sigma = rng.uniform(-0.6, max_px)
     if sigma <= 0.2:
         return canvas, 0.0
     taps = np.arange(-3, 4, dtype=np.float32)
@@ -312,9 +328,10 @@ def _blur(rng: np.random.Generator, canvas: np.ndarray, plain: bool = False) -> 
     return sum(w[k] * rows[:, :, k:k + canvas.shape[2], :] for k in range(7)), float(sigma)
 
 
-def _camera(rng: np.random.Generator, canvas: np.ndarray, plain: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Lighting, contrast, gamma and sensor noise (sigma up to 8 grey levels; ``plain``: PLAIN_NOISE_MAX):
-    (uint8 [n,S,S,3], the noise's sigma per frame [n])."""
+def _camera(rng: np.random.Generator, canvas: np.ndarray,
+            noise_max: float = NOISE_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """Lighting, contrast, gamma and sensor noise (sigma up to ``noise_max`` grey levels): (uint8 [n,S,S,3], the
+    noise's sigma per frame [n])."""
     n = len(canvas)
     gain = rng.uniform(0.6, 1.3, (n, 1, 1, 1)).astype(np.float32)
     offset = rng.uniform(-30, 30, (n, 1, 1, 1)).astype(np.float32)
@@ -322,7 +339,7 @@ def _camera(rng: np.random.Generator, canvas: np.ndarray, plain: bool = False) -
     x = np.clip(canvas * gain + offset, 0, 255) / 255.0
     x = 255.0 * x ** gamma
     unit = rng.normal(0, 1, x.shape).astype(np.float32)          # drawn before the sigma, as always
-    noise = rng.uniform(0, PLAIN_NOISE_MAX if plain else 8, (n, 1, 1, 1)).astype(np.float32)
+    noise = rng.uniform(0, noise_max, (n, 1, 1, 1)).astype(np.float32)
     x += unit * noise
     return np.clip(np.rint(x), 0, 255).astype(np.uint8), noise.reshape(n)
 
@@ -352,7 +369,6 @@ def draw_frames(poses_px: np.ndarray, rng: np.random.Generator, occluders: int |
     n = len(poses_px)
     if poses_px.shape != (n, NUM_KEYPOINTS, 2):
         raise ValueError(f"poses_px must have shape [n,{NUM_KEYPOINTS},2], got {list(poses_px.shape)}")
-    check_scenes(scenes)
     boxes = _boxes(rng, n)
     return draw_scene(poses_px, boxes, CAMERA_PX, rng, occluders, record, scenes), boxes
 
@@ -374,18 +390,17 @@ def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.rando
     Returns:
         rgb uint8 [n,size,size,3].
     """
-    check_scenes(scenes)
-    plain = scenes == "plain"
+    style = scene_style(scenes)
     poses_px = np.asarray(poses_px, np.float32)
     n = len(poses_px)
     centers = np.arange(size, dtype=np.float32) + 0.5
     grid = np.stack(np.meshgrid(centers, centers, indexing="xy"), axis=-1)
     scale = (boxes[:, 2] / FRAME_SIZE).astype(np.float32)
     cam = boxes[:, None, :2] + poses_px * scale[:, None, None]
-    canvas, strokes, patterned = _backdrop(rng, n, grid, plain)
-    radius_model_px = np.exp(rng.uniform(*np.log(PLAIN_LIMB_RADIUS_PX if plain else LIMB_RADIUS_PX), n))
+    canvas, strokes, patterned = _backdrop(rng, n, grid, style.clutter)
+    radius_model_px = np.exp(rng.uniform(*np.log(style.limb_radius_px), n))
     limb_radius = (radius_model_px * scale)[:, None]
-    hard = rng.uniform(size=n) < (0.0 if plain else HARD_EDGE_SHARE)
+    hard = rng.uniform(size=n) < style.hard_edge_share
     colors = _figure_colors(rng, n)
     dist = _segment_distance(centers, cam[:, _PARENTS], cam[:, _CHILDREN],
                              np.repeat(limb_radius + _REACH_PX, len(_PARENTS), axis=1))     # [c,L,S,S]
@@ -400,8 +415,8 @@ def draw_scene(poses_px: np.ndarray, boxes: np.ndarray, size: int, rng: np.rando
     _paint(canvas, np.stack(layers, axis=1), np.repeat(limb_radius, 3, axis=1), layer_colors, hard)
     count = int(rng.integers(0, 3)) if occluders is None else occluders
     _occlude(rng, canvas, grid, boxes, count)
-    canvas, blur_sigma = _blur(rng, canvas, plain)
-    rgb, noise_sigma = _camera(rng, canvas, plain)
+    canvas, blur_sigma = _blur(rng, canvas, style.blur_max_px)
+    rgb, noise_sigma = _camera(rng, canvas, style.noise_max)
     if record is not None:
         record.add(n, limb_radius_px=radius_model_px, hard_edges=hard, patterned=patterned, clutter_strokes=strokes,
                    blur_sigma_px=blur_sigma, noise_sigma=noise_sigma)
@@ -471,18 +486,14 @@ def make_frames(n: int, rng: np.random.Generator, occluders: int | None = None,
     Returns:
         A ``FrameBatch``.
     """
-    check_scenes(scenes)
-    poses = sample_poses(n, rng, _upright_share(scenes) if upright_fraction is None else upright_fraction)
+    style = scene_style(scenes)
+    poses = sample_poses(n, rng, style.upright_fraction if upright_fraction is None else upright_fraction)
     parts = []
     for start in range(0, n, _CHUNK):
         rgb, boxes = draw_frames(poses[start:start + _CHUNK], rng, occluders, record, scenes)
         parts.append((*model_inputs(rgb, boxes), boxes, rgb if keep_camera else rgb[:0]))
     inputs, pictures, boxes, camera = (np.concatenate(a) for a in zip(*parts))
     return FrameBatch(inputs, pictures, poses.astype(np.float32), boxes, camera if keep_camera else None)
-
-
-def _upright_share(scenes: str) -> float:
-    return 1.0 if scenes == "plain" else UPRIGHT_FRACTION
 
 
 def sample_poses(n: int, rng: np.random.Generator, upright_fraction: float = UPRIGHT_FRACTION) -> np.ndarray:
@@ -510,9 +521,8 @@ def eval_poses_and_generator(kind: str, n: int = EVAL_FRAMES,
     """The poses of ``eval_frames(kind, n, scenes=scenes)`` and which of them are upright ones (bool [n])."""
     if kind not in EVAL_SEEDS:
         raise ValueError(f"kind must be one of {sorted(EVAL_SEEDS)}, got {kind!r}")
-    check_scenes(scenes)
     poses, upright = _sample_poses_and_generator(n, np.random.default_rng(EVAL_SEEDS[kind]),
-                                                  _upright_share(scenes))
+                                                  scene_style(scenes).upright_fraction)
     return poses.astype(np.float32), upright
 
 
